@@ -1,0 +1,84 @@
+"""What every handler gets: settings, output helpers and a progress subscriber."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional, TextIO
+
+from ..config import Settings, load_settings
+from ..progress import Progress, make_progress
+
+
+class _Redact(logging.Filter):
+    """Belt and braces: never let a bearer token reach a log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if "Bearer " in msg or "access_token" in msg:
+            record.msg, record.args = "[redacted log line that held a credential]", ()
+        return True
+
+
+@dataclass
+class Context:
+    settings: Settings
+    json: bool = False
+    quiet: bool = False
+    verbose: int = 0
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+
+    def progress(self) -> Progress:
+        return make_progress(quiet=self.quiet or self.json, stream=self.err)
+
+    def emit(self, doc: Any) -> None:
+        """Print the one JSON document of a --json run."""
+        print(json.dumps(doc, indent=2, sort_keys=True, default=str), file=self.out)
+
+    def say(self, *lines: str) -> None:
+        """Human output on stdout; silent under --json and --quiet."""
+        if self.json or self.quiet:
+            return
+        for line in lines:
+            print(line, file=self.out)
+
+    def warn(self, message: str) -> None:
+        if not self.json:
+            print(f"drivesync: warning: {message}", file=self.err)
+
+    def table(self, rows: Iterable[Iterable[Any]], header: Optional[list[str]] = None) -> None:
+        rows = [[str(c) for c in r] for r in rows]
+        if header:
+            rows.insert(0, list(header))
+        if not rows:
+            return
+        widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(len(rows[0]))]
+        self.say(*["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows])
+
+
+def make_context(args: Any) -> Context:
+    level = logging.WARNING
+    if getattr(args, "quiet", False):
+        level = logging.ERROR
+    elif getattr(args, "verbose", 0) >= 2:
+        level = logging.DEBUG
+    elif getattr(args, "verbose", 0) == 1:
+        level = logging.INFO
+    root = logging.getLogger("drivesync")
+    root.setLevel(level)
+    if not any(getattr(h, "_drivesync", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("drivesync: %(levelname)s: %(message)s"))
+        handler.addFilter(_Redact())
+        handler._drivesync = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    flags = {k: getattr(args, k, None) for k in ("api_endpoint",)}
+    config = getattr(args, "config", None)
+    settings = load_settings(flags, config_file=Path(config) if config else None)
+    return Context(settings=settings, json=bool(getattr(args, "json", False)),
+                   quiet=bool(getattr(args, "quiet", False)),
+                   verbose=int(getattr(args, "verbose", 0) or 0))

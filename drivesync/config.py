@@ -1,0 +1,95 @@
+"""Settings: command-line flags, then DRIVESYNC_* environment, then a config file.
+
+The config file is INI (stdlib on every Python we support) at
+``$XDG_CONFIG_HOME/drivesync/config.ini`` (or ``DRIVESYNC_CONFIG``), section
+``[drivesync]``, keys named like the fields below.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from .errors import ConfigError
+
+DEFAULT_FOLDER = "space_Colab"
+
+
+def config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    return Path(base) / "drivesync"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tuning knob in one place (documented in README "Configuration")."""
+
+    api_endpoint: Optional[str] = None      # a Drive-v3-compatible server, e.g. the emulator
+    token: Optional[str] = None             # a raw OAuth access token (never logged)
+    credentials: Optional[str] = None       # OAuth client secret JSON (installed app)
+    service_account: Optional[str] = None   # service-account key JSON
+    token_file: Optional[str] = None        # where `auth login` caches the user token (0600)
+    folder: str = DEFAULT_FOLDER            # top Drive folder for "drive:" with no path
+    jobs: int = 4                           # parallel transfers
+    write_rate: float = 2.5                 # new Drive files per second (Drive allows ~3)
+    chunk_size: int = 8 * 1024 * 1024       # resumable chunk, a multiple of 256 KiB
+    resumable_threshold: int = 5 * 1024 * 1024
+    max_tries: int = 8                      # attempts per request before giving up
+    backoff_base: float = 1.0
+    backoff_cap: float = 32.0
+    max_files_per_folder: int = 2000
+    state_dir: Optional[str] = None         # md5 cache and sync state
+
+    def resolved_token_file(self) -> Path:
+        return Path(self.token_file) if self.token_file else config_dir() / "token.json"
+
+    def resolved_state_dir(self) -> Path:
+        if self.state_dir:
+            return Path(self.state_dir)
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+        return Path(base) / "drivesync"
+
+
+_TYPES = {f.name: f.type for f in fields(Settings)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    default = getattr(Settings(), name)
+    kind = type(default) if default is not None else str
+    if value is None or isinstance(value, kind):
+        return value
+    try:
+        return kind(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name}: expected {kind.__name__}, got {value!r}") from exc
+
+
+def load_settings(flags: Optional[Mapping[str, Any]] = None, *,
+                  env: Optional[Mapping[str, str]] = None,
+                  config_file: Optional[Path] = None) -> Settings:
+    """Merge the three sources; flags whose value is None do not override."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = config_file or Path(env.get("DRIVESYNC_CONFIG") or config_dir() / "config.ini")
+    if path.is_file():
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(path, encoding="utf-8")
+        except configparser.Error as exc:
+            raise ConfigError(f"{path}: not a valid INI file: {exc}") from exc
+        if parser.has_section("drivesync"):
+            for key, raw in parser.items("drivesync"):
+                if key not in _TYPES:
+                    raise ConfigError(f"{path}: unknown setting {key!r} in [drivesync]")
+                values[key] = _coerce(key, raw)
+    for name in _TYPES:
+        raw = env.get("DRIVESYNC_" + name.upper())
+        if raw not in (None, ""):
+            values[name] = _coerce(name, raw)
+    for name, raw in (flags or {}).items():
+        if name in _TYPES and raw is not None:
+            values[name] = _coerce(name, raw)
+    return replace(Settings(), **values)

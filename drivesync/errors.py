@@ -1,0 +1,94 @@
+"""One error tree for the whole package.
+
+The CLI catches :class:`DriveSyncError` and turns ``exit_code`` into the process
+exit status, so every failure a user can cause ends in one line, not a traceback.
+"""
+
+from __future__ import annotations
+
+# Documented exit codes (README "Exit codes").
+EXIT_OK = 0
+EXIT_ERROR = 1          # generic failure, bad input
+EXIT_USAGE = 2          # bad command line (argparse uses 2 too)
+EXIT_NOT_FOUND = 3      # remote path / checkpoint does not exist
+EXIT_PARTIAL = 4        # batch finished but some items failed or were skipped
+EXIT_AUTH = 5           # missing/invalid credentials
+EXIT_QUOTA = 6          # storage quota full or daily upload limit reached
+EXIT_NETWORK = 7        # endpoint unreachable, retries exhausted
+EXIT_LOCKED = 8         # another run holds the lock
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+
+class DriveSyncError(Exception):
+    """Root of every error drivesync raises on purpose."""
+
+    exit_code = EXIT_ERROR
+
+
+class UsageError(DriveSyncError):
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(DriveSyncError):
+    """Bad settings or a bad config file."""
+
+    exit_code = EXIT_USAGE
+
+
+class DatasetError(DriveSyncError):
+    """Bad dataset input that stops the whole command."""
+
+
+class LockedError(DriveSyncError):
+    exit_code = EXIT_LOCKED
+
+
+class PartialFailure(DriveSyncError):
+    """A batch command finished with some bad items (already reported)."""
+
+    exit_code = EXIT_PARTIAL
+
+
+class RemoteError(DriveSyncError):
+    """Anything a Remote raises."""
+
+
+class NotFound(RemoteError):
+    """The only way to say "absent"; never an empty result or False."""
+
+    exit_code = EXIT_NOT_FOUND
+
+
+class AlreadyExists(RemoteError):
+    """A create collided with an existing item (e.g. a reused Drive id -> 409)."""
+
+
+class AuthError(RemoteError):
+    exit_code = EXIT_AUTH
+
+
+class QuotaExceeded(RemoteError):
+    """Storage full (storageQuotaExceeded) or daily upload cap (dailyLimitExceeded)."""
+
+    exit_code = EXIT_QUOTA
+
+
+class RateLimited(RemoteError):
+    """Drive said slow down (403 rate limit reasons, 429). Retryable."""
+
+    exit_code = EXIT_NETWORK
+
+
+class TransientError(RemoteError):
+    """5xx, dropped connection, timeout. Retryable."""
+
+    exit_code = EXIT_NETWORK
+
+
+class ChecksumMismatch(RemoteError):
+    """Bytes arrived but their md5 differs from what the remote says. Retryable."""
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """The classifier the pacer uses by default."""
+    return isinstance(exc, (RateLimited, TransientError, ChecksumMismatch))

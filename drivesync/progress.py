@@ -1,0 +1,96 @@
+"""Progress reporting through a subscriber, so transfer code has no UI code.
+
+The default is a no-op object (no ``if progress:`` branches anywhere). The CLI
+passes a tqdm-backed one on a terminal or notebook and nothing under --quiet.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Optional, Protocol
+
+
+class Progress(Protocol):
+    def on_start(self, *, files: int, bytes: int, desc: str = "") -> None: ...
+
+    def on_progress(self, *, files: int = 0, bytes: int = 0) -> None: ...
+
+    def on_done(self) -> None: ...
+
+
+class NullProgress:
+    """Accepts every call and does nothing."""
+
+    def on_start(self, *, files: int, bytes: int, desc: str = "") -> None:
+        pass
+
+    def on_progress(self, *, files: int = 0, bytes: int = 0) -> None:
+        pass
+
+    def on_done(self) -> None:
+        pass
+
+
+NULL_PROGRESS = NullProgress()
+
+
+class TqdmProgress:
+    """Two tqdm bars (files, bytes) with rate and ETA; thread-safe."""
+
+    def __init__(self, *, file=None, leave: bool = True):
+        self._file = file or sys.stderr
+        self._leave = leave
+        self._lock = threading.Lock()
+        self._files = None
+        self._bytes = None
+
+    def on_start(self, *, files: int, bytes: int, desc: str = "") -> None:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # pragma: no cover - tqdm is a dependency
+            return
+        with self._lock:
+            self.on_done()
+            self._files = tqdm(total=files, desc=desc or "files", unit="file",
+                               file=self._file, leave=self._leave, position=0)
+            self._bytes = tqdm(total=bytes, desc="bytes", unit="B", unit_scale=True,
+                               unit_divisor=1024, file=self._file, leave=self._leave, position=1)
+
+    def on_progress(self, *, files: int = 0, bytes: int = 0) -> None:
+        with self._lock:
+            if self._files is not None and files:
+                self._files.update(files)
+            if self._bytes is not None and bytes:
+                self._bytes.update(bytes)
+
+    def on_done(self) -> None:
+        for bar in (self._files, self._bytes):
+            if bar is not None:
+                bar.close()
+        self._files = self._bytes = None
+
+
+def make_progress(*, quiet: bool, stream=None) -> "Progress":
+    """tqdm when someone is watching (a TTY or a notebook), else the no-op."""
+    stream = stream or sys.stderr
+    if quiet:
+        return NULL_PROGRESS
+    interactive = getattr(stream, "isatty", lambda: False)() or _in_notebook()
+    return TqdmProgress(file=stream) if interactive else NULL_PROGRESS
+
+
+def _in_notebook() -> bool:
+    return "ipykernel" in sys.modules or "google.colab" in sys.modules
+
+
+def human_bytes(n: Optional[float]) -> str:
+    if n is None:
+        return "unlimited"
+    units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    v = float(n)
+    for u in units:
+        if abs(v) < 1024 or u == units[-1]:
+            return f"{v:.0f} {u}" if u == "B" else f"{v:.1f} {u}"
+        v /= 1024
+    return f"{n} B"  # pragma: no cover

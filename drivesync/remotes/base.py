@@ -1,0 +1,148 @@
+"""The one interface every transport implements (Drive API, local folder).
+
+Paths are POSIX strings relative to the remote's root; "" is the root.
+Implementations write a few primitives; walk/exists/delete_many/replace come
+for free and may be overridden for speed (the Drive remote batches deletes).
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Iterable, Iterator, Union
+
+from ..errors import DriveSyncError, NotFound
+from ..progress import NULL_PROGRESS, Progress
+from ..types import Entry, Quota, Stats
+
+log = logging.getLogger(__name__)
+
+Target = Union[str, Entry]
+
+
+class Remote(ABC):
+    """A tree of folders and files that drivesync can read and write."""
+
+    #: human-readable address, e.g. "drive:space_Colab/data" or "local:/mnt/x"
+    address: str = ""
+
+    def __init__(self) -> None:
+        self.stats = Stats()
+
+    # ---- primitives -----------------------------------------------------
+    @abstractmethod
+    def list(self, path: str = "") -> list[Entry]:
+        """Direct children of folder ``path`` (same-named duplicates included).
+
+        Raises NotFound when ``path`` does not exist or is not a folder.
+        Hides drivesync's own temporary files (``types.TEMP_PREFIX``).
+        """
+
+    @abstractmethod
+    def stat(self, path: str) -> Entry:
+        """The item at ``path``; NotFound if absent. Among same-named duplicates
+        the choice is deterministic (oldest, then smallest id) and logged."""
+
+    @abstractmethod
+    def mkdir(self, path: str) -> Entry:
+        """Create folder ``path`` and its parents; idempotent."""
+
+    @abstractmethod
+    def upload(self, source: Union[str, Path], path: str, *,
+               progress: Progress = NULL_PROGRESS) -> Entry:
+        """Stream local file ``source`` into a NEW file at ``path`` and return it.
+
+        Parents are created. Existing items named ``path`` are left alone (use
+        :meth:`replace`). The result's md5 is verified against the local bytes;
+        a retried create never leaves two copies.
+        """
+
+    @abstractmethod
+    def download(self, target: Target, dest: Union[str, Path], *,
+                 progress: Progress = NULL_PROGRESS) -> Entry:
+        """Stream a remote file into local ``dest``.
+
+        Bytes go to a temporary sibling of ``dest`` (resumed if one is left from
+        an interrupted run), are verified against the remote md5, then renamed
+        onto ``dest`` atomically. A half-written ``dest`` never exists.
+        """
+
+    @abstractmethod
+    def move(self, target: Target, dest_path: str) -> Entry:
+        """Rename and/or move one item to ``dest_path`` (parents created)."""
+
+    @abstractmethod
+    def delete(self, target: Target, *, permanent: bool = False) -> None:
+        """Trash (default) or permanently delete a file or a whole folder."""
+
+    @abstractmethod
+    def empty_trash(self) -> None:
+        """Delete everything in the trash for good."""
+
+    @abstractmethod
+    def quota(self) -> Quota:
+        """Storage limit, usage and the part of usage held by the trash."""
+
+    # ---- derived --------------------------------------------------------
+    def walk(self, path: str = "") -> Iterator[Entry]:
+        """Every folder and file below ``path`` (breadth-first, parents first)."""
+        queue = [path]
+        while queue:
+            folder = queue.pop(0)
+            for entry in sorted(self.list(folder), key=lambda e: (e.path, e.id)):
+                yield entry
+                if entry.is_dir:
+                    queue.append(entry.path)
+
+    def exists(self, path: str) -> bool:
+        """True/False for present/absent; every other error propagates."""
+        try:
+            self.stat(path)
+            return True
+        except NotFound:
+            return False
+
+    def delete_many(self, targets: Iterable[Target], *,
+                    permanent: bool = False) -> dict[str, DriveSyncError]:
+        """Delete several items; returns {path: error} for the ones that failed."""
+        failed: dict[str, DriveSyncError] = {}
+        for t in targets:
+            try:
+                self.delete(t, permanent=permanent)
+            except DriveSyncError as exc:
+                failed[t.path if isinstance(t, Entry) else t] = exc
+        return failed
+
+    def replace(self, source: Union[str, Path], path: str, *,
+                progress: Progress = NULL_PROGRESS, permanent: bool = True) -> Entry:
+        """Upload ``source`` as a new file at ``path``, then remove the old ones.
+
+        Uploading a new file (instead of updating content in place) keeps Drive
+        from storing old revisions that count against the quota. Between the two
+        steps both copies exist, so the path is never without a complete file.
+        """
+        try:
+            old = [e for e in self.list(posixpath.dirname(path))
+                   if e.name == posixpath.basename(path) and not e.is_dir]
+        except NotFound:
+            old = []
+        new = self.upload(source, path, progress=progress)
+        for e in old:
+            if e.id != new.id:
+                self.delete(e, permanent=permanent)
+        return new
+
+    def close(self) -> None:
+        """Release connections; the default has nothing to release."""
+
+    def __enter__(self) -> "Remote":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def target_path(target: Target) -> str:
+    return target.path if isinstance(target, Entry) else target

@@ -1,0 +1,201 @@
+"""A local folder standing in for Drive: Colab's /content/drive mount, a
+Drive-for-desktop folder, or any directory.
+
+Writes go to a temporary sibling and are renamed into place, so a reader never
+sees a half-written file. "Trash" is ``ROOT/.drivesync-trash`` (hidden from
+listings, counted in ``quota().trash``). Entry ids are inode numbers, so a
+delete aimed at a file that has since been replaced does not remove the new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import shutil
+import time
+from pathlib import Path
+from typing import Optional, Union
+
+from ..errors import ChecksumMismatch, NotFound, RemoteError, UsageError
+from ..hashing import CHUNK, HashCache, default_cache_path, md5_file
+from ..progress import NULL_PROGRESS, Progress
+from ..types import FILE, FOLDER, Entry, Quota, is_internal, temp_name
+from .base import Remote, Target, target_path
+
+log = logging.getLogger(__name__)
+TRASH = ".drivesync-trash"
+
+
+def clean_relpath(path: str) -> str:
+    """Normalise a remote-relative path; refuse anything that could leave the root."""
+    if "\x00" in path:
+        raise UsageError(f"path contains a NUL byte: {path!r}")
+    parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise UsageError(f"path must stay inside the remote root: {path!r}")
+    return "/".join(parts)
+
+
+class LocalRemote(Remote):
+    def __init__(self, root: Union[str, Path], *, hash_cache: Optional[HashCache] = None):
+        super().__init__()
+        self.root = Path(root).expanduser().absolute()
+        self.address = f"local:{self.root}"
+        self._hashes = hash_cache
+        self._chunk = CHUNK
+
+    # ---- helpers --------------------------------------------------------
+    @property
+    def hashes(self) -> HashCache:
+        if self._hashes is None:
+            self._hashes = HashCache(default_cache_path())
+        return self._hashes
+
+    def _abs(self, path: str) -> Path:
+        rel = clean_relpath(path)
+        return self.root / rel if rel else self.root
+
+    def _entry(self, rel: str, p: Path, st: Optional[os.stat_result] = None) -> Entry:
+        st = st or p.stat()
+        if p.is_dir():
+            return Entry(path=rel, kind=FOLDER, modified=st.st_mtime, id=str(st.st_ino))
+        return Entry(path=rel, size=st.st_size, md5=self.hashes.md5(p, st=st),
+                     modified=st.st_mtime, kind=FILE, id=str(st.st_ino))
+
+    def _resolve(self, target: Target) -> tuple[str, Path]:
+        rel = clean_relpath(target_path(target))
+        p = self._abs(rel)
+        if not p.exists():
+            raise NotFound(f"{self.address}/{rel}: no such file or folder")
+        if isinstance(target, Entry) and target.id and str(p.stat().st_ino) != target.id:
+            raise NotFound(f"{self.address}/{rel}: the item was replaced since it was listed")
+        return rel, p
+
+    # ---- primitives -----------------------------------------------------
+    def list(self, path: str = "") -> list[Entry]:
+        rel = clean_relpath(path)
+        p = self._abs(rel)
+        self.stats.requests += 1
+        if not p.is_dir():
+            raise NotFound(f"{self.address}/{rel}: no such folder")
+        out = []
+        for child in sorted(os.scandir(p), key=lambda d: d.name):
+            if is_internal(child.name) or child.is_symlink() and not child.is_file():
+                continue
+            out.append(self._entry(posixpath.join(rel, child.name) if rel else child.name,
+                                   Path(child.path)))
+        return out
+
+    def stat(self, path: str) -> Entry:
+        rel, p = self._resolve(path)
+        self.stats.requests += 1
+        return self._entry(rel, p)
+
+    def mkdir(self, path: str) -> Entry:
+        rel = clean_relpath(path)
+        p = self._abs(rel)
+        if p.exists() and not p.is_dir():
+            raise RemoteError(f"{self.address}/{rel}: exists and is not a folder")
+        p.mkdir(parents=True, exist_ok=True)
+        self.stats.requests += 1
+        return self._entry(rel, p)
+
+    def upload(self, source: Union[str, Path], path: str, *,
+               progress: Progress = NULL_PROGRESS) -> Entry:
+        rel = clean_relpath(path)
+        if not rel:
+            raise UsageError("upload needs a file path, not the remote root")
+        dest = self._abs(rel)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / temp_name(dest.name)
+        want = md5_file(source)
+        with open(source, "rb") as src, open(tmp, "wb") as out:
+            while True:
+                block = src.read(self._chunk)
+                if not block:
+                    break
+                out.write(block)
+                progress.on_progress(bytes=len(block))
+            out.flush()
+            os.fsync(out.fileno())
+        got = md5_file(tmp)
+        if got != want:
+            tmp.unlink(missing_ok=True)
+            raise ChecksumMismatch(f"{self.address}/{rel}: copy has md5 {got}, source {want}")
+        os.replace(tmp, dest)
+        self.stats.requests += 1
+        self.stats.bytes_up += dest.stat().st_size
+        return self._entry(rel, dest)
+
+    def download(self, target: Target, dest: Union[str, Path], *,
+                 progress: Progress = NULL_PROGRESS) -> Entry:
+        rel, src = self._resolve(target)
+        if src.is_dir():
+            raise RemoteError(f"{self.address}/{rel}: is a folder, not a file")
+        entry = self._entry(rel, src)
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / temp_name(dest.name)
+        have = tmp.stat().st_size if tmp.exists() else 0
+        if have > entry.size:
+            tmp.unlink()
+            have = 0
+        with open(src, "rb") as inp, open(tmp, "ab") as out:
+            inp.seek(have)
+            while True:
+                block = inp.read(self._chunk)
+                if not block:
+                    break
+                out.write(block)
+                progress.on_progress(bytes=len(block))
+        got = md5_file(tmp)
+        if got != entry.md5:
+            tmp.unlink(missing_ok=True)
+            raise ChecksumMismatch(f"{self.address}/{rel}: downloaded md5 {got}, expected {entry.md5}")
+        os.replace(tmp, dest)
+        self.stats.requests += 1
+        self.stats.bytes_down += entry.size
+        return entry
+
+    def move(self, target: Target, dest_path: str) -> Entry:
+        rel, src = self._resolve(target)
+        drel = clean_relpath(dest_path)
+        dst = self._abs(drel)
+        if dst.is_dir():
+            raise RemoteError(f"{self.address}/{drel}: a folder is in the way")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+        self.stats.requests += 1
+        return self._entry(drel, dst)
+
+    def delete(self, target: Target, *, permanent: bool = False) -> None:
+        rel, p = self._resolve(target)
+        if not rel:
+            raise UsageError("refusing to delete the remote root")
+        self.stats.requests += 1
+        if permanent:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            return
+        trash = self.root / TRASH
+        trash.mkdir(exist_ok=True)
+        stamp = f"{time.time():.6f}".replace(".", "")
+        os.replace(p, trash / f"{stamp}-{rel.replace('/', '__')}")
+
+    def empty_trash(self) -> None:
+        trash = self.root / TRASH
+        self.stats.requests += 1
+        if trash.exists():
+            shutil.rmtree(trash)
+
+    def quota(self) -> Quota:
+        usage = shutil.disk_usage(self.root)
+        trash = 0
+        for dirpath, _dirs, files in os.walk(self.root / TRASH):
+            for f in files:
+                try:
+                    trash += os.lstat(os.path.join(dirpath, f)).st_size
+                except OSError:
+                    pass
+        self.stats.requests += 1
+        return Quota(limit=usage.total, usage=usage.used, trash=trash)

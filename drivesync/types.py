@@ -1,0 +1,88 @@
+"""Plain value types shared by every layer."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from typing import Optional
+
+FOLDER = "folder"
+FILE = "file"
+
+# Files whose name starts with this are in-flight uploads/downloads written by
+# drivesync itself; listings hide them and nothing treats them as user data.
+TEMP_PREFIX = ".drivesync-partial-"
+# Every name drivesync writes for itself (temp files, local trash, locks, state)
+# starts with this; listings hide such items.
+INTERNAL_PREFIX = ".drivesync"
+
+
+def is_internal(name: str) -> bool:
+    return name.startswith(INTERNAL_PREFIX)
+
+
+def temp_name(name: str) -> str:
+    """The name of the in-flight copy of ``name`` (same folder)."""
+    return TEMP_PREFIX + name
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file or folder on a Remote.
+
+    ``path`` is a POSIX path relative to the remote's root ("" is the root).
+    ``id`` is an opaque handle (a Drive file id, or the absolute local path) used
+    only to address one of several same-named items; above the remotes layer it
+    is passed back, never interpreted.
+    """
+
+    path: str
+    size: int = 0
+    md5: Optional[str] = None
+    modified: float = 0.0  # seconds since the epoch, UTC
+    kind: str = FILE
+    id: str = ""
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path)
+
+    @property
+    def parent(self) -> str:
+        return posixpath.dirname(self.path)
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind == FOLDER
+
+
+@dataclass(frozen=True)
+class Quota:
+    """Storage in bytes; ``limit`` is None when unlimited. ``trash`` counts in ``usage``."""
+
+    limit: Optional[int]
+    usage: int
+    trash: int = 0
+
+    @property
+    def free(self) -> Optional[int]:
+        return None if self.limit is None else max(0, self.limit - self.usage)
+
+
+@dataclass
+class Stats:
+    """Counters a Remote keeps so commands can report what they cost."""
+
+    requests: int = 0
+    retries: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def join(*parts: str) -> str:
+    """Join remote path parts, dropping empty ones; never returns a leading '/'."""
+    out = posixpath.join(*[p.strip("/") for p in parts if p and p.strip("/")]) if any(
+        p and p.strip("/") for p in parts
+    ) else ""
+    return posixpath.normpath(out) if out else ""
