@@ -34,7 +34,7 @@ class Settings:
     token_file: Optional[str] = None        # where `auth login` caches the user token (0600)
     folder: str = DEFAULT_FOLDER            # top Drive folder for "drive:" with no path
     jobs: int = 4                           # parallel transfers
-    write_rate: float = 2.5                 # new Drive files per second (Drive allows ~3)
+    write_rate: float = 2.8                 # new Drive files per second (Drive allows ~3)
     chunk_size: int = 8 * 1024 * 1024       # resumable chunk, a multiple of 256 KiB
     resumable_threshold: int = 5 * 1024 * 1024
     max_tries: int = 8                      # attempts per request before giving up
