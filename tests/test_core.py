@@ -1,0 +1,128 @@
+"""Core pieces: pacer (retry + rate limit), settings precedence, md5 cache."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from drivesync.config import Settings, load_settings
+from drivesync.errors import ConfigError, QuotaExceeded, RateLimited, TransientError
+from drivesync.hashing import HashCache, md5_file
+from drivesync.pacer import Pacer, RateLimiter
+from drivesync.types import Quota, join
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += max(0.0, seconds)
+
+
+def test_pacer_retries_retryable_then_succeeds():
+    clock = FakeClock()
+    seen = []
+    pacer = Pacer(max_tries=5, base=1.0, cap=8.0, clock=clock, rng=random.Random(1),
+                  on_retry=lambda exc, n, d: seen.append(n))
+    calls = iter([RateLimited("slow down"), TransientError("503"), "ok"])
+
+    def fn():
+        item = next(calls)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    assert pacer.call(fn) == "ok"
+    assert seen == [1, 2]
+    # truncated exponential backoff with jitter below one base unit
+    assert 1.0 <= clock.sleeps[0] < 2.0 and 2.0 <= clock.sleeps[1] < 3.0
+
+
+def test_pacer_never_retries_quota_and_caps_attempts():
+    clock = FakeClock()
+    pacer = Pacer(max_tries=3, clock=clock)
+    with pytest.raises(QuotaExceeded):
+        pacer.call(lambda: (_ for _ in ()).throw(QuotaExceeded("full")))
+    assert clock.sleeps == []
+    attempts = []
+
+    def always_503():
+        attempts.append(1)
+        raise TransientError("503")
+
+    with pytest.raises(TransientError):
+        pacer.call(always_503)
+    assert len(attempts) == 3
+
+
+def test_backoff_is_truncated_at_cap():
+    pacer = Pacer(base=1.0, cap=32.0, rng=random.Random(0))
+    assert all(pacer.backoff(n) <= 32.0 for n in range(1, 20))
+    assert pacer.backoff(10) == 32.0
+
+
+def test_rate_limiter_holds_the_sustained_rate():
+    clock = FakeClock()
+    limiter = RateLimiter(rate=3.0, burst=1.0, clock=clock)
+    for _ in range(31):
+        limiter.acquire()
+    # 31 acquisitions at 3/s with one token up front take 10 s of (fake) time
+    assert clock.t == pytest.approx(10.0, abs=1e-6)
+
+
+def test_rate_limiter_disabled():
+    clock = FakeClock()
+    limiter = RateLimiter(rate=0, clock=clock)
+    for _ in range(100):
+        limiter.acquire()
+    assert clock.t == 0.0
+
+
+def test_settings_precedence_flag_env_file(tmp_path):
+    cfg = tmp_path / "config.ini"
+    cfg.write_text("[drivesync]\nfolder = from_file\njobs = 3\nwrite_rate = 1.5\n")
+    env = {"DRIVESYNC_FOLDER": "from_env", "DRIVESYNC_JOBS": "5"}
+    s = load_settings({"folder": "from_flag", "jobs": None}, env=env, config_file=cfg)
+    assert s.folder == "from_flag"      # flag beats env and file
+    assert s.jobs == 5                  # env beats file
+    assert s.write_rate == 1.5          # file beats default
+    assert load_settings({}, env={}, config_file=tmp_path / "none.ini") == Settings()
+
+
+def test_settings_bad_values_are_config_errors(tmp_path):
+    cfg = tmp_path / "config.ini"
+    cfg.write_text("[drivesync]\nbogus = 1\n")
+    with pytest.raises(ConfigError, match="unknown setting 'bogus'"):
+        load_settings({}, env={}, config_file=cfg)
+    with pytest.raises(ConfigError, match="jobs"):
+        load_settings({}, env={"DRIVESYNC_JOBS": "many"}, config_file=tmp_path / "x.ini")
+
+
+def test_hash_cache_reads_each_file_once_until_it_changes(tmp_path):
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"x" * 1000)
+    cache = HashCache(tmp_path / "h.sqlite")
+    assert cache.md5(f) == md5_file(f)
+    assert cache.md5(f) == md5_file(f)
+    assert cache.reads == 1
+    cache.close()
+    again = HashCache(tmp_path / "h.sqlite")   # persisted
+    again.md5(f)
+    assert again.reads == 0
+    f.write_bytes(b"y" * 1001)
+    assert again.md5(f) == md5_file(f)
+    assert again.reads == 1
+
+
+def test_quota_free_and_join():
+    assert Quota(limit=100, usage=30, trash=10).free == 70
+    assert Quota(limit=None, usage=5).free is None
+    assert join("a/", "", "/b/c") == "a/b/c"
+    assert join("", "") == ""
