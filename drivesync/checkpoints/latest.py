@@ -1,0 +1,169 @@
+"""The newest *complete* checkpoint: find it, and pull it.
+
+"Newest" (documented in docs/prune.md):
+
+* among numbered files of a family, the higher number is newer (a numbered
+  file's time is raised to the newest time of any lower-numbered sibling, so
+  the numbered sequence stays in number order even when copies reset mtimes);
+* between roles, the modified time decides: darknet writes ``_last``/``.backup``
+  every 100 iterations, so it is usually newer than the last ``_<iter>`` file;
+* ``final`` wins within its family (training finished);
+* at equal times: final > last > numbered > ema > best.
+
+"Complete" excludes zero-size files, drivesync's own temporary/internal names
+(uploads still in flight), and truncated writes: a file smaller than the
+largest sibling of its family. Darknet ``.weights``/``.backup`` of one model are
+all exactly the same size, so any smaller one is truncated; other formats
+(pickled state dicts) vary a little, so they must be within 5 % of the largest
+sibling with the same extension and the same kind (named role vs numbered;
+Ultralytics strips the optimizer from ``last.pt``/``best.pt`` at the end, which
+makes them legitimately smaller than the ``epoch<N>.pt`` files).
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from pathlib import Path
+from typing import Iterable, Optional, Union
+
+from ..errors import NotFound
+from ..progress import NULL_PROGRESS, Progress
+from ..remotes.base import Remote
+from ..types import TEMP_PREFIX, Entry, is_internal
+from .families import (
+    BEST,
+    EMA,
+    FINAL,
+    FIXED_SIZE_EXTS,
+    LAST,
+    NUMBERED,
+    Checkpoint,
+    classify,
+    group_families,
+)
+
+log = logging.getLogger(__name__)
+
+#: how much smaller than its largest sibling a variable-size checkpoint may be
+SIZE_TOLERANCE = 0.05
+#: tie-break at equal times, higher is newer
+ROLE_RANK = {FINAL: 4, LAST: 3, NUMBERED: 2, EMA: 1, BEST: 0}
+
+
+def _size_group(c: Checkpoint) -> tuple:
+    if c.ext in FIXED_SIZE_EXTS:
+        return (c.key, "darknet")
+    return (c.key, c.ext, c.role == NUMBERED)
+
+
+def incomplete_reasons(checkpoints: Iterable[Checkpoint]) -> dict[int, str]:
+    """{id(checkpoint): why it is not complete} for the ones that are not."""
+    items = list(checkpoints)
+    largest: dict[tuple, int] = {}
+    for c in items:
+        g = _size_group(c)
+        largest[g] = max(largest.get(g, 0), c.entry.size)
+    out: dict[int, str] = {}
+    for c in items:
+        name = c.entry.name
+        if is_internal(name) or name.startswith(TEMP_PREFIX):
+            out[id(c)] = "temporary file (upload in flight)"
+        elif c.entry.size <= 0:
+            out[id(c)] = "zero-size file"
+        else:
+            ref = largest[_size_group(c)]
+            tol = 0.0 if c.ext in FIXED_SIZE_EXTS else SIZE_TOLERANCE
+            if c.entry.size < ref * (1.0 - tol):
+                out[id(c)] = f"truncated? {c.entry.size} bytes, siblings have {ref}"
+    return out
+
+
+def order_newest_first(checkpoints: Iterable[Checkpoint]) -> list[Checkpoint]:
+    """Checkpoints sorted newest first by the rules in this module's docstring."""
+    items = list(checkpoints)
+    effective: dict[int, float] = {}
+    for members in group_families(items).values():
+        numbered = sorted((c for c in members if c.role == NUMBERED),
+                          key=lambda c: (c.number, c.entry.modified))
+        running = float("-inf")
+        for c in numbered:
+            running = max(running, c.entry.modified)
+            effective[id(c)] = running
+        newest = max(c.entry.modified for c in members)
+        for c in members:
+            if c.role == FINAL:
+                effective[id(c)] = newest
+            elif c.role != NUMBERED:
+                effective[id(c)] = c.entry.modified
+
+    def key(c: Checkpoint) -> tuple:
+        return (effective[id(c)], ROLE_RANK[c.role],
+                c.number if c.number is not None else -1, c.entry.modified, c.entry.path,
+                c.entry.id)
+
+    return sorted(items, key=key, reverse=True)
+
+
+def complete_checkpoints(entries: Iterable[Entry], *,
+                         family: Optional[str] = None) -> list[Checkpoint]:
+    """Complete checkpoints among ``entries``, newest first (optionally one family)."""
+    found = classify(entries)
+    bad = incomplete_reasons(found)
+    good = [c for c in found if id(c) not in bad
+            and (family is None or c.family == family)]
+    return order_newest_first(good)
+
+
+def _describe(remote: Remote, path: str, family: Optional[str]) -> str:
+    where = remote.address + (("/" + path) if path else "")
+    return where + (f" (family {family!r})" if family is not None else "")
+
+
+def find_latest(remote: Remote, path: str = "", *, family: Optional[str] = None) -> Checkpoint:
+    """The newest complete checkpoint in folder ``path``; NotFound (exit 3) if none."""
+    entries = remote.list(path)
+    found = complete_checkpoints(entries, family=family)
+    if not found:
+        raise NotFound(f"no complete checkpoint in {_describe(remote, path, family)}")
+    log.info("latest checkpoint: %s", found[0].entry.path)
+    return found[0]
+
+
+def safe_local_name(name: str) -> str:
+    """A remote name made safe as one local path component (names are untrusted)."""
+    cleaned = name.replace("\x00", "").replace("/", "_").replace("\\", "_").strip()
+    if cleaned in ("", ".", "..") or cleaned.startswith(TEMP_PREFIX):
+        cleaned = "checkpoint" + (("_" + cleaned.strip(".")) if cleaned.strip(".") else "")
+    return cleaned
+
+
+def local_target(dest: Union[str, Path], checkpoint: Checkpoint) -> Path:
+    """``dest`` itself, or ``dest/NAME`` when ``dest`` is a folder (or a str ending in '/')."""
+    folder = isinstance(dest, str) and dest.endswith(("/", "\\"))
+    path = Path(dest)
+    if folder or path.is_dir():
+        return path / safe_local_name(posixpath.basename(checkpoint.entry.path))
+    return path
+
+
+def pull_latest(remote: Remote, path: str = "", *, dest: Union[str, Path],
+                family: Optional[str] = None, progress: Progress = NULL_PROGRESS) -> Checkpoint:
+    """Download the newest complete checkpoint to ``dest`` (a file, or a folder).
+
+    ``remote.download`` writes to a temporary sibling, resumes one left by an
+    interrupted pull, verifies the md5 and renames into place, so ``dest`` is
+    either the old file or the complete new one, never half of it.
+    """
+    found = find_latest(remote, path, family=family)
+    target = local_target(dest, found)
+    progress.on_start(files=1, bytes=found.entry.size, desc=found.entry.name)
+    try:
+        remote.download(found.entry, target, progress=progress)
+        progress.on_progress(files=1)
+    finally:
+        progress.on_done()
+    log.info("pulled %s to %s", found.entry.path, target)
+    return found
+
+

@@ -1,0 +1,211 @@
+"""`drivesync prune` and `drivesync latest`: thin shells over drivesync.checkpoints."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from ..checkpoints.latest import find_latest, local_target, pull_latest
+from ..checkpoints.policy import Decision, PrunePlan, PrunePolicy, parse_size
+from ..checkpoints.prune import PruneResult, prune
+from ..errors import PartialFailure, UsageError
+from ..progress import human_bytes
+from ..remotes import open_remote
+from . import add_verb
+
+
+def register(sub, common) -> None:
+    p = add_verb(
+        sub, common, "prune",
+        help="delete old checkpoints in a folder, keeping the newest and a storage budget",
+        description="Keep the newest last/.backup, best and final of each checkpoint family, "
+                    "its newest complete checkpoint, the newest N numbered and every K-th; "
+                    "drop identical copies; then delete the oldest of the rest (all of them, or "
+                    "only until --max-bytes / --min-free is met). Files that are not "
+                    "checkpoints are never touched. Without --yes, a run whose stdin is not a "
+                    "terminal (cron) only reports what it would delete.",
+        example="drivesync prune drive:space_Colab/backup --keep-last 3 --keep-every 10000 "
+                "--dry-run\n"
+                "drivesync prune drive:space_Colab/backup --max-bytes 5G --permanent --yes -q\n"
+                "drivesync prune drive:space_Colab/backup --min-free 2GiB --empty-trash --yes",
+    )
+    p.add_argument("remote", metavar="REMOTE",
+                   help="checkpoint folder: drive:FOLDER/SUB, local:PATH or a local path")
+    p.add_argument("--keep-last", type=int, default=3, metavar="N",
+                   help="numbered checkpoints to keep per family, newest first (default 3)")
+    p.add_argument("--keep-every", type=int, metavar="K",
+                   help="also keep every checkpoint whose iteration/epoch is a multiple of K")
+    p.add_argument("--max-bytes", metavar="SIZE",
+                   help="delete oldest only until the folder's checkpoints fit SIZE "
+                        "(15G, 500MiB, 1.5GB, bytes)")
+    p.add_argument("--min-free", metavar="SIZE",
+                   help="delete oldest only until the account has SIZE free "
+                        "(needs --permanent or --empty-trash to free anything)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--trash", dest="permanent", action="store_false",
+                      help="move deleted files to the trash (default; they still use quota)")
+    mode.add_argument("--permanent", dest="permanent", action="store_true",
+                      help="delete for good instead of trashing")
+    p.set_defaults(permanent=False)
+    p.add_argument("--empty-trash", action="store_true",
+                   help="empty the remote's WHOLE trash afterwards (frees its quota)")
+    p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    p.add_argument("--yes", "-y", action="store_true",
+                   help="delete without asking (needed when stdin is not a terminal)")
+    p.set_defaults(func=run_prune)
+
+    q = add_verb(
+        sub, common, "latest",
+        help="print (or download) the newest complete checkpoint in a folder",
+        description="The newest complete checkpoint (final wins; numbered by number; between "
+                    "roles by modified time). Zero-size, truncated and in-flight files are "
+                    "skipped. Exit code 3 when there is none, so a launcher can fall back to "
+                    "pretrained weights.",
+        example="drivesync latest drive:space_Colab/backup\n"
+                "drivesync latest drive:space_Colab/backup --family yolov3 --pull /content/w/\n"
+                "drivesync latest /content/drive/MyDrive/runs/exp/weights --json",
+    )
+    q.add_argument("remote", metavar="REMOTE",
+                   help="checkpoint folder: drive:FOLDER/SUB, local:PATH or a local path")
+    q.add_argument("--family", metavar="NAME", help="only this family (darknet NAME, model "
+                                                     "stem, or the folder name for last.pt)")
+    q.add_argument("--pull", metavar="DEST",
+                   help="download it to DEST (a file, or a folder ending in / or existing), "
+                        "md5-verified and renamed into place atomically")
+    q.set_defaults(func=run_latest)
+
+
+# ---- prune ---------------------------------------------------------------------
+def _policy(args) -> PrunePolicy:
+    return PrunePolicy(
+        keep_last=args.keep_last, keep_every=args.keep_every,
+        max_bytes=parse_size(args.max_bytes, what="--max-bytes") if args.max_bytes else None,
+        min_free=parse_size(args.min_free, what="--min-free") if args.min_free else None,
+    )
+
+
+def _interactive() -> bool:
+    stdin = sys.stdin
+    return bool(stdin is not None and getattr(stdin, "isatty", lambda: False)())
+
+
+def _rows(plan: PrunePlan, *, done: bool) -> list[list[str]]:
+    verb = "deleted" if done else "delete"
+    rows = [["keep", human_bytes(d.entry.size), d.entry.path, d.reason] for d in plan.keep]
+    rows += [[verb, human_bytes(d.entry.size), d.entry.path, d.reason] for d in plan.delete]
+    return rows
+
+
+def _doc(d: Decision) -> dict[str, Any]:
+    return {"path": d.entry.path, "size": d.entry.size, "md5": d.entry.md5,
+            "modified": d.entry.modified, "reason": d.reason}
+
+
+def run_prune(args, ctx) -> int:
+    policy = _policy(args)
+    interactive = _interactive()
+    report_only = not args.dry_run and not args.yes and not interactive
+    dry = args.dry_run or report_only
+
+    def confirm(plan: PrunePlan) -> bool:
+        ctx.table(_rows(plan, done=False), header=["ACTION", "SIZE", "PATH", "REASON"])
+        where = "permanently" if args.permanent else "to the trash"
+        answer = input(f"delete {len(plan.delete)} files ({human_bytes(plan.bytes_freed)}) "
+                       f"{where}? [y/N] ")
+        return answer.strip().lower() in ("y", "yes")
+
+    with open_remote(args.remote, settings=ctx.settings) as remote:
+        result = prune(remote, "", policy=policy, permanent=args.permanent,
+                       empty_trash=args.empty_trash, dry_run=dry,
+                       lock_dir=ctx.settings.resolved_state_dir(),
+                       confirm=None if (dry or args.yes) else confirm)
+        address = remote.address
+    plan = result.plan
+    executed = not dry and result.confirmed
+    why_not = ("--dry-run" if args.dry_run else
+               "no --yes and stdin is not a terminal" if report_only else
+               "not confirmed" if not result.confirmed else None)
+    if ctx.json:
+        ctx.emit(_prune_doc(address, policy, args, result, executed, why_not))
+    else:
+        if not (interactive and not args.yes and not dry):  # the prompt already showed it
+            ctx.table(_rows(plan, done=executed), header=["ACTION", "SIZE", "PATH", "REASON"])
+        for note in plan.notes:
+            ctx.warn(note)
+        if executed:
+            ctx.say(f"freed {human_bytes(result.bytes_freed)} ({len(result.deleted)} files "
+                    f"{'deleted' if args.permanent else 'moved to the trash'}"
+                    f"{', trash emptied' if result.trash_emptied else ''}); "
+                    f"{len(plan.keep)} checkpoints kept, {len(plan.ignored)} other items "
+                    f"untouched; {result.requests} requests")
+        else:
+            ctx.say(f"nothing deleted ({why_not}): would free {human_bytes(plan.bytes_freed)} "
+                    f"({len(plan.delete)} files); re-run with --yes to delete")
+    if result.failed:
+        for path, msg in result.failed.items():
+            ctx.warn(f"could not delete {path}: {msg}")
+        raise PartialFailure(f"{len(result.failed)} of {len(plan.delete)} deletes failed; "
+                             "re-run prune to retry them")
+    return 0
+
+
+def _prune_doc(address: str, policy: PrunePolicy, args, result: PruneResult, executed: bool,
+               why_not: Optional[str]) -> dict[str, Any]:
+    plan = result.plan
+    quota = result.quota
+    return {
+        "ok": not result.failed,
+        "remote": address,
+        "executed": executed,
+        "not_executed_because": why_not,
+        "permanent": bool(args.permanent),
+        "policy": {"keep_last": policy.keep_last, "keep_every": policy.keep_every,
+                   "max_bytes": policy.max_bytes, "min_free": policy.min_free},
+        "kept": [_doc(d) for d in plan.keep],
+        "deleted": [_doc(d) for d in plan.delete] if executed else [],
+        "would_delete": [] if executed else [_doc(d) for d in plan.delete],
+        "failed": result.failed,
+        "ignored": [e.path for e in plan.ignored],
+        "bytes_freed": result.bytes_freed,
+        "planned_bytes_freed": plan.bytes_freed,
+        "checkpoint_bytes": plan.checkpoint_bytes,
+        "checkpoint_bytes_after": plan.checkpoint_bytes_after,
+        "budget_met": plan.budget_met,
+        "notes": plan.notes,
+        "quota": None if quota is None else {"limit": quota.limit, "usage": quota.usage,
+                                             "trash": quota.trash},
+        "free_after": plan.free_after,
+        "trash_emptied": result.trash_emptied,
+        "requests": result.requests,
+    }
+
+
+# ---- latest --------------------------------------------------------------------
+def _display(address: str, path: str) -> str:
+    """A local remote's file as a plain path (for shell scripts), else ``drive:...``."""
+    base = address[len("local:"):] if address.startswith("local:") else address
+    return f"{base.rstrip('/')}/{path}" if path else base
+
+
+def run_latest(args, ctx) -> int:
+    dest = args.pull
+    if dest is not None and not dest.strip():
+        raise UsageError("--pull needs a destination file or folder")
+    with open_remote(args.remote, settings=ctx.settings) as remote:
+        if dest is None:
+            found = find_latest(remote, "", family=args.family)
+            pulled: Optional[Path] = None
+        else:
+            found = pull_latest(remote, "", dest=dest, family=args.family,
+                                progress=ctx.progress())
+            pulled = local_target(dest, found)
+        shown = _display(remote.address, found.entry.path)
+    if ctx.json:
+        e = found.entry
+        ctx.emit({"ok": True, "path": e.path, "address": shown, "family": found.family,
+                  "role": found.role, "number": found.number, "size": e.size, "md5": e.md5,
+                  "modified": e.modified, "pulled_to": str(pulled) if pulled else None})
+    else:  # the answer itself, printed even under --quiet (scripts capture it)
+        print(str(pulled) if pulled is not None else shown, file=ctx.out)
+    return 0
