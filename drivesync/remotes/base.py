@@ -131,7 +131,10 @@ class Remote(ABC):
         new = self.upload(source, path, progress=progress)
         for e in old:
             if e.id != new.id:
-                self.delete(e, permanent=permanent)
+                try:
+                    self.delete(e, permanent=permanent)
+                except NotFound:
+                    pass  # already gone: a local upload renames over the old file
         return new
 
     def close(self) -> None:
