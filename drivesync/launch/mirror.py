@@ -1,0 +1,327 @@
+"""Mirror the trainer's checkpoints to a Remote while it trains.
+
+A file is mirrored only when it is complete: its size, mtime and inode stayed
+the same for ``settle_polls`` polls, no process of the trainer has it open
+(Linux ``/proc``), and its header passes the checks in :mod:`.weights`. The
+file is then copied to a private snapshot (the trainer may start rewriting it
+at any moment), re-stat'ed to prove the copy saw one version, and the snapshot
+is uploaded under ``types.temp_name(NAME)``, md5-verified by the Remote, and
+renamed to ``NAME``; only then is the copy it replaces deleted (by its Entry,
+so a racing newer copy is never hit). The Remote therefore always holds at
+least one complete checkpoint, and content is never updated in place (Drive
+would keep the old bytes as a revision counting against the quota).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+from ..errors import DriveSyncError, NotFound
+from ..hashing import md5_file
+from ..progress import NULL_PROGRESS, Progress
+from ..remotes.base import Remote
+from ..types import Entry, is_internal, join, temp_name
+from .weights import CheckpointError, WeightsInfo
+
+log = logging.getLogger(__name__)
+
+Key = tuple  # (size, mtime_ns, inode)
+
+
+@dataclass(frozen=True)
+class Mirrored:
+    name: str
+    size: int
+    md5: str
+    info: Optional[WeightsInfo]
+    seconds: float
+
+
+@dataclass
+class MirrorStats:
+    mirrored: list = field(default_factory=list)
+    bytes: int = 0
+    skipped_same: int = 0
+    rejected: int = 0
+    pruned: int = 0
+
+
+def process_tree(root_pid: int) -> list[int]:
+    """``root_pid`` and all its descendants (Linux /proc; just the root elsewhere)."""
+    children: dict[int, list[int]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return [root_pid]
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(name))
+    out, queue = [], [root_pid]
+    while queue:
+        pid = queue.pop()
+        out.append(pid)
+        queue.extend(children.get(pid, []))
+    return out
+
+
+def open_by(pids: Iterable[int], path: Path) -> bool:
+    """True when one of ``pids`` has ``path`` open (best effort; False without /proc)."""
+    target = os.path.realpath(path)
+    for pid in pids:
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"{fd_dir}/{fd}") == target:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def _key(st: os.stat_result) -> Key:
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+class Mirror:
+    """Polls ``watch_dir``: :meth:`start` once, :meth:`poll` often, :meth:`finish` at the end."""
+
+    def __init__(self, remote: Remote, *, watch_dir: Path, path: str = "",
+                 suffixes: tuple = (".weights", ".backup", ".pt"),
+                 check: Callable[[Path], WeightsInfo],
+                 snapshot_dir: Path,
+                 pids: Callable[[], Iterable[int]] = lambda: (),
+                 settle_polls: int = 2,
+                 policy: object = None,
+                 progress: Progress = NULL_PROGRESS,
+                 on_event: Callable[[str], None] = lambda message: None,
+                 on_warning: Callable[[str], None] = lambda message: None):
+        self.remote = remote
+        self.watch_dir = Path(watch_dir)
+        self.path = path
+        self.suffixes = tuple(s.lower() for s in suffixes)
+        self.check = check
+        self.snapshot_dir = Path(snapshot_dir)
+        self.pids = pids
+        self.settle_polls = max(1, settle_polls)
+        self.policy = policy
+        self.progress = progress
+        self.on_event = on_event
+        self.on_warning = on_warning
+        self.stats = MirrorStats()
+        self.known: set[tuple[str, str]] = set()   # (name, md5) on the Remote or uploaded
+        self._baseline: dict[str, Key] = {}        # files that predate this launch
+        self._done: dict[str, Key] = {}            # versions already handled
+        self._seen: dict[str, tuple[Key, int]] = {}
+
+    # ---- start ------------------------------------------------------------
+    def start(self) -> list[Entry]:
+        """Learn what the Remote holds, tidy duplicate names, and note stale local files.
+
+        Local files present before the trainer starts may be half-written
+        leftovers of a killed run: they are never uploaded unless they change.
+        """
+        entries = self._list()
+        entries = self._dedupe(entries)
+        self.known = {(e.name, e.md5) for e in entries if e.md5}
+        self._baseline = {p.name: _key(p.stat()) for p in self._candidates()}
+        if self._baseline:
+            log.info("ignoring %d checkpoint files already in %s until they change",
+                     len(self._baseline), self.watch_dir)
+        return entries
+
+    def _list(self) -> list[Entry]:
+        try:
+            return [e for e in self.remote.list(self.path) if not e.is_dir]
+        except NotFound:
+            return []
+
+    def _dedupe(self, entries: list[Entry]) -> list[Entry]:
+        """A kill between rename and delete leaves two complete copies of one name on
+        Drive; keep the newest and delete the others (both are whole, so either order is safe)."""
+        by_name: dict[str, list[Entry]] = {}
+        for e in entries:
+            by_name.setdefault(e.name, []).append(e)
+        keep = []
+        for name, group in by_name.items():
+            group.sort(key=lambda e: (e.modified, e.id), reverse=True)
+            keep.append(group[0])
+            for old in group[1:]:
+                log.info("removing older duplicate of %s (id %s)", name, old.id)
+                self._delete(old)
+        return keep
+
+    def _delete(self, entry: Entry) -> None:
+        try:
+            self.remote.delete(entry, permanent=True)
+        except NotFound:
+            pass  # already gone, or replaced in place by the rename (local remote)
+
+    def _candidates(self) -> list[Path]:
+        try:
+            items = list(os.scandir(self.watch_dir))
+        except FileNotFoundError:
+            return []
+        out = []
+        for d in items:
+            if is_internal(d.name) or not d.name.lower().endswith(self.suffixes):
+                continue
+            try:
+                if d.is_file(follow_symlinks=False):
+                    out.append(Path(d.path))
+            except OSError:
+                continue
+        return out
+
+    # ---- polling ----------------------------------------------------------
+    def poll(self) -> list[Mirrored]:
+        """One look at the folder; mirrors every file that became complete."""
+        ready: list[tuple[int, Path, Key]] = []
+        for p in self._candidates():
+            try:
+                st = p.stat()
+            except FileNotFoundError:
+                continue
+            key = _key(st)
+            name = p.name
+            if self._baseline.get(name) == key or self._done.get(name) == key:
+                continue
+            prev = self._seen.get(name)
+            count = prev[1] + 1 if prev and prev[0] == key else 1
+            self._seen[name] = (key, count)
+            if count >= self.settle_polls:
+                ready.append((st.st_mtime_ns, p, key))
+        out = []
+        for _mtime, p, key in sorted(ready, key=lambda t: (t[0], t[1].name)):
+            if open_by(self.pids(), p):
+                log.debug("%s is still open by the trainer", p.name)
+                continue
+            result = self._mirror_one(p, key)
+            if result is not None:
+                out.append(result)
+        return out
+
+    def pending(self) -> list[str]:
+        """Files seen changing that have not been handled yet."""
+        return sorted(n for n, (key, _c) in self._seen.items()
+                      if self._done.get(n) != key and self._baseline.get(n) != key)
+
+    def finish(self, *, interval: float, timeout: float = 600.0,
+               sleep: Callable[[float], None] = time.sleep) -> list[Mirrored]:
+        """After the trainer stopped: poll until every changed file is handled."""
+        out: list[Mirrored] = []
+        deadline = time.monotonic() + timeout
+        for _ in range(self.settle_polls + 1):
+            out += self.poll()
+            sleep(interval)
+        while self.pending() and time.monotonic() < deadline:
+            out += self.poll()
+            if self.pending():
+                sleep(interval)
+        for name in self.pending():
+            self.on_warning(f"{name}: not mirrored (it never became complete)")
+        return out
+
+    # ---- one file ---------------------------------------------------------
+    def _mirror_one(self, p: Path, key: Key) -> Optional[Mirrored]:
+        name = p.name
+        self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        snap = self.snapshot_dir / f".drivesync-snapshot-{name}"
+        t0 = time.monotonic()
+        try:
+            shutil.copyfile(p, snap)
+            if _key(p.stat()) != key:  # the trainer rewrote it while we copied
+                self._seen.pop(name, None)
+                return None
+            try:
+                info = self.check(snap)
+            except CheckpointError as exc:
+                self._done[name] = key
+                self.stats.rejected += 1
+                self.on_warning(f"not mirroring {name}: {exc}")
+                return None
+            md5 = md5_file(snap)
+            if (name, md5) in self.known:
+                self._done[name] = key
+                self.stats.skipped_same += 1
+                log.info("%s: same content already on the remote", name)
+                return None
+            self._upload(snap, name)
+        except FileNotFoundError:
+            self._seen.pop(name, None)
+            return None
+        finally:
+            snap.unlink(missing_ok=True)
+        self.known.add((name, md5))
+        self._done[name] = key
+        result = Mirrored(name=name, size=key[0], md5=md5, info=info,
+                          seconds=time.monotonic() - t0)
+        self.stats.mirrored.append(result)
+        self.stats.bytes += key[0]
+        what = f" ({info.describe()})" if info is not None else ""
+        self.on_event(f"mirrored {name}{what} md5={md5} {key[0]} bytes "
+                      f"in {result.seconds:.1f}s")
+        self._prune()
+        return result
+
+    def _upload(self, snap: Path, name: str) -> Entry:
+        """Temp name -> verify -> rename -> delete the replaced copies."""
+        final_path = join(self.path, name)
+        tmp_path = join(self.path, temp_name(name))
+        old = [e for e in self._list() if e.name == name]
+        self._clear(tmp_path)
+        self.progress.on_start(files=1, bytes=snap.stat().st_size, desc=f"mirror {name}")
+        try:
+            new = self.remote.upload(snap, tmp_path, progress=self.progress)
+        finally:
+            self.progress.on_done()
+        want = md5_file(snap)
+        if new.md5 and new.md5 != want:
+            self._delete(new)
+            raise DriveSyncError(f"{name}: remote md5 {new.md5} differs from local {want}")
+        final = self.remote.move(new, final_path)
+        for e in old:
+            if e.id != final.id:
+                self._delete(e)
+        return final
+
+    def _clear(self, tmp_path: str) -> None:
+        """Remove in-flight copies a killed run left under the temp name."""
+        for _ in range(10):
+            try:
+                entry = self.remote.stat(tmp_path)
+            except NotFound:
+                return
+            log.info("removing leftover partial upload %s", tmp_path)
+            self._delete(entry)
+
+    def _prune(self) -> None:
+        if self.policy is None:
+            return
+        from ..checkpoints.prune import prune
+
+        try:
+            result = prune(self.remote, self.path, policy=self.policy, permanent=True)
+        except DriveSyncError as exc:
+            self.on_warning(f"prune after mirroring failed: {exc}")
+            return
+        deleted = getattr(result, "deleted", None)
+        if deleted:
+            self.stats.pruned += len(deleted)
+            self.on_event(f"pruned {len(deleted)} old checkpoint(s)")

@@ -1,0 +1,373 @@
+"""One launch: environment -> stage -> resume -> trainer -> mirror -> stop.
+
+The runner prints nothing itself: it reports through a :class:`Reporter`
+(the CLI's implementation prints), and the trainer's output is passed through
+``Reporter.output`` as soon as it arrives, so the notebook shows it live.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import os
+import posixpath
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Protocol, Sequence
+
+from ..config import Settings
+from ..errors import ChecksumMismatch, ConfigError, DriveSyncError, NotFound, UsageError
+from ..progress import NULL_PROGRESS, Progress
+from ..remotes import is_drive_address, open_remote
+from ..remotes.base import Remote
+from . import colab, trainers
+from .mirror import Mirror, Mirrored, process_tree
+from .weights import (
+    DARKNET_SUFFIXES,
+    PT_SUFFIXES,
+    CheckpointError,
+    WeightsInfo,
+    check_darknet,
+    check_pt,
+)
+
+log = logging.getLogger(__name__)
+
+DARKNET, ULTRALYTICS = "darknet", "ultralytics"
+
+
+class Reporter(Protocol):
+    def say(self, message: str) -> None: ...
+
+    def warn(self, message: str) -> None: ...
+
+    def output(self, text: str) -> None: ...
+
+
+@dataclass
+class LaunchOptions:
+    """Everything ``drivesync launch`` accepts; paths are local unless named remote."""
+
+    trainer: str
+    data: str
+    cfg: Optional[str] = None               # darknet
+    pretrained: Optional[str] = None        # darknet
+    darknet: str = "./darknet"
+    map: bool = False
+    model: Optional[str] = None             # ultralytics
+    yolo: str = "yolo"
+    epochs: Optional[int] = None
+    project: Optional[str] = None
+    name: Optional[str] = None
+    save_period: Optional[int] = None
+    weights: Optional[str] = None           # remote address of the checkpoint folder
+    dataset: Optional[str] = None           # remote address of the dataset
+    root: Optional[str] = None              # the root link, e.g. /WORK1
+    drive_dir: Optional[str] = None         # local folder the root link points at without staging
+    mount: Optional[bool] = None            # None: mount on Colab only
+    mount_point: str = colab.DEFAULT_MOUNT
+    force_link: bool = False
+    stage: bool = True
+    stage_dir: str = "/content/data"
+    work_dir: str = "/content/drivesync"    # resume downloads and mirror snapshots
+    policy: object = None                   # checkpoints.policy.PrunePolicy or None
+    interval: float = 5.0                   # seconds between polls of the output folder
+    settle_polls: int = 2
+    extra: Sequence[str] = ()
+
+
+@dataclass
+class Resume:
+    name: str
+    local: Path
+    info: WeightsInfo
+    reason: str
+
+
+@dataclass
+class LaunchResult:
+    exit_code: int
+    command: list
+    resume: Optional[Resume] = None
+    mirrored: list = field(default_factory=list)
+    bytes: int = 0
+    newest: Optional[Mirrored] = None
+    staged: object = None
+    signal: Optional[int] = None
+    skipped: list = field(default_factory=list)  # (name, why) of checkpoints passed over
+
+    @property
+    def reached(self) -> str:
+        info = self.newest.info if self.newest else (self.resume.info if self.resume else None)
+        if info is None:
+            return "no checkpoint yet"
+        if info.kind == "darknet":
+            return f"iteration {info.iteration}" if info.iteration is not None else \
+                f"{info.seen} images seen"
+        return info.describe()
+
+
+def address_basename(address: str, *, settings: Settings) -> str:
+    raw = address[len("drive:"):] if is_drive_address(address) else address
+    raw = raw[len("local:"):] if raw.startswith("local:") else raw
+    base = posixpath.basename(raw.rstrip("/"))
+    return base or settings.folder
+
+
+def _top_folder(address: str, settings: Settings) -> str:
+    raw = address[len("drive:"):].strip("/")
+    return raw.split("/", 1)[0] if raw else settings.folder
+
+
+# ---- environment -------------------------------------------------------------
+def prepare_environment(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
+                        progress: Progress = NULL_PROGRESS) -> object:
+    """Mount, stage, link; returns the StageResult (or None)."""
+    on_colab = colab.in_colab()
+    mount = on_colab if opts.mount is None else opts.mount
+    drive_dir = Path(opts.drive_dir) if opts.drive_dir else None
+    if mount:
+        my_drive = colab.ensure_drive_mounted(opts.mount_point)
+        if drive_dir is None:
+            source = opts.dataset or opts.weights
+            top = _top_folder(source, settings) if source and is_drive_address(source) \
+                else settings.folder
+            drive_dir = my_drive / top
+    staged = None
+    if opts.dataset and opts.stage:
+        staged = stage(opts, settings=settings, reporter=reporter, progress=progress)
+    if opts.root:
+        target = Path(opts.stage_dir) if staged is not None else drive_dir
+        if target is None:
+            reporter.warn(f"no target for the root link {opts.root}: pass --drive-dir "
+                          "(or --dataset to stage one)")
+        else:
+            res = colab.ensure_link(opts.root, target, force=opts.force_link)
+            reporter.say(f"root link {res.link} -> {res.target} ({res.action})")
+    return staged
+
+
+def stage(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
+          progress: Progress = NULL_PROGRESS):
+    from .stage import stage_dataset
+
+    assert opts.dataset
+    dest = Path(opts.stage_dir) / address_basename(opts.dataset, settings=settings)
+    with open_remote(opts.dataset, settings=settings) as remote:
+        result = stage_dataset(remote, dest, jobs=settings.jobs, progress=progress)
+    if result.skipped:
+        reporter.say(f"dataset already staged in {dest} (unchanged on the remote)")
+    else:
+        reporter.say(f"staged {opts.dataset} into {dest} ({result.files} files)")
+    return result
+
+
+# ---- resume ------------------------------------------------------------------
+def choose_resume(remote: Remote, *, trainer: str, dest_dir: Path,
+                  batch: Optional[int] = None, reporter: Reporter,
+                  progress: Progress = NULL_PROGRESS) -> tuple[Optional[Resume], list]:
+    """Newest complete checkpoint that downloads (md5-verified) and passes its checks.
+
+    One that fails is skipped, with a warning, for the one before it.
+    """
+    from ..checkpoints.latest import complete_checkpoints, safe_local_name
+
+    try:
+        entries = remote.list("")
+    except NotFound:
+        return None, []
+    suffixes = DARKNET_SUFFIXES if trainer == DARKNET else PT_SUFFIXES
+    candidates = [c for c in complete_checkpoints(entries)
+                  if c.entry.name.lower().endswith(suffixes)
+                  and (trainer == DARKNET or c.role in ("last", "numbered"))]
+    skipped: list = []
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    for rank, c in enumerate(candidates):
+        local = dest_dir / safe_local_name(c.entry.name)
+        try:
+            progress.on_start(files=1, bytes=c.entry.size, desc=c.entry.name)
+            try:
+                remote.download(c.entry, local, progress=progress)
+            finally:
+                progress.on_done()
+            info = check_darknet(local, batch=batch) if trainer == DARKNET else check_pt(local)
+        except (CheckpointError, ChecksumMismatch, NotFound) as exc:
+            skipped.append((c.entry.name, str(exc)))
+            reporter.warn(f"skipping checkpoint {c.entry.name}: {exc}")
+            local.unlink(missing_ok=True)
+            continue
+        why = "newest complete checkpoint on the remote" if rank == 0 else \
+            f"newest one that passed its checks ({rank} newer skipped)"
+        return Resume(name=c.entry.name, local=local, info=info,
+                      reason=f"{why}, {c.role}, {info.describe()}"), skipped
+    return None, skipped
+
+
+# ---- the trainer process ---------------------------------------------------------
+def _stream(proc: subprocess.Popen, reporter: Reporter) -> threading.Thread:
+    """Pass the trainer's bytes on as they arrive (no line buffering on our side)."""
+
+    def pump() -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        fd = proc.stdout.fileno()  # type: ignore[union-attr]
+        while True:
+            try:
+                block = os.read(fd, 65536)
+            except OSError:
+                break
+            if not block:
+                break
+            reporter.output(decoder.decode(block))
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            reporter.output(tail)
+
+    t = threading.Thread(target=pump, name="trainer-output", daemon=True)
+    t.start()
+    return t
+
+
+def _trainer_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_trainer(argv: list, *, mirror: Optional[Mirror], interval: float, reporter: Reporter,
+                on_start: Callable[[int], None] = lambda pid: None) -> tuple[int, Optional[int]]:
+    """Start the trainer, mirror while it runs, forward SIGINT/SIGTERM; (code, signal)."""
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=_trainer_env(), bufsize=0)
+    except FileNotFoundError:
+        raise ConfigError(f"trainer command not found: {argv[0]}") from None
+    except PermissionError:
+        raise ConfigError(f"trainer command not executable: {argv[0]}") from None
+    on_start(proc.pid)
+    pump = _stream(proc, reporter)
+    got: list[int] = []
+    wake = threading.Event()
+
+    def forward(signum, _frame) -> None:
+        got.append(signum)
+        try:
+            proc.send_signal(signum)
+        except ProcessLookupError:
+            pass
+        wake.set()
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, forward)
+    try:
+        while proc.poll() is None:
+            if mirror is not None:
+                try:
+                    mirror.poll()
+                except DriveSyncError as exc:  # a network hiccup must not stop training
+                    reporter.warn(f"mirroring: {exc} (will retry)")
+            wake.wait(interval)
+            wake.clear()
+        code = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    pump.join(timeout=5)
+    if code < 0:
+        code = 128 - code
+    return code, (got[0] if got else None)
+
+
+# ---- the whole launch ----------------------------------------------------------
+def _darknet_plan(opts: LaunchOptions, *, resume: Optional[Resume]) -> list:
+    weights = str(resume.local) if resume else opts.pretrained
+    return trainers.darknet_command(darknet=opts.darknet, data=opts.data, cfg=opts.cfg or "",
+                                    weights=weights, map=opts.map, extra=opts.extra)
+
+
+def _ultralytics_dirs(opts: LaunchOptions) -> tuple[str, str]:
+    project = os.path.abspath(opts.project or "runs/detect")
+    return project, opts.name or "train"
+
+
+def launch(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
+           progress: Progress = NULL_PROGRESS) -> LaunchResult:
+    """Run one launch to the end; returns the trainer's exit code and a summary."""
+    if opts.trainer not in (DARKNET, ULTRALYTICS):
+        raise UsageError(f"unknown trainer {opts.trainer!r}")
+    if opts.trainer == DARKNET and not opts.cfg:
+        raise UsageError("launch darknet needs --cfg")
+    staged = prepare_environment(opts, settings=settings, reporter=reporter, progress=progress)
+    batch = None
+    if opts.trainer == DARKNET:
+        binary = colab.prepare_darknet(opts.darknet)
+        if binary.gpu is False:
+            reporter.warn(f"{binary.path}: {binary.detail}")
+        watch = trainers.backup_dir(opts.data)
+        batch = trainers.cfg_int(opts.cfg or "", "batch")
+        watch.mkdir(parents=True, exist_ok=True)
+    work = Path(opts.work_dir)
+    remote = open_remote(opts.weights, settings=settings) if opts.weights else None
+    try:
+        resume: Optional[Resume] = None
+        skipped: list = []
+        if remote is not None:
+            resume, skipped = choose_resume(remote, trainer=opts.trainer,
+                                            dest_dir=work / "resume", batch=batch,
+                                            reporter=reporter, progress=progress)
+        if resume:
+            reporter.say(f"resuming from {resume.name}: {resume.reason}")
+        elif opts.trainer == DARKNET:
+            reporter.say("no usable checkpoint on the remote; starting from "
+                         + (opts.pretrained or "random weights"))
+        else:
+            reporter.say(f"no usable last.pt on the remote; starting from {opts.model}")
+        if opts.trainer == DARKNET:
+            argv = _darknet_plan(opts, resume=resume)
+            check = lambda p: check_darknet(p, batch=batch)  # noqa: E731
+            suffixes: tuple = DARKNET_SUFFIXES
+        else:
+            if resume and resume.info.finished:
+                reporter.say(f"{resume.name} is from a finished run (optimizer stripped): "
+                             "nothing to resume")
+                return LaunchResult(exit_code=0, command=[], resume=resume, skipped=skipped)
+            project, name = _ultralytics_dirs(opts)
+            watch = trainers.ultralytics_weights_dir(project=project, name=name)
+            if resume and resume.info.save_dir:
+                watch = Path(resume.info.save_dir) / "weights"
+            argv = trainers.ultralytics_command(
+                yolo=opts.yolo, data=opts.data, model=opts.model, epochs=opts.epochs,
+                project=project, name=name, save_period=opts.save_period,
+                resume_from=resume.local if resume else None, extra=opts.extra)
+            check = lambda p: check_pt(p, load=False)  # noqa: E731
+            suffixes = PT_SUFFIXES
+        mirror = None
+        if remote is not None:
+            mirror = Mirror(remote, watch_dir=watch, suffixes=suffixes, check=check,
+                            snapshot_dir=work / "snapshots", settle_polls=opts.settle_polls,
+                            policy=opts.policy, progress=progress, on_event=reporter.say,
+                            on_warning=reporter.warn)
+            mirror.start()
+        reporter.say("running: " + " ".join(argv))
+        pids: list[int] = []
+        if mirror is not None:
+            mirror.pids = lambda: [p for root in pids for p in process_tree(root)]
+        code, sig = run_trainer(argv, mirror=mirror, interval=opts.interval,
+                                reporter=reporter, on_start=pids.append)
+        if mirror is not None:
+            reporter.say("trainer stopped; mirroring the newest checkpoints")
+            mirror.finish(interval=opts.interval)
+        stats = mirror.stats if mirror is not None else None
+        return LaunchResult(
+            exit_code=code, command=argv, resume=resume, staged=staged, signal=sig,
+            skipped=skipped,
+            mirrored=list(stats.mirrored) if stats else [],
+            bytes=stats.bytes if stats else 0,
+            newest=(stats.mirrored[-1] if stats and stats.mirrored else None))
+    finally:
+        if remote is not None:
+            remote.close()
