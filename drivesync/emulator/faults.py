@@ -1,0 +1,159 @@
+"""The stress knobs: latency, bandwidth, a write-rate bucket and faults.
+
+Kept apart from the routes so the knobs are plain objects a test can reason
+about: a :class:`FaultPlan` answers "what goes wrong with this request?", a
+:class:`WriteBucket` "may this create happen now?", a :class:`Throttle`
+"how long must this connection wait before sending these bytes?".
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field, fields
+from typing import List, Optional, Sequence, Tuple
+
+FAULT_KINDS = ("500", "503", "429", "403rate", "drop")
+INJECT_KINDS = ("500", "503", "429", "403rate", "403daily", "quota", "drop",
+                "expire_session", "401")
+
+
+@dataclass
+class Config:
+    """Everything ``Emulator.configure`` accepts; ``Config()`` is the reset state."""
+
+    latency: float = 0.0                 # seconds added to every API request
+    bandwidth: Optional[float] = None    # bytes/s per connection for request/response bodies
+    write_rate: Optional[float] = None   # creates + content updates per second (token bucket)
+    write_burst: float = 5.0
+    fail_rate: float = 0.0               # probability of a random fault per API request
+    fault_kinds: Tuple[str, ...] = FAULT_KINDS
+    quota_limit: Optional[int] = None    # bytes; None = unlimited
+    max_children: int = 500_000          # items per non-root folder
+    seed: int = 0
+
+    @classmethod
+    def names(cls) -> List[str]:
+        return [f.name for f in fields(cls)]
+
+    def validate(self) -> None:
+        bad = [k for k in self.fault_kinds if k not in FAULT_KINDS]
+        if bad:
+            raise ValueError(f"unknown fault kinds {bad}; expected a subset of {FAULT_KINDS}")
+        if not 0.0 <= self.fail_rate <= 1.0:
+            raise ValueError(f"fail_rate must be within 0..1, got {self.fail_rate}")
+        if self.latency < 0:
+            raise ValueError("latency must be >= 0")
+        if self.bandwidth is not None and self.bandwidth <= 0:
+            raise ValueError("bandwidth must be > 0 bytes/s (None = unlimited)")
+        if self.write_rate is not None and self.write_rate < 0:
+            raise ValueError("write_rate must be >= 0 (None = unlimited)")
+        if self.max_children < 1:
+            raise ValueError("max_children must be >= 1")
+
+
+class WriteBucket:
+    """Non-blocking token bucket: Drive rejects excess writes rather than queueing them.
+
+    (drivesync.pacer.RateLimiter blocks until a token is free, which is the
+    client's side of the same contract; the server must answer 403 instead.)
+    """
+
+    def __init__(self, rate: Optional[float], burst: float):
+        self.rate = rate
+        self.burst = max(1.0, burst)
+        self.tokens = self.burst
+        self.last = time.monotonic()
+        self.lock = threading.Lock()
+
+    def try_take(self) -> bool:
+        if not self.rate:
+            return True
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+            self.last = now
+            if self.tokens >= 1.0:
+                self.tokens -= 1.0
+                return True
+            return False
+
+
+@dataclass
+class Injection:
+    kind: str
+    count: int
+    method: Optional[str] = None
+    path_contains: Optional[str] = None
+
+    def matches(self, method: str, path: str) -> bool:
+        return ((self.method is None or self.method.upper() == method)
+                and (self.path_contains is None or self.path_contains in path))
+
+
+# Which requests an injected kind may hit: a quota error only makes sense on a
+# write, a session expiry only on a resumable upload PUT.
+_WRITE_METHODS = ("POST", "PUT", "PATCH")
+
+
+@dataclass
+class FaultPlan:
+    """Injected faults first (in the order given), then random ones."""
+
+    fail_rate: float = 0.0
+    kinds: Sequence[str] = FAULT_KINDS
+    rng: random.Random = field(default_factory=random.Random)
+    injections: List[Injection] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def inject(self, kind: str, count: int = 1, method: Optional[str] = None,
+               path_contains: Optional[str] = None) -> None:
+        if kind not in INJECT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {INJECT_KINDS}")
+        if count < 1:
+            raise ValueError("count must be >= 1")
+        with self.lock:
+            self.injections.append(Injection(kind, count, method, path_contains))
+
+    def pick(self, method: str, path: str, *, resumable_put: bool) -> Optional[str]:
+        """The fault for this request, if any (consumes one injection)."""
+        with self.lock:
+            for inj in self.injections:
+                if inj.kind == "expire_session" and not resumable_put:
+                    continue
+                if inj.kind == "quota" and method not in _WRITE_METHODS:
+                    continue
+                if inj.matches(method, path):
+                    inj.count -= 1
+                    if inj.count <= 0:
+                        self.injections.remove(inj)
+                    return inj.kind
+            if self.fail_rate > 0 and self.kinds and self.rng.random() < self.fail_rate:
+                return self.rng.choice(list(self.kinds))
+        return None
+
+    def pending(self) -> int:
+        with self.lock:
+            return sum(i.count for i in self.injections)
+
+
+class Throttle:
+    """Paces one connection's body bytes to ``rate`` bytes/s (read at each call)."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.sent = 0.0
+
+    def pace(self, nbytes: int, rate: Optional[float]) -> None:
+        if not rate:
+            self.start, self.sent = time.monotonic(), 0.0
+            return
+        now = time.monotonic()
+        if now - self.start > 1.0 and self.sent / rate < now - self.start - 1.0:
+            # idle for a while: don't let the connection bank a huge credit
+            self.start, self.sent = now, 0.0
+        self.sent += nbytes
+        due = self.start + self.sent / rate
+        if due > now:
+            time.sleep(due - now)

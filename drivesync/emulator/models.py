@@ -1,0 +1,638 @@
+"""The emulator's Drive: plain-Python state behind one lock, no HTTP.
+
+Files live in a dict by id with a children index by parent id, so listing a
+folder costs the folder, not the drive. Content bytes are blob files on disk
+(never held in memory), and replaced content is kept as a revision that keeps
+counting against the quota, as Drive does. With a ``data_dir`` the metadata is
+a JSON snapshot (written atomically) plus an append-only journal replayed on
+start, so state survives a restart without rewriting everything per change.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import mimetypes
+import os
+import re
+import secrets
+import threading
+import time
+import uuid
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import errors
+from .query import FOLDER_MIME, compile_query, format_time, parse_time, sort_records
+
+log = logging.getLogger(__name__)
+
+GOOGLE_APPS_PREFIX = "application/vnd.google-apps."
+EMPTY_MD5 = hashlib.md5(b"").hexdigest()
+MAX_REVISIONS = 100
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]{10,100}$")
+
+
+def new_file_id() -> str:
+    """33 characters of the alphabet Drive uses, starting with "1" like Drive's ids."""
+    return "1" + secrets.token_urlsafe(24)[:32]
+
+
+@dataclass
+class Revision:
+    blob: Optional[str]
+    size: int
+    md5: str
+    modified: float
+
+
+@dataclass
+class FileRecord:
+    id: str
+    name: str
+    mime_type: str
+    parents: List[str]
+    created: float
+    modified: float
+    seq: int
+    size: Optional[int] = None          # None for folders and Google Docs types
+    md5: Optional[str] = None
+    blob: Optional[str] = None          # blob file name; None = no bytes (empty file)
+    trashed: bool = False
+    explicitly_trashed: bool = False
+    version: int = 1
+    revisions: List[Revision] = field(default_factory=list)
+
+    @property
+    def is_folder(self) -> bool:
+        return self.mime_type == FOLDER_MIME
+
+    @property
+    def has_content(self) -> bool:
+        return not self.mime_type.startswith(GOOGLE_APPS_PREFIX)
+
+    def quota_bytes(self) -> int:
+        return (self.size or 0) + sum(r.size for r in self.revisions)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict) -> FileRecord:
+        doc = dict(doc)
+        doc["revisions"] = [Revision(**r) for r in doc.get("revisions", [])]
+        return cls(**doc)
+
+
+@dataclass
+class Content:
+    """Bytes already written to a blob file by :class:`BlobWriter`, not yet owned."""
+
+    blob: str
+    size: int
+    md5: str
+    mime_type: Optional[str] = None
+
+
+class BlobStore:
+    """Content bytes as one file per blob under ``root``."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        for stale in root.glob("tmp-*"):  # uploads cut off by a crash
+            stale.unlink(missing_ok=True)
+
+    def path(self, blob: str) -> Path:
+        return self.root / blob
+
+    def writer(self) -> BlobWriter:
+        return BlobWriter(self)
+
+    def delete(self, blob: Optional[str]) -> None:
+        if blob:
+            (self.root / blob).unlink(missing_ok=True)
+
+
+class BlobWriter:
+    """Streams bytes into a temp file, hashing as it goes."""
+
+    def __init__(self, store: BlobStore):
+        self.store = store
+        self.blob = uuid.uuid4().hex
+        self.tmp = store.root / f"tmp-{self.blob}"
+        self.fh = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish/abort
+        self.hasher = hashlib.md5()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.fh.write(data)
+        self.hasher.update(data)
+        self.size += len(data)
+
+    def finish(self, mime_type: Optional[str] = None) -> Content:
+        self.fh.close()
+        os.replace(self.tmp, self.store.root / self.blob)
+        return Content(self.blob, self.size, self.hasher.hexdigest(), mime_type)
+
+    def abort(self) -> None:
+        if not self.fh.closed:
+            self.fh.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+class Journal:
+    """Snapshot + append-only log of changed records under ``root``."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.snapshot = root / "metadata.json"
+        self.log_path = root / "journal.jsonl"
+        self.entries = 0
+        self.fh: Any = None
+
+    def load(self) -> Tuple[Optional[dict], List[dict]]:
+        snap = json.loads(self.snapshot.read_text()) if self.snapshot.exists() else None
+        lines: List[dict] = []
+        if self.log_path.exists():
+            for line in self.log_path.read_text().splitlines():
+                try:
+                    lines.append(json.loads(line))
+                except ValueError:  # a line cut off by a crash: the rest is lost anyway
+                    break
+        return snap, lines
+
+    def append(self, doc: dict) -> None:
+        if self.fh is None:
+            self.fh = open(self.log_path, "a")  # noqa: SIM115 - closed in close()
+        self.fh.write(json.dumps(doc, separators=(",", ":")) + "\n")
+        self.fh.flush()
+        self.entries += 1
+
+    def write_snapshot(self, doc: dict) -> None:
+        tmp = self.snapshot.with_suffix(".tmp")
+        with open(tmp, "w") as fh:
+            json.dump(doc, fh, separators=(",", ":"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.snapshot)
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+        self.log_path.unlink(missing_ok=True)
+        self.entries = 0
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+
+
+class DriveState:
+    """All files of one user's My Drive. Every public method takes the lock."""
+
+    def __init__(self, root: Path, *, persistent: bool = False):
+        self.lock = threading.RLock()
+        self.blobs = BlobStore(root / "blobs")
+        self.journal: Optional[Journal] = Journal(root) if persistent else None
+        self.quota_limit: Optional[int] = None
+        self.max_children = 500_000
+        self._clear()
+        if self.journal is not None:
+            self._load()
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _clear(self) -> None:
+        self.files: Dict[str, FileRecord] = {}
+        self.children: Dict[str, Dict[str, None]] = {}
+        self.seq = 0
+        self.usage = 0
+        self.root_id = "0A" + secrets.token_urlsafe(12)[:14] + "Uk9PVA"
+        now = time.time()
+        self.root = FileRecord(id=self.root_id, name="My Drive", mime_type=FOLDER_MIME,
+                               parents=[], created=now, modified=now, seq=0)
+        self.files[self.root_id] = self.root
+        self.children[self.root_id] = {}
+
+    def _load(self) -> None:
+        assert self.journal is not None
+        snap, lines = self.journal.load()
+        if snap is None and not lines:
+            self._snapshot()
+            return
+        if snap is not None:
+            self.files = {}
+            self.children = {}
+            for doc in snap["files"]:
+                self._index(FileRecord.from_json(doc))
+            self.root_id = snap["root_id"]
+            self.root = self.files[self.root_id]
+        for entry in lines:
+            if "put" in entry:
+                rec = FileRecord.from_json(entry["put"])
+                old = self.files.get(rec.id)
+                if old is not None:
+                    self._unindex(old)
+                self._index(rec)
+            elif "del" in entry and entry["del"] in self.files:
+                self._unindex(self.files[entry["del"]])
+        self.seq = max(r.seq for r in self.files.values())
+        self.usage = sum(r.quota_bytes() for r in self.files.values())
+        self._snapshot()
+
+    def _index(self, rec: FileRecord) -> None:
+        self.files[rec.id] = rec
+        for p in rec.parents:
+            self.children.setdefault(p, {})[rec.id] = None
+        if rec.is_folder:
+            self.children.setdefault(rec.id, {})
+
+    def _unindex(self, rec: FileRecord) -> None:
+        self.files.pop(rec.id, None)
+        for p in rec.parents:
+            self.children.get(p, {}).pop(rec.id, None)
+
+    def _persist(self, rec: FileRecord) -> None:
+        if self.journal is not None:
+            self.journal.append({"put": rec.to_json()})
+            self._maybe_compact()
+
+    def _persist_delete(self, file_id: str) -> None:
+        if self.journal is not None:
+            self.journal.append({"del": file_id})
+            self._maybe_compact()
+
+    def _maybe_compact(self) -> None:
+        assert self.journal is not None
+        if self.journal.entries > 2 * len(self.files) + 1000:
+            self._snapshot()
+
+    def _snapshot(self) -> None:
+        if self.journal is not None:
+            self.journal.write_snapshot({"root_id": self.root_id,
+                                         "files": [r.to_json() for r in self.files.values()]})
+
+    def close(self) -> None:
+        with self.lock:
+            if self.journal is not None:
+                self._snapshot()
+                self.journal.close()
+
+    def reset(self) -> None:
+        """Forget every file and its bytes; limits go back to their defaults."""
+        with self.lock:
+            for rec in self.files.values():
+                self.blobs.delete(rec.blob)
+                for rev in rec.revisions:
+                    self.blobs.delete(rev.blob)
+            self.quota_limit = None
+            self.max_children = 500_000
+            self._clear()
+            self._snapshot()
+
+    # ------------------------------------------------------------------ lookups
+
+    def resolve(self, file_id: str) -> str:
+        return self.root_id if file_id == "root" else file_id
+
+    def get(self, file_id: str) -> FileRecord:
+        with self.lock:
+            rec = self.files.get(self.resolve(file_id))
+            if rec is None:
+                raise errors.not_found(file_id)
+            return rec
+
+    def open_content(self, file_id: str) -> Tuple[FileRecord, Optional[Any]]:
+        """The record and an open binary handle (None for an empty file).
+
+        Opened under the lock, so a concurrent delete cannot pull the blob away
+        mid-download (an unlinked file stays readable through its handle).
+        """
+        with self.lock:
+            rec = self.get(file_id)
+            if not rec.has_content:
+                raise errors.ApiError(
+                    403, "fileNotDownloadable",
+                    "Only files with binary content can be downloaded. Use Export with "
+                    "Docs Editors files.", location="alt", location_type="parameter")
+            fh = open(self.blobs.path(rec.blob), "rb") if rec.blob else None  # noqa: SIM115
+            return rec, fh
+
+    def list(self, q: Optional[str], *, order_by: Optional[str], page_size: int,
+             page_token: Optional[str]) -> Tuple[List[FileRecord], Optional[str]]:
+        query = compile_query(q, resolve=self.resolve)
+        fingerprint = zlib.crc32(f"{q}|{order_by}".encode())
+        offset = _decode_token(page_token, fingerprint) if page_token else 0
+        with self.lock:
+            if query.parent is not None:
+                ids = self.children.get(query.parent, {})
+                pool = [self.files[i] for i in ids]
+            else:
+                pool = [r for r in self.files.values() if r.id != self.root_id]
+            hits = [r for r in pool if query.match(r)]
+        hits = sort_records(hits, order_by)
+        page = hits[offset:offset + page_size]
+        end = offset + len(page)
+        token = _encode_token(end, fingerprint) if end < len(hits) else None
+        return page, token
+
+    def all_files(self) -> List[dict]:
+        with self.lock:
+            recs = sorted((r for r in self.files.values() if r.id != self.root_id),
+                          key=lambda r: r.seq)
+            return [self.render(r) for r in recs]
+
+    def quota(self) -> dict:
+        with self.lock:
+            trash = sum(r.quota_bytes() for r in self.files.values() if r.trashed)
+            doc = {"usage": str(self.usage), "usageInDrive": str(self.usage),
+                   "usageInDriveTrash": str(trash)}
+            if self.quota_limit is not None:
+                doc["limit"] = str(self.quota_limit)
+            return doc
+
+    def check_space(self, extra: int) -> None:
+        """403 storageQuotaExceeded if ``extra`` more bytes would not fit."""
+        with self.lock:
+            if self.quota_limit is not None and self.usage + extra > self.quota_limit:
+                raise errors.quota_exceeded()
+
+    def render(self, rec: FileRecord) -> dict:
+        """The full v3 file resource (the ``fields`` mask trims it)."""
+        doc: Dict[str, Any] = {
+            "kind": "drive#file", "id": rec.id, "name": rec.name, "mimeType": rec.mime_type,
+            "starred": False, "trashed": rec.trashed, "explicitlyTrashed": rec.explicitly_trashed,
+            "spaces": ["drive"], "version": str(rec.version),
+            "createdTime": format_time(rec.created), "modifiedTime": format_time(rec.modified),
+            "ownedByMe": True, "quotaBytesUsed": str(rec.quota_bytes()),
+        }
+        if rec.parents:
+            doc["parents"] = list(rec.parents)
+        if rec.has_content and rec.size is not None:
+            doc["size"] = str(rec.size)
+            doc["md5Checksum"] = rec.md5
+            doc["originalFilename"] = rec.name
+            doc["headRevisionId"] = f"rev{len(rec.revisions) + 1}"
+            if "." in rec.name.strip("."):
+                doc["fileExtension"] = rec.name.rsplit(".", 1)[1]
+                doc["fullFileExtension"] = rec.name.split(".", 1)[1] if not rec.name.startswith(
+                    ".") else rec.name.rsplit(".", 1)[1]
+        return doc
+
+    # ------------------------------------------------------------------ writes
+
+    def _check_parent(self, parent_id: str, *, adding: bool = True) -> str:
+        pid = self.resolve(parent_id)
+        parent = self.files.get(pid)
+        if parent is None:
+            raise errors.not_found(parent_id)
+        if not parent.is_folder:
+            raise errors.bad_request(f"The parent {parent_id} is not a folder.",
+                                     location="parents")
+        if adding and pid != self.root_id and len(self.children.get(pid, {})) >= self.max_children:
+            raise errors.too_many_children()
+        return pid
+
+    def create(self, meta: dict, content: Optional[Content] = None) -> FileRecord:
+        """files.create; ``content`` (already on disk) becomes the file's bytes."""
+        with self.lock:
+            try:
+                return self._create(meta, content)
+            except BaseException:
+                if content is not None:
+                    self.blobs.delete(content.blob)
+                raise
+
+    def _create(self, meta: dict, content: Optional[Content]) -> FileRecord:
+        file_id = meta.get("id")
+        if file_id is not None:
+            if not isinstance(file_id, str) or not _ID_RE.match(file_id):
+                raise errors.bad_request(f"The provided file ID is not usable: {file_id}",
+                                         reason="fileIdNotUsable", location="id")
+            if file_id in self.files:
+                raise errors.duplicate_id(file_id)
+        else:
+            file_id = new_file_id()
+        name = meta.get("name")
+        if name is None:
+            name = "Untitled"
+        if not isinstance(name, str):
+            raise errors.bad_request("Invalid value for name", location="name")
+        parents = meta.get("parents") or ["root"]
+        if not isinstance(parents, list) or len(parents) != 1:
+            raise errors.ApiError(403, "cannotAddParent",
+                                  "A file must have exactly one parent.", location="parents",
+                                  location_type="other")
+        pid = self._check_parent(parents[0])
+        mime = meta.get("mimeType") or (content.mime_type if content else None)
+        if not mime or mime == "application/octet-stream" and meta.get("mimeType") is None:
+            mime = mimetypes.guess_type(name)[0] or mime or "application/octet-stream"
+        now = time.time()
+        created = _meta_time(meta, "createdTime", now)
+        modified = _meta_time(meta, "modifiedTime", now)
+        self.seq += 1
+        rec = FileRecord(id=file_id, name=name, mime_type=mime, parents=[pid], created=created,
+                         modified=modified, seq=self.seq)
+        if content is not None and not rec.has_content:
+            raise errors.bad_request(f"Content cannot be uploaded for mimeType {mime}.",
+                                     location="mimeType")
+        if rec.has_content:
+            size = content.size if content else 0
+            if self.quota_limit is not None and self.usage + size > self.quota_limit:
+                raise errors.quota_exceeded()
+            rec.size = size
+            rec.md5 = content.md5 if content else EMPTY_MD5
+            rec.blob = content.blob if content else None
+            self.usage += size
+        if meta.get("trashed"):
+            rec.trashed = rec.explicitly_trashed = True
+        self._index(rec)
+        self._persist(rec)
+        return rec
+
+    def update(self, file_id: str, meta: dict, *, add_parents: Optional[str] = None,
+               remove_parents: Optional[str] = None, content: Optional[Content] = None
+               ) -> FileRecord:
+        """files.update: rename, move, (un)trash, new content (old one -> revision)."""
+        with self.lock:
+            try:
+                return self._update(file_id, meta, add_parents, remove_parents, content)
+            except BaseException:
+                if content is not None:
+                    self.blobs.delete(content.blob)
+                raise
+
+    def _update(self, file_id: str, meta: dict, add_parents: Optional[str],
+                remove_parents: Optional[str], content: Optional[Content]) -> FileRecord:
+        rec = self.get(file_id)
+        if rec.id == self.root_id and (meta or add_parents or remove_parents or content):
+            raise errors.ApiError(403, "insufficientFilePermissions",
+                                  "The user does not have sufficient permissions for this file.")
+        if "parents" in meta:
+            raise errors.ApiError(
+                403, "fieldNotWritable",
+                "The resource body includes fields which are not directly writable.",
+                location="parents", location_type="other")
+        if "id" in meta and meta["id"] != rec.id:
+            raise errors.bad_request("The id field cannot be changed.", location="id")
+        # Validate everything before changing anything.
+        new_parents = list(rec.parents)
+        for pid in _split_ids(remove_parents):
+            real = self.resolve(pid)
+            if real not in new_parents:
+                raise errors.bad_request(f"Parent {pid} is not a parent of {file_id}.",
+                                         location="removeParents")
+            new_parents.remove(real)
+        added = []
+        for pid in _split_ids(add_parents):
+            real = self._check_parent(pid)
+            if real not in new_parents:
+                new_parents.append(real)
+                added.append(real)
+        if len(new_parents) != 1:
+            raise errors.ApiError(403, "cannotAddParent",
+                                  "Increasing the number of parents is not allowed. A file "
+                                  "must have exactly one parent.", location="addParents",
+                                  location_type="parameter")
+        if rec.is_folder and new_parents != rec.parents and self._is_under(new_parents[0], rec.id):
+            raise errors.bad_request("A folder cannot be moved into itself or its descendants.",
+                                     location="addParents")
+        if content is not None:
+            if not rec.has_content:
+                raise errors.bad_request(f"Content cannot be uploaded for {rec.mime_type}.")
+            if self.quota_limit is not None and self.usage + content.size > self.quota_limit:
+                raise errors.quota_exceeded()
+        if "name" in meta and not isinstance(meta["name"], str):
+            raise errors.bad_request("Invalid value for name", location="name")
+        # Apply.
+        if new_parents != rec.parents:
+            for p in rec.parents:
+                self.children.get(p, {}).pop(rec.id, None)
+            rec.parents = new_parents
+            for p in new_parents:
+                self.children.setdefault(p, {})[rec.id] = None
+        if "name" in meta:
+            rec.name = meta["name"]
+        if meta.get("mimeType") and rec.has_content and not meta["mimeType"].startswith(
+                GOOGLE_APPS_PREFIX):
+            rec.mime_type = meta["mimeType"]
+        now = time.time()
+        if content is not None:
+            rec.revisions.append(Revision(rec.blob, rec.size or 0, rec.md5 or EMPTY_MD5,
+                                          rec.modified))
+            while len(rec.revisions) > MAX_REVISIONS:
+                old = rec.revisions.pop(0)
+                self.blobs.delete(old.blob)
+                self.usage -= old.size
+            rec.blob, rec.size, rec.md5 = content.blob, content.size, content.md5
+            self.usage += content.size
+            rec.modified = now
+        if "trashed" in meta and bool(meta["trashed"]) != rec.explicitly_trashed:
+            self._set_trashed(rec, bool(meta["trashed"]))
+        if "modifiedTime" in meta:  # rename/move/trash leave modifiedTime alone, as on Drive
+            rec.modified = _meta_time(meta, "modifiedTime", now)
+        rec.version += 1
+        self._persist(rec)
+        return rec
+
+    def _is_under(self, folder_id: str, ancestor_id: str) -> bool:
+        cur: Optional[str] = folder_id
+        for _ in range(1000):
+            if cur is None:
+                return False
+            if cur == ancestor_id:
+                return True
+            parent = self.files.get(cur)
+            cur = parent.parents[0] if parent and parent.parents else None
+        return True
+
+    def _descendants(self, rec: FileRecord) -> List[FileRecord]:
+        out: List[FileRecord] = []
+        stack = [rec.id]
+        while stack:
+            for cid in list(self.children.get(stack.pop(), {})):
+                child = self.files[cid]
+                out.append(child)
+                if child.is_folder:
+                    stack.append(cid)
+        return out
+
+    def _set_trashed(self, rec: FileRecord, trashed: bool) -> None:
+        rec.trashed = rec.explicitly_trashed = trashed
+        for child in self._descendants(rec):
+            if trashed and not child.trashed:
+                child.trashed = True
+                child.version += 1
+                self._persist(child)
+            elif not trashed and child.trashed and not child.explicitly_trashed:
+                child.trashed = False
+                child.version += 1
+                self._persist(child)
+
+    def delete(self, file_id: str) -> None:
+        """files.delete: permanent, a folder with everything under it."""
+        with self.lock:
+            rec = self.get(file_id)
+            if rec.id == self.root_id:
+                raise errors.ApiError(403, "insufficientFilePermissions",
+                                      "The user does not have sufficient permissions for this "
+                                      "file.")
+            self._delete(rec)
+
+    def _delete(self, rec: FileRecord) -> None:
+        for victim in [rec] + self._descendants(rec):
+            self._unindex(victim)
+            self.children.pop(victim.id, None)
+            self.usage -= victim.quota_bytes()
+            self.blobs.delete(victim.blob)
+            for rev in victim.revisions:
+                self.blobs.delete(rev.blob)
+            self._persist_delete(victim.id)
+
+    def empty_trash(self) -> int:
+        """files.emptyTrash: delete forever every explicitly trashed item."""
+        with self.lock:
+            victims = [r for r in self.files.values() if r.explicitly_trashed]
+            count = 0
+            for rec in victims:
+                if rec.id in self.files:
+                    self._delete(rec)
+                    count += 1
+            return count
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _split_ids(text: Optional[str]) -> List[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+def _meta_time(meta: dict, key: str, default: float) -> float:
+    value = meta.get(key)
+    if value is None:
+        return default
+    try:
+        return parse_time(str(value))
+    except ValueError:
+        raise errors.bad_request(f"Invalid value for {key}: {value}", location=key) from None
+
+
+def _encode_token(offset: int, fingerprint: int) -> str:
+    return base64.urlsafe_b64encode(f"{offset}:{fingerprint}".encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str, fingerprint: int) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        offset_text, fp_text = raw.split(":")
+        if int(fp_text) != fingerprint:
+            raise ValueError("token from another query")
+        return max(0, int(offset_text))
+    except (ValueError, UnicodeDecodeError):
+        raise errors.bad_request("Invalid Value", location="pageToken") from None
