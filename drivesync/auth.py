@@ -1,0 +1,222 @@
+"""Where Drive credentials come from, and the cached user token.
+
+Order (first that is configured wins): a raw access token (``settings.token`` or
+DRIVESYNC_TOKEN), a service-account key file, the user token cached by
+``drivesync auth login``, Application Default Credentials (what Colab's
+``auth.authenticate_user()`` sets up). Tokens are never printed or logged; the
+cache file is written atomically with mode 0600 in a 0700 directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .config import Settings
+from .errors import AuthError, ConfigError, TransientError
+
+log = logging.getLogger(__name__)
+
+SCOPES = ["https://www.googleapis.com/auth/drive"]
+NEXT_STEP = ("no Drive credentials found: run `drivesync auth login` (desktop), "
+             "`from google.colab import auth; auth.authenticate_user()` (Colab), "
+             "set DRIVESYNC_SERVICE_ACCOUNT to a service-account key file, "
+             "or DRIVESYNC_TOKEN to an access token (see docs/auth.md)")
+# The console flow redirects the browser to this loopback address; nothing
+# listens there, so the user copies the address bar (or the code) back to us.
+CONSOLE_REDIRECT = "http://127.0.0.1:1/"
+
+
+@dataclass(frozen=True)
+class CredentialSource:
+    """Credentials plus a human description of where they came from (no secrets)."""
+
+    credentials: Any
+    kind: str          # "token", "service_account", "user", "adc"
+    description: str
+
+
+def get_credentials(settings: Settings) -> Any:
+    """The google.auth credentials DriveRemote builds its client with."""
+    return resolve_credentials(settings).credentials
+
+
+def resolve_credentials(settings: Settings) -> CredentialSource:
+    """Try every source in order; AuthError naming the next step when none works."""
+    token = settings.token or os.environ.get("DRIVESYNC_TOKEN")
+    if token:
+        from google.oauth2.credentials import Credentials
+
+        return CredentialSource(Credentials(token=token.strip()), "token",
+                                "raw access token (DRIVESYNC_TOKEN / settings.token)")
+    key = settings.service_account or os.environ.get("DRIVESYNC_SERVICE_ACCOUNT")
+    if key:
+        return _service_account(Path(key).expanduser())
+    cached = settings.resolved_token_file()
+    if cached.is_file():
+        return CredentialSource(load_user_token(cached), "user",
+                                f"user token cached by `drivesync auth login` at {cached}")
+    adc = _application_default()
+    if adc is not None:
+        return adc
+    raise AuthError(NEXT_STEP)
+
+
+def _service_account(path: Path) -> CredentialSource:
+    from google.oauth2 import service_account
+
+    if not path.is_file():
+        raise AuthError(f"{path}: service-account key file not found")
+    try:
+        creds = service_account.Credentials.from_service_account_file(str(path), scopes=SCOPES)
+    except (ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise AuthError(f"{path}: not a service-account key file ({type(exc).__name__})"
+                        ) from None
+    return CredentialSource(creds, "service_account",
+                            f"service account {creds.service_account_email} ({path})")
+
+
+def _application_default() -> Optional[CredentialSource]:
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        creds, project = google.auth.default(scopes=SCOPES)
+    except DefaultCredentialsError:
+        return None
+    where = f" (project {project})" if project else ""
+    return CredentialSource(creds, "adc", f"Application Default Credentials{where}")
+
+
+def load_user_token(path: Path) -> Any:
+    """The cached user credentials, refreshed (and rewritten) when expired."""
+    from google.auth.exceptions import RefreshError, TransportError
+    from google.oauth2.credentials import Credentials
+
+    try:
+        creds = Credentials.from_authorized_user_file(str(path), SCOPES)
+    except (ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise AuthError(f"{path}: the cached token is unreadable ({type(exc).__name__}); "
+                        "run `drivesync auth login` again") from None
+    if creds.expired and creds.refresh_token:
+        from google.auth.transport.requests import Request
+
+        try:
+            creds.refresh(Request())
+        except RefreshError:
+            raise AuthError(f"the token cached at {path} was revoked or expired; "
+                            "run `drivesync auth login` again") from None
+        except TransportError as exc:
+            raise TransientError(f"cannot reach the Google token server to refresh "
+                                 f"the cached token: {type(exc).__name__}") from None
+        save_user_token(creds, path)
+    return creds
+
+
+def save_user_token(creds: Any, path: Path) -> Path:
+    """Write ``creds`` as authorized-user JSON: atomically, 0600, directory 0700."""
+    path = Path(path)
+    parent = path.parent
+    if not parent.exists():
+        parent.mkdir(parents=True, mode=0o700)
+    tmp = parent / f".drivesync-token-{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(creds.to_json())
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)  # umask could only have narrowed it; be explicit anyway
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    log.info("saved the user token to %s", path)
+    return path
+
+
+def delete_user_token(path: Path) -> bool:
+    """Remove the cached token; False when there was none."""
+    try:
+        Path(path).unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+# ---- auth login -----------------------------------------------------------
+
+def client_secrets_file(explicit: Optional[str], settings: Settings) -> Path:
+    """The OAuth desktop-client JSON to log in with; AuthError saying how to get one."""
+    raw = explicit or settings.credentials or os.environ.get("DRIVESYNC_CREDENTIALS")
+    if not raw:
+        raise AuthError("no OAuth client file: pass --client-secrets FILE (a Desktop-app "
+                        "client JSON from Google Cloud console; see docs/auth.md)")
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise AuthError(f"{path}: OAuth client file not found (see docs/auth.md)")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or not ({"installed", "web"} & set(doc)):
+        raise ConfigError(f"{path}: expected a client secret JSON with an \"installed\" "
+                          "section (create an OAuth client of type Desktop app)")
+    return path
+
+
+def code_from_pasted(pasted: str, *, state: Optional[str]) -> str:
+    """The authorization code from what the user pasted: the redirect URL or the code."""
+    text = pasted.strip()
+    if not text:
+        raise AuthError("nothing was pasted; run `drivesync auth login --console` again")
+    if "://" not in text and "code=" not in text:
+        return text
+    query = urllib.parse.urlsplit(text).query if "://" in text else text.lstrip("?")
+    params = urllib.parse.parse_qs(query)
+    if "error" in params:
+        raise AuthError(f"Google refused the login: {params['error'][0]}")
+    if "code" not in params:
+        raise AuthError("the pasted address has no code= parameter; paste the whole "
+                        "address from the browser's address bar")
+    if state is not None and params.get("state", [state])[0] != state:
+        raise AuthError("the pasted address belongs to another login attempt (state differs)")
+    return params["code"][0]
+
+
+def login(secrets_file: Path, *, console: bool, token_file: Path,
+          ask: Callable[[str], str], tell: Callable[[str], None]) -> Path:
+    """Run the installed-app flow and cache the resulting user token.
+
+    ``console`` uses the copy-paste flow (headless machines): ``tell`` shows the
+    URL, ``ask`` reads back the redirect address. Otherwise a loopback server on
+    a free port catches the redirect and a browser is opened if there is one.
+    """
+    from google_auth_oauthlib.flow import InstalledAppFlow
+
+    flow = InstalledAppFlow.from_client_secrets_file(str(secrets_file), scopes=SCOPES)
+    if console:
+        flow.redirect_uri = CONSOLE_REDIRECT
+        url, state = flow.authorization_url(access_type="offline", prompt="consent")
+        tell("Open this address in a browser, allow access, then copy the address the "
+             "browser ends on (it will fail to load; that is expected) and paste it here:")
+        tell(url)
+        code = code_from_pasted(ask("address or code: "), state=state)
+        try:
+            flow.fetch_token(code=code)
+        except Exception as exc:  # noqa: BLE001 - oauthlib raises many types
+            raise AuthError(f"the code was not accepted ({type(exc).__name__}); "
+                            "run `drivesync auth login --console` again") from None
+        creds = flow.credentials
+    else:
+        creds = flow.run_local_server(
+            host="localhost", port=0, open_browser=True,
+            authorization_prompt_message="Open this address to allow drivesync: {url}",
+            success_message="drivesync is authorised; you can close this window.")
+    return save_user_token(creds, token_file)

@@ -1,0 +1,572 @@
+"""The Drive v3 remote, over google-api-python-client.
+
+Every HTTP call goes through one Pacer (``.execute(num_retries=0)``; no other
+retry loop), each thread gets its own httplib2 object (it is not thread-safe),
+and creates carry ids from ``files.generateIds`` so a retried create can never
+leave two copies. Drive file ids stay inside this module except as the opaque
+``Entry.id``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mimetypes
+import os
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
+
+import google_auth_httplib2
+from googleapiclient.discovery import build_from_document
+from googleapiclient.discovery_cache import get_static_doc
+from googleapiclient.http import MediaFileUpload, build_http
+
+from ..auth import get_credentials
+from ..config import Settings
+from ..errors import (
+    AlreadyExists,
+    ChecksumMismatch,
+    DriveSyncError,
+    NotFound,
+    RateLimited,
+    RemoteError,
+    TransientError,
+    UsageError,
+    is_retryable,
+)
+from ..hashing import md5_file
+from ..pacer import Pacer, RateLimiter
+from ..progress import NULL_PROGRESS, Progress
+from ..types import FILE, FOLDER, Entry, Quota, is_internal, join, temp_name
+from .base import Remote, Target, target_path
+from .drive_errors import classify
+from .drive_support import (
+    ChunkedFileUpload,
+    CountingHttp,
+    FolderCache,
+    IdPool,
+    parse_rfc3339,
+    pick,
+    q_literal,
+    rfc3339,
+)
+from .local import clean_relpath
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+FOLDER_MIME = "application/vnd.google-apps.folder"
+FIELDS = "id,name,mimeType,size,md5Checksum,modifiedTime,createdTime,parents,trashed"
+LIST_FIELDS = f"nextPageToken,files({FIELDS})"
+MY_DRIVE = "root"              # Drive's alias for the My Drive folder
+SOCKET_TIMEOUT = 60            # seconds without a byte before a request fails
+DOWNLOAD_CHUNK = 4 * 1024 * 1024
+BATCH_MAX = 100                # Drive's limit of calls per batch
+SESSION_RESTARTS = 3           # new resumable sessions after the old one expired
+
+
+class DriveRemote(Remote):
+    """A folder under My Drive (``root`` like "space_Colab/data") as a Remote."""
+
+    def __init__(self, root: str, *, settings: Optional[Settings] = None,
+                 credentials: Any = None):
+        super().__init__()
+        self.settings = settings or Settings()
+        self.root = clean_relpath(root)
+        self.address = f"drive:{self.root}"
+        self.endpoint = self.settings.api_endpoint or "https://www.googleapis.com/"
+        self._credentials = credentials
+        self._local = threading.local()
+        self._lock = threading.Lock()          # stats counters, list of http objects
+        self._mkdir_lock = threading.RLock()   # folder creation: one at a time, no twins
+        self._https: list[Any] = []
+        self._doc: Optional[str] = None
+        self._folders = FolderCache()
+        self._ids = IdPool(self._generate_ids)
+        self._writes = RateLimiter(self.settings.write_rate, burst=3)
+        self._pacer = Pacer(max_tries=self.settings.max_tries, base=self.settings.backoff_base,
+                            cap=self.settings.backoff_cap, classify=is_retryable,
+                            on_retry=self._on_retry)
+        chunk = max(256 * 1024, self.settings.chunk_size)
+        self._chunk = chunk - chunk % (256 * 1024)
+
+    # ---- the client, one per thread -----------------------------------------
+    def _service(self) -> Any:
+        service = getattr(self._local, "service", None)
+        if service is None:
+            if self._credentials is None:
+                self._credentials = get_credentials(self.settings)
+            raw = build_http()  # excludes 308 from redirects (resumable uploads use it)
+            raw.timeout = SOCKET_TIMEOUT
+            authed = google_auth_httplib2.AuthorizedHttp(self._credentials, http=raw)
+            with self._lock:
+                self._https.append(raw)
+            service = build_from_document(self._discovery(),
+                                          http=CountingHttp(authed, self.stats, self._lock))
+            self._local.service = service
+        return service
+
+    def _discovery(self) -> str:
+        """The packaged Drive v3 document, pointed at ``api_endpoint`` when set.
+
+        Setting rootUrl (not client_options) is what makes uploads and batches
+        follow the endpoint too. No network discovery either way.
+        """
+        if self._doc is None:
+            doc = json.loads(get_static_doc("drive", "v3"))
+            if self.settings.api_endpoint:
+                root = self.settings.api_endpoint.rstrip("/") + "/"
+                doc["rootUrl"] = root
+                doc["mtlsRootUrl"] = root
+                doc["baseUrl"] = root + doc.get("servicePath", "drive/v3/")
+            self._doc = json.dumps(doc)
+        return self._doc
+
+    def close(self) -> None:
+        with self._lock:
+            https, self._https = self._https, []
+        for http in https:
+            http.close()
+        self._local = threading.local()
+
+    # ---- one HTTP call, paced ---------------------------------------------
+    def _on_retry(self, exc: BaseException, attempt: int, delay: float) -> None:
+        with self._lock:
+            self.stats.retries += 1
+
+    def _call(self, fn: Callable[[], T], *, what: str) -> T:
+        """Run ``fn`` through the pacer with every error classified into ours."""
+        def attempt() -> T:
+            try:
+                return fn()
+            except Exception as exc:
+                err = classify(exc, endpoint=self.endpoint, what=what)
+                if err is None or err is exc:
+                    raise
+                raise err from exc
+
+        try:
+            return self._pacer.call(attempt, what=what)
+        except (RateLimited, TransientError) as exc:
+            raise type(exc)(f"{exc} (gave up after {self._pacer.max_tries} tries)") from exc
+
+    def _run(self, build: Callable[[Any], Any], *, what: str) -> Any:
+        """Build a request on this thread's service and execute it once per attempt."""
+        return self._call(lambda: build(self._service()).execute(num_retries=0), what=what)
+
+    def _generate_ids(self, count: int) -> list[str]:
+        res = self._run(lambda s: s.files().generateIds(count=count, space="drive"),
+                        what="files.generateIds")
+        return list(res.get("ids", []))
+
+    # ---- paths and ids --------------------------------------------------------
+    def _parts(self, path: str) -> tuple[str, ...]:
+        return tuple(p for p in f"{self.root}/{clean_relpath(path)}".split("/") if p)
+
+    def _rel(self, parts: tuple[str, ...]) -> str:
+        return "/".join(parts[len(self._parts("")):])
+
+    def _children(self, parent_id: str, *, name: Optional[str] = None) -> list[dict]:
+        """Every untrashed child of a folder (or those named ``name``), all pages."""
+        q = f"{q_literal(parent_id)} in parents and trashed = false"
+        if name is not None:
+            q += f" and name = {q_literal(name)}"
+        out: list[dict] = []
+        token: Optional[str] = None
+        while True:
+            page = self._run(lambda s, t=token: s.files().list(
+                q=q, pageSize=1000, fields=LIST_FIELDS, pageToken=t, spaces="drive"),
+                what="files.list")
+            out.extend(page.get("files", []))
+            token = page.get("nextPageToken")
+            if not token:
+                return out
+
+    def _folder_id(self, parts: tuple[str, ...], *, create: bool) -> str:
+        """Id of folder ``parts``; NotFound (or created, with ``create``) when absent."""
+        if not parts:
+            return MY_DRIVE
+        cached = self._folders.get(parts)
+        if cached:
+            return cached
+        parent = self._folder_id(parts[:-1], create=create)
+        found = self._lookup_folder(parent, parts, create=create)
+        if found:
+            return found
+        if not create:
+            raise NotFound(f"drive:{'/'.join(parts)}: no such folder")
+        with self._mkdir_lock:  # re-check: another thread may have just made it
+            found = self._folders.get(parts) or self._lookup_folder(parent, parts, create=True)
+            if found:
+                return found
+            meta = self._create({"name": parts[-1], "parents": [parent],
+                                 "mimeType": FOLDER_MIME}, what=f"drive:{'/'.join(parts)}")
+            self._folders.put(parts, meta["id"])
+            log.info("created folder drive:%s", "/".join(parts))
+            return meta["id"]
+
+    def _lookup_folder(self, parent: str, parts: tuple[str, ...], *, create: bool
+                       ) -> Optional[str]:
+        items = self._children(parent, name=parts[-1])
+        folders = [f for f in items if f.get("mimeType") == FOLDER_MIME]
+        if not folders:
+            if items and create:
+                raise RemoteError(f"drive:{'/'.join(parts)}: exists and is not a folder")
+            return None
+        chosen = pick(folders, what=f"drive:{'/'.join(parts)}")["id"]
+        self._folders.put(parts, chosen)
+        return chosen
+
+    def _create(self, body: dict, *, what: str, media: Any = None) -> dict:
+        """files.create with a pre-generated id; a 409 means an earlier try landed."""
+        body = dict(body, id=self._ids.take())
+        self._writes.acquire()
+        try:
+            return self._run(lambda s: s.files().create(body=body, fields=FIELDS,
+                                                        media_body=media), what=what)
+        except AlreadyExists:
+            return self._landed(body, what=what)
+
+    def _landed(self, body: dict, *, what: str) -> dict:
+        """The item a retried create collided with, if it is really ours."""
+        meta = self._get(body["id"], what=what)
+        if meta.get("name") != body["name"] or body["parents"][0] not in meta.get("parents", []):
+            raise RemoteError(f"{what}: id {body['id']} is taken by another item")
+        log.debug("%s: an earlier attempt of the create landed", what)
+        return meta
+
+    def _get(self, file_id: str, *, what: str) -> dict:
+        return self._run(lambda s: s.files().get(fileId=file_id, fields=FIELDS), what=what)
+
+    def _entry(self, meta: dict, rel: str) -> Entry:
+        if meta.get("mimeType") == FOLDER_MIME:
+            return Entry(path=rel, kind=FOLDER, id=meta["id"],
+                         modified=parse_rfc3339(meta.get("modifiedTime")))
+        return Entry(path=rel, size=int(meta.get("size") or 0), md5=meta.get("md5Checksum"),
+                     modified=parse_rfc3339(meta.get("modifiedTime")), kind=FILE,
+                     id=meta["id"])
+
+    def _resolve(self, target: Target) -> Entry:
+        """An Entry with an id; an Entry that has one is trusted (no request)."""
+        if isinstance(target, Entry) and target.id:
+            return target
+        return self.stat(target_path(target))
+
+    # ---- listing ----------------------------------------------------------------
+    def _list_id(self, folder_id: str, rel: str, parts: tuple[str, ...]) -> list[Entry]:
+        items = self._children(folder_id)
+        folders: dict[str, list[dict]] = {}
+        out = []
+        for meta in items:
+            name = meta.get("name") or ""
+            if is_internal(name):
+                continue
+            if name in (".", "..") or "/" in name or "\x00" in name:
+                log.warning("%s: skipping an item with an unusable name %r",
+                            join(self.address, rel), name)
+                continue
+            if meta.get("mimeType") == FOLDER_MIME:
+                folders.setdefault(name, []).append(meta)
+            out.append(self._entry(meta, f"{rel}/{name}" if rel else name))
+        for name, same in folders.items():
+            if self._folders.get(parts + (name,)) is None:
+                first = min(same, key=lambda f: (f.get("createdTime") or "", f["id"]))
+                self._folders.put(parts + (name,), first["id"])
+        return sorted(out, key=lambda e: (e.path, e.id))
+
+    def list(self, path: str = "") -> list[Entry]:
+        rel = clean_relpath(path)
+        parts = self._parts(rel)
+        return self._list_id(self._folder_id(parts, create=False), rel, parts)
+
+    def walk(self, path: str = "") -> Iterator[Entry]:
+        """Breadth-first, parents first; one files.list per folder (per 1000 items)."""
+        rel = clean_relpath(path)
+        queue = [(rel, self._folder_id(self._parts(rel), create=False))]
+        while queue:
+            folder, folder_id = queue.pop(0)
+            for entry in self._list_id(folder_id, folder, self._parts(folder)):
+                yield entry
+                if entry.is_dir:
+                    queue.append((entry.path, entry.id))
+
+    def stat(self, path: str) -> Entry:
+        rel = clean_relpath(path)
+        parts = self._parts(rel)
+        if not rel:
+            return Entry(path="", kind=FOLDER, id=self._folder_id(parts, create=False))
+        try:
+            parent = self._folder_id(parts[:-1], create=False)
+        except NotFound:
+            raise NotFound(f"{self.address}/{rel}: no such file or folder") from None
+        items = self._children(parent, name=parts[-1])
+        if not items:
+            raise NotFound(f"{self.address}/{rel}: no such file or folder")
+        return self._entry(pick(items, what=f"{self.address}/{rel}"), rel)
+
+    def mkdir(self, path: str) -> Entry:
+        rel = clean_relpath(path)
+        return Entry(path=rel, kind=FOLDER, id=self._folder_id(self._parts(rel), create=True))
+
+    # ---- transfers ----------------------------------------------------------------
+    def upload(self, source: Union[str, Path], path: str, *,
+               progress: Progress = NULL_PROGRESS) -> Entry:
+        rel = clean_relpath(path)
+        if not rel:
+            raise UsageError("upload needs a file path, not the remote root")
+        source = Path(source)
+        st = os.stat(source)
+        parts = self._parts(rel)
+        parent = self._folder_id(parts[:-1], create=True)
+        want = md5_file(source)
+        body = {"id": self._ids.take(), "name": parts[-1], "parents": [parent],
+                "modifiedTime": rfc3339(st.st_mtime)}
+        mimetype = mimetypes.guess_type(parts[-1])[0] or "application/octet-stream"
+        what = f"upload of {self.address}/{rel}"
+        self._writes.acquire()
+        try:
+            if st.st_size <= self.settings.resumable_threshold:
+                meta = self._upload_multipart(source, body, mimetype, what=what)
+                progress.on_progress(bytes=st.st_size)
+            else:
+                meta = self._upload_resumable(source, body, mimetype, what=what,
+                                              progress=progress)
+        except AlreadyExists:
+            meta = self._landed(body, what=what)
+        if meta.get("md5Checksum") != want or int(meta.get("size") or 0) != st.st_size:
+            self._discard(meta["id"], what=what)
+            raise ChecksumMismatch(f"{what}: Drive has md5 {meta.get('md5Checksum')}, "
+                                   f"the local file {want}; the bad copy was removed")
+        with self._lock:
+            self.stats.bytes_up += st.st_size
+        return self._entry(meta, rel)
+
+    def _upload_multipart(self, source: Path, body: dict, mimetype: str, *, what: str) -> dict:
+        def attempt() -> dict:
+            media = MediaFileUpload(str(source), mimetype=mimetype, resumable=False)
+            try:
+                return self._service().files().create(
+                    body=body, media_body=media, fields=FIELDS).execute(num_retries=0)
+            finally:
+                media.stream().close()
+        return self._call(attempt, what=what)
+
+    def _upload_resumable(self, source: Path, body: dict, mimetype: str, *, what: str,
+                          progress: Progress) -> dict:
+        """Chunked upload; after a failed chunk the same request object asks the
+        session how much arrived (PUT bytes */N) and resumes from there."""
+        media = ChunkedFileUpload(str(source), mimetype=mimetype, chunksize=self._chunk,
+                                  resumable=True)
+        try:
+            request = self._service().files().create(body=body, media_body=media,
+                                                     fields=FIELDS)
+            sent, restarts = 0, 0
+            while True:
+                try:
+                    status, done = self._call(lambda: request.next_chunk(num_retries=0),
+                                              what=what)
+                except NotFound:
+                    if request.resumable_uri is None or restarts >= SESSION_RESTARTS:
+                        raise
+                    restarts += 1
+                    log.info("%s: the upload session expired; starting a new one", what)
+                    with self._lock:
+                        self.stats.retries += 1
+                    request.resumable_uri = None
+                    request.resumable_progress = 0
+                    request._in_error_state = False
+                    continue
+                now = status.resumable_progress if status is not None else media.size()
+                if now > sent:
+                    progress.on_progress(bytes=now - sent)
+                    sent = now
+                if done is not None:
+                    return done
+        finally:
+            media.stream().close()
+
+    def _discard(self, file_id: str, *, what: str) -> None:
+        try:
+            self._run(lambda s: s.files().delete(fileId=file_id), what=what)
+        except DriveSyncError as exc:
+            log.warning("%s: could not remove the bad copy: %s", what, exc)
+
+    def download(self, target: Target, dest: Union[str, Path], *,
+                 progress: Progress = NULL_PROGRESS) -> Entry:
+        entry = self._resolve(target)
+        if entry.md5 is None and not entry.is_dir:
+            entry = self._entry(self._get(entry.id, what=f"{self.address}/{entry.path}"),
+                                entry.path)
+        label = f"{self.address}/{entry.path}"
+        if entry.is_dir:
+            raise RemoteError(f"{label}: is a folder, not a file")
+        if entry.md5 is None:
+            raise RemoteError(f"{label}: a Google Docs file or shortcut has no bytes "
+                              "to download")
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / temp_name(dest.name)
+        have = tmp.stat().st_size if tmp.exists() else 0
+        if have > entry.size:
+            tmp.unlink()
+            have = 0
+        with open(tmp, "ab") as out:
+            pos = have
+            while pos < entry.size:
+                data = self._call(lambda p=pos: self._fetch_range(entry.id, p, entry.size),
+                                  what=f"download of {label}")
+                out.write(data)
+                pos += len(data)
+                progress.on_progress(bytes=len(data))
+                with self._lock:
+                    self.stats.bytes_down += len(data)
+            out.flush()
+            os.fsync(out.fileno())
+        got = md5_file(tmp)
+        if got != entry.md5:
+            tmp.unlink(missing_ok=True)
+            raise ChecksumMismatch(f"{label}: downloaded md5 {got}, expected {entry.md5}")
+        os.replace(tmp, dest)
+        return entry
+
+    def _fetch_range(self, file_id: str, start: int, size: int) -> bytes:
+        end = min(start + DOWNLOAD_CHUNK, size) - 1
+        request = self._service().files().get_media(fileId=file_id)
+        request.headers["Range"] = f"bytes={start}-{end}"
+        data = request.execute(num_retries=0)
+        if len(data) != end - start + 1:
+            raise TransientError(f"short read: asked bytes {start}-{end}, got {len(data)}")
+        return data
+
+    # ---- changes ------------------------------------------------------------------
+    def move(self, target: Target, dest_path: str) -> Entry:
+        src = self._resolve(target)
+        drel = clean_relpath(dest_path)
+        if not drel or not src.path:
+            raise UsageError("move needs a source and a destination below the remote root")
+        parts = self._parts(drel)
+        what = f"move of {self.address}/{src.path} to {drel}"
+        parent = self._folder_id(parts[:-1], create=True)
+        in_way = [f for f in self._children(parent, name=parts[-1]) if f["id"] != src.id]
+        if any(f.get("mimeType") == FOLDER_MIME for f in in_way):
+            raise RemoteError(f"{self.address}/{drel}: a folder is in the way")
+        old_parents = self._get(src.id, what=what).get("parents", [])
+        extra: dict[str, str] = {}
+        if parent not in old_parents:
+            extra = {"addParents": parent, "removeParents": ",".join(old_parents)}
+        meta = self._run(lambda s: s.files().update(fileId=src.id, body={"name": parts[-1]},
+                                                    fields=FIELDS, **extra), what=what)
+        if src.is_dir and src.path:
+            self._folders.forget(self._parts(src.path))
+        for old in in_way:  # the move replaced these files, as a local rename would
+            self._delete_id(old["id"], permanent=True, what=what)
+        return self._entry(meta, drel)
+
+    def delete(self, target: Target, *, permanent: bool = False) -> None:
+        if not clean_relpath(target_path(target)):
+            raise UsageError("refusing to delete the remote root")
+        entry = self._resolve(target)
+        self._delete_id(entry.id, permanent=permanent,
+                        what=f"delete of {self.address}/{entry.path}")
+        if entry.is_dir:
+            self._folders.forget(self._parts(entry.path))
+
+    def _delete_id(self, file_id: str, *, permanent: bool, what: str) -> None:
+        tries = 0
+
+        def attempt() -> Any:
+            nonlocal tries
+            tries += 1
+            service = self._service()
+            if permanent:
+                return service.files().delete(fileId=file_id).execute(num_retries=0)
+            return service.files().update(fileId=file_id, body={"trashed": True},
+                                          fields="id").execute(num_retries=0)
+        try:
+            self._call(attempt, what=what)
+        except NotFound:
+            if tries <= 1:
+                raise  # absent before we started
+            # A retried delete answered 404: the earlier attempt had landed.
+
+    def delete_many(self, targets: Iterable[Target], *,
+                    permanent: bool = False) -> dict[str, DriveSyncError]:
+        """Deletes in batches of up to 100 calls; only failed inner calls are retried."""
+        failed: dict[str, DriveSyncError] = {}
+        entries: list[Entry] = []
+        for t in targets:
+            try:
+                if not clean_relpath(target_path(t)):
+                    raise UsageError("refusing to delete the remote root")
+                entries.append(self._resolve(t))
+            except DriveSyncError as exc:
+                failed[target_path(t)] = exc
+        for i in range(0, len(entries), BATCH_MAX):
+            failed.update(self._delete_batch(entries[i:i + BATCH_MAX], permanent=permanent))
+        for e in entries:
+            if e.is_dir:
+                self._folders.forget(self._parts(e.path))
+        return failed
+
+    def _delete_batch(self, entries: list[Entry], *, permanent: bool
+                      ) -> dict[str, DriveSyncError]:
+        pending = {str(i): e for i, e in enumerate(entries)}
+        tries = dict.fromkeys(pending, 0)
+        failed: dict[str, DriveSyncError] = {}
+
+        def attempt() -> None:
+            service = self._service()
+            answers: dict[str, Optional[DriveSyncError]] = {}
+
+            def on_answer(request_id: str, _response: Any, exc: Optional[Exception]) -> None:
+                if exc is None:
+                    answers[request_id] = None
+                    return
+                err = classify(exc, endpoint=self.endpoint, what="delete")
+                answers[request_id] = err or RemoteError(f"delete failed: {exc}")
+
+            batch = service.new_batch_http_request(callback=on_answer)
+            for rid, e in pending.items():
+                tries[rid] += 1
+                files = service.files()
+                batch.add(files.delete(fileId=e.id) if permanent else
+                          files.update(fileId=e.id, body={"trashed": True}, fields="id"),
+                          request_id=rid)
+            batch.execute()
+            retry: Optional[DriveSyncError] = None
+            for rid in list(pending):
+                err = answers.get(rid, TransientError("no answer in the batch response"))
+                if err is None or isinstance(err, NotFound) and tries[rid] > 1:
+                    del pending[rid]
+                elif is_retryable(err):
+                    retry = retry or err
+                else:
+                    failed[pending.pop(rid).path] = err
+            if retry is not None:
+                raise retry
+
+        try:
+            self._call(attempt, what=f"batch delete of {len(entries)} items")
+        except DriveSyncError as exc:
+            for e in pending.values():
+                failed[e.path] = exc
+        return failed
+
+    def empty_trash(self) -> None:
+        self._run(lambda s: s.files().emptyTrash(), what="files.emptyTrash")
+
+    def quota(self) -> Quota:
+        about = self._run(lambda s: s.about().get(fields="storageQuota"), what="about.get")
+        q = about.get("storageQuota", {})
+        limit = q.get("limit")
+        return Quota(limit=int(limit) if limit not in (None, "") else None,
+                     usage=int(q.get("usage") or 0), trash=int(q.get("usageInDriveTrash") or 0))
+
+    def account(self) -> dict:
+        """Who the credentials belong to (``auth status``): {"email", "name"}."""
+        about = self._run(lambda s: s.about().get(fields="user(emailAddress,displayName)"),
+                          what="about.get")
+        user = about.get("user", {})
+        return {"email": user.get("emailAddress"), "name": user.get("displayName")}
+

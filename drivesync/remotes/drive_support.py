@@ -1,0 +1,128 @@
+"""Small helpers of the Drive remote: the HTTP wrapper that counts requests,
+the pool of pre-generated file ids and the path -> folder id cache.
+
+Kept apart so drive.py reads as the list of Remote operations.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timezone
+from typing import Any, Callable, Optional
+
+from googleapiclient.http import MediaFileUpload
+
+from ..types import Stats
+
+log = logging.getLogger(__name__)
+
+
+class CountingHttp:
+    """Wraps one thread's authorised httplib2 object and counts every request.
+
+    Sits below google-api-python-client, so status queries of resumable uploads,
+    batch POSTs and retried attempts are all counted. Logs method and path at
+    DEBUG, never headers (they carry the Authorization token).
+    """
+
+    def __init__(self, inner: Any, stats: Stats, lock: threading.Lock):
+        self._inner = inner
+        self._stats = stats
+        self._lock = lock
+
+    def request(self, uri: str, method: str = "GET", body: Any = None,
+                headers: Optional[dict] = None, **kwargs: Any) -> Any:
+        with self._lock:
+            self._stats.requests += 1
+        log.debug("%s %s", method, uri.split("?", 1)[0])
+        return self._inner.request(uri, method, body=body, headers=headers, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:  # credentials, timeout, close, ...
+        return getattr(self._inner, name)
+
+
+class ChunkedFileUpload(MediaFileUpload):
+    """A resumable file upload whose chunks are sent as bytes, not a stream.
+
+    httplib2 silently re-sends a request once when the server closes the
+    connection before answering; with a stream body the second send would be
+    empty. Bytes can be sent twice. Memory is one chunk, never the whole file.
+    """
+
+    def has_stream(self) -> bool:
+        return False
+
+
+class IdPool:
+    """File ids from files.generateIds, handed out to threads one at a time.
+
+    Creating with a pre-generated id makes a create idempotent: a retry of a
+    create that landed is answered 409 instead of making a second copy.
+    """
+
+    def __init__(self, fetch: Callable[[int], list[str]], *, block: int = 1000):
+        self._fetch = fetch
+        self._block = block
+        self._ids: list[str] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> str:
+        with self._lock:
+            if not self._ids:
+                self._ids = list(self._fetch(self._block))
+                self._ids.reverse()
+            return self._ids.pop()
+
+
+class FolderCache:
+    """Folder ids by path (a tuple of names from My Drive); safe to share between threads."""
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[str, ...], str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, parts: tuple[str, ...]) -> Optional[str]:
+        with self._lock:
+            return self._ids.get(parts)
+
+    def put(self, parts: tuple[str, ...], folder_id: str) -> None:
+        with self._lock:
+            self._ids[parts] = folder_id
+
+    def forget(self, parts: tuple[str, ...]) -> None:
+        """Drop ``parts`` and everything below it (after a move or delete)."""
+        n = len(parts)
+        with self._lock:
+            for key in [k for k in self._ids if k[:n] == parts]:
+                del self._ids[key]
+
+
+def rfc3339(ts: float) -> str:
+    """Drive's timestamp format (UTC, milliseconds)."""
+    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def parse_rfc3339(text: Optional[str]) -> float:
+    """Seconds since the epoch from Drive's timestamp; 0.0 when absent or malformed."""
+    if not text:
+        return 0.0
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def q_literal(value: str) -> str:
+    """A string literal for a files.list query."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def pick(items: list[dict], *, what: str) -> dict:
+    """The deterministic choice among same-named items: oldest, then smallest id."""
+    items = sorted(items, key=lambda f: (f.get("createdTime") or "", f.get("id") or ""))
+    if len(items) > 1:
+        log.warning("%s: %d items share this name on Drive; using the oldest (id %s)",
+                    what, len(items), items[0].get("id"))
+    return items[0]
