@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from ..errors import PartialFailure
 from ..progress import NULL_PROGRESS, Progress
 from ..remotes.base import Remote
 
@@ -74,8 +75,13 @@ def stage_dataset(remote: Remote, dest: Union[str, Path], *, path: str = "", job
     dest.mkdir(parents=True, exist_ok=True)
     (dest / MARKER).unlink(missing_ok=True)  # a half-finished stage is never "staged"
     result = pull(remote, dest, path=path, jobs=jobs, unpack=True, progress=progress)
-    files = int(getattr(result, "files", 0) or count)
-    size = int(getattr(result, "bytes", 0) or 0)
+    if result.failed or result.problems:
+        shown = "; ".join(f"{where}: {why}" for where, why in result.problems[:5])
+        raise PartialFailure(f"staging {remote.address}/{path} into {dest}: "
+                             f"{max(result.failed, len(result.problems))} item(s) failed "
+                             f"({shown}); re-run to retry, nothing was marked staged")
+    files = result.downloaded + result.unpacked + result.skipped
+    size = result.bytes
     doc = {"format": MARKER_FORMAT, "source": f"{remote.address}/{path}".rstrip("/"),
            "digest": digest, "files": files, "bytes": size, "remote_files": count}
     tmp = dest / (MARKER + ".tmp")

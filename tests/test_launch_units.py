@@ -1,0 +1,252 @@
+"""Pure and local parts of launch: weights checks, command building, the root link,
+the darknet binary check, and the colab-cell text."""
+
+from __future__ import annotations
+
+import io
+import os
+import shlex
+import struct
+import zipfile
+
+import pytest
+
+from drivesync.cli import main
+from drivesync.errors import ConfigError, UsageError
+from drivesync.launch import colab, trainers
+from drivesync.launch.weights import (
+    CheckpointError,
+    check_checkpoint,
+    check_darknet,
+    check_pt,
+    parse_darknet_header,
+)
+
+
+def _weights(path, *, major=0, minor=2, seen=400, payload=b"x" * 64):
+    head = struct.pack("<iii", major, minor, 0)
+    head += struct.pack("<q", seen) if major * 10 + minor >= 2 else struct.pack("<i", seen)
+    path.write_bytes(head + payload)
+    return path
+
+
+# ---- weights ----------------------------------------------------------------
+@pytest.mark.parametrize("major,minor,size", [(0, 2, 20), (0, 1, 16), (1, 0, 20), (0, 0, 16)])
+def test_darknet_header_width_follows_version(major, minor, size):
+    head = struct.pack("<iii", major, minor, 5)
+    head += struct.pack("<q", 12345) if size == 20 else struct.pack("<i", 12345)
+    h = parse_darknet_header(head + b"rest")
+    assert (h.major, h.minor, h.revision, h.seen, h.size) == (major, minor, 5, 12345, size)
+    assert h.iteration(64) == 12345 // 64 and h.iteration(None) is None
+
+
+def test_darknet_iteration_and_name_consistency(tmp_path):
+    info = check_darknet(_weights(tmp_path / "yolo_100.weights", seen=6400), batch=64)
+    assert info.iteration == 100 and info.seen == 6400
+    with pytest.raises(CheckpointError, match="name says 100"):
+        check_darknet(_weights(tmp_path / "yolo_100.weights", seen=6464), batch=64)
+    # without a batch the iteration is unknown: only 'seen' is exposed, no name check
+    assert check_darknet(tmp_path / "yolo_100.weights").iteration is None
+    assert check_darknet(_weights(tmp_path / "yolo_last.weights", seen=99), batch=64).iteration == 1
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00" * 11, struct.pack("<iii", 0, 2, 0) + b"\x00" * 4,
+                                  struct.pack("<iiiq", 0, 2, 0, 64)])
+def test_truncated_darknet_files_are_refused(tmp_path, data):
+    p = tmp_path / "yolo_last.weights"
+    p.write_bytes(data)
+    with pytest.raises(CheckpointError):
+        check_darknet(p, batch=64)
+
+
+def test_garbage_header_is_refused(tmp_path):
+    p = tmp_path / "a.weights"
+    p.write_bytes(struct.pack("<iiiq", 7000000, 2, 0, 1) + b"x" * 10)
+    with pytest.raises(CheckpointError, match="implausible"):
+        check_darknet(p)
+
+
+def _pt(path, members=None):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in (members or {"archive/data.pkl": b"p" * 500}).items():
+            z.writestr(name, data)
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def test_pt_zip_checks(tmp_path):
+    good = _pt(tmp_path / "last.pt")
+    assert check_pt(good, load=False).kind == "pt"
+    assert check_checkpoint(good, load=False).size == good.stat().st_size
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(good.read_bytes()[:-30])
+    with pytest.raises(CheckpointError, match="corrupt|truncated"):
+        check_pt(cut, load=False)
+    flipped = bytearray(good.read_bytes())
+    i = bytes(flipped).index(b"p" * 20)
+    flipped[i] ^= 0xFF
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(bytes(flipped))
+    with pytest.raises(CheckpointError, match="CRC"):
+        check_pt(bad, load=False)
+    notzip = tmp_path / "x.pt"
+    notzip.write_bytes(b"\x80\x02 old pickle")
+    with pytest.raises(CheckpointError, match="PK"):
+        check_pt(notzip)
+    with pytest.raises(CheckpointError, match="not a darknet"):
+        check_checkpoint(tmp_path / "notes.txt")
+
+
+# ---- command building --------------------------------------------------------
+def test_darknet_command_fresh_resume_map_extra():
+    base = dict(darknet="/content/darknet/darknet", data="obj.data", cfg="y.cfg",
+                line_buffered=False)
+    assert trainers.darknet_command(**base) == [
+        "/content/darknet/darknet", "detector", "train", "obj.data", "y.cfg", "-dont_show"]
+    assert trainers.darknet_command(**base, weights="/w/y_last.weights", map=True,
+                                    extra=["-gpus", "0,1", "-clear"]) == [
+        "/content/darknet/darknet", "detector", "train", "obj.data", "y.cfg",
+        "/w/y_last.weights", "-dont_show", "-map", "-gpus", "0,1", "-clear"]
+    # flags the user already passed are not doubled
+    argv = trainers.darknet_command(**base, map=True, extra=["-map", "-dont_show"])
+    assert argv.count("-map") == 1 and argv.count("-dont_show") == 1
+
+
+def test_darknet_command_line_buffered_when_stdbuf_exists():
+    argv = trainers.darknet_command(darknet="d", data="a", cfg="b")
+    if argv[0] != "d":
+        assert os.path.basename(argv[0]) == "stdbuf" and argv[1:4] == ["-oL", "-eL", "d"]
+
+
+def test_ultralytics_command_fresh_and_resume():
+    assert trainers.ultralytics_command(data="data.yaml", model="yolov8n.pt", epochs=50,
+                                        project="/content/runs", name="exp", save_period=5,
+                                        extra=["imgsz=640"]) == [
+        "yolo", "train", "data=data.yaml", "model=yolov8n.pt", "epochs=50",
+        "project=/content/runs", "name=exp", "exist_ok=True", "save_period=5", "imgsz=640"]
+    assert trainers.ultralytics_command(data="d.yaml", model="m.pt", resume_from="/w/last.pt",
+                                        extra=["batch=8"]) == [
+        "yolo", "train", "resume", "model=/w/last.pt", "batch=8"]
+    with pytest.raises(ConfigError, match="key=value"):
+        trainers.ultralytics_command(data="d", model="m", extra=["--epochs"])
+    with pytest.raises(ConfigError):
+        trainers.ultralytics_command(model="m.pt")
+
+
+def test_data_and_cfg_parsing(tmp_path):
+    data = tmp_path / "obj.data"
+    data.write_text("classes = 2\ntrain = t.txt  # comment\nbackup = backup/\n")
+    assert trainers.backup_dir(data, cwd=tmp_path) == tmp_path / "backup"
+    data.write_text("classes = 2\n")
+    with pytest.raises(ConfigError, match="backup"):
+        trainers.backup_dir(data)
+    data.write_text("classes 2\n")
+    with pytest.raises(ConfigError, match=r"obj.data:1"):
+        trainers.read_data_file(data)
+    cfg = tmp_path / "y.cfg"
+    cfg.write_text("[net]\n# Testing\nbatch=64\nsubdivisions=16\nmax_batches = 6000\n"
+                   "[convolutional]\nbatch=1\n")
+    assert trainers.cfg_int(cfg, "batch") == 64 and trainers.cfg_int(cfg, "max_batches") == 6000
+    assert trainers.cfg_int(cfg, "nope") is None
+    with pytest.raises(ConfigError, match="not found"):
+        trainers.read_cfg_net(tmp_path / "missing.cfg")
+
+
+# ---- environment -------------------------------------------------------------
+def test_root_link_is_idempotent_and_refuses_to_clobber(tmp_path):
+    target, other = tmp_path / "drive" / "space_Colab", tmp_path / "local"
+    target.mkdir(parents=True)
+    other.mkdir()
+    link = tmp_path / "WORK1"
+    assert colab.ensure_link(link, target).action == "created"
+    assert colab.ensure_link(link, target).action == "exists"
+    assert os.path.realpath(link) == str(target)
+    with pytest.raises(UsageError, match="already links"):
+        colab.ensure_link(link, other)
+    assert os.path.realpath(link) == str(target)
+    assert colab.ensure_link(link, other, force=True).action == "replaced"
+    assert os.path.realpath(link) == str(other)
+    real = tmp_path / "realdir"
+    real.mkdir()
+    (real / "keep.txt").write_text("user data")
+    with pytest.raises(UsageError, match="not a link"):
+        colab.ensure_link(real, target)
+    with pytest.raises(UsageError, match="non-empty"):
+        colab.ensure_link(real, target, force=True)
+    assert (real / "keep.txt").read_text() == "user data"
+    empty = tmp_path / "emptydir"
+    empty.mkdir()
+    assert colab.ensure_link(empty, target, force=True).action == "replaced"
+    with pytest.raises(ConfigError, match="does not exist"):
+        colab.ensure_link(tmp_path / "x", tmp_path / "missing")
+
+
+def test_mount_uses_the_given_mounter_only_when_missing(tmp_path):
+    calls = []
+
+    def fake_mount(point):  # our own seam: google.colab is not importable here
+        calls.append(point)
+        (tmp_path / "drive" / "MyDrive").mkdir(parents=True)
+
+    assert colab.ensure_drive_mounted(tmp_path / "drive", mount=fake_mount) == \
+        tmp_path / "drive" / "MyDrive"
+    colab.ensure_drive_mounted(tmp_path / "drive", mount=fake_mount)
+    assert calls == [str(tmp_path / "drive")]
+    if not colab.in_colab():
+        with pytest.raises(UsageError, match="not mounted"):
+            colab.ensure_drive_mounted(tmp_path / "nodrive")
+
+
+def test_prepare_darknet(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        colab.prepare_darknet(tmp_path / "darknet")
+    script = tmp_path / "darknet"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o644)
+    info = colab.prepare_darknet(script)
+    assert os.access(script, os.X_OK)
+    assert info.gpu is None  # a script is not an ELF binary: nothing claimed
+    py = os.path.realpath(os.sys.executable)
+    elf = colab.prepare_darknet(py)
+    if elf.gpu is not None:  # ldd present: the python binary has no CUDA
+        assert elf.gpu is False and "GPU=1" in elf.detail
+
+
+# ---- colab-cell -----------------------------------------------------------------
+def test_colab_cell_fills_in_the_users_paths(capsys):
+    code = main(["colab-cell", "--trainer", "darknet", "--weights", "drive:my proj/backup",
+                 "--dataset", "drive:my proj/data", "--data", "/WORK1/obj.data",
+                 "--cfg", "/WORK1/yolov4-tiny.cfg", "--pretrained", "/WORK1/yolov4-tiny.conv.29",
+                 "--root", "/WORK1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "auth.authenticate_user()" in out and "drive.mount('/content/drive')" in out
+    assert "pip install" in out
+    line = [x for x in out.splitlines() if x.startswith("!drivesync launch")][0]
+    argv = shlex.split(line[1:])
+    assert argv[:3] == ["drivesync", "launch", "darknet"]
+    for flag, value in [("--weights", "drive:my proj/backup"), ("--dataset", "drive:my proj/data"),
+                        ("--data", "/WORK1/obj.data"), ("--cfg", "/WORK1/yolov4-tiny.cfg"),
+                        ("--pretrained", "/WORK1/yolov4-tiny.conv.29"), ("--root", "/WORK1")]:
+        assert argv[argv.index(flag) + 1] == value
+    code = main(["colab-cell", "--trainer", "ultralytics", "--data", "/WORK1/data.yaml",
+                 "--model", "yolov8s.pt", "--epochs", "30", "--weights", "drive:space_Colab/runs"])
+    out = capsys.readouterr().out
+    assert "pip install -q ultralytics" in out
+    assert "--model yolov8s.pt --epochs 30 --weights drive:space_Colab/runs" in out
+    # the printed command parses with our own parser
+    from drivesync.cli import build_parser
+    line = [x for x in out.splitlines() if x.startswith("!drivesync launch")][0]
+    args = build_parser().parse_args(shlex.split(line[1:])[1:])
+    assert args.trainer == "ultralytics" and args.epochs == 30
+
+
+def test_launch_usage_errors(tmp_path, capsys):
+    assert main(["launch", "darknet", "--data", "x", "--cfg", "y", "--keep-last", "0",
+                 "--no-mount"]) == 2
+    assert "--keep-last" in capsys.readouterr().err
+    missing = main(["launch", "darknet", "--data", str(tmp_path / "obj.data"), "--cfg", "y",
+                    "--darknet", str(tmp_path / "nope"), "--no-mount"])
+    err = capsys.readouterr().err
+    assert missing == 2 and "darknet binary" in err and "Traceback" not in err
