@@ -1,0 +1,209 @@
+"""Dataset preparation: converters to YOLO, sharding, configs and checks.
+
+Every converter produces the same in-memory record, :class:`Item`: one source
+image, its size, its boxes as ``(class_id, cx, cy, w, h)`` normalised to
+[0, 1], and where it came from. The sharder, the config writer and the checker
+only ever see items, so adding a format means writing one converter.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any, Container, List, Optional, Tuple
+
+Box = Tuple[int, float, float, float, float]
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+LABEL_EXT = ".txt"
+FORMATS = ("voc", "crowdhuman", "coco", "yolo")
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def format_box(box: Box) -> str:
+    """One YOLO label line: class id and four numbers with 6 decimals."""
+    c, cx, cy, w, h = box
+    return f"{c} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}"
+
+
+def label_text(boxes: Tuple[Box, ...]) -> str:
+    return "".join(format_box(b) + "\n" for b in boxes)
+
+
+def display(path: Any) -> str:
+    """A printable form of any path, even one whose bytes are not UTF-8."""
+    return os.fsencode(os.fspath(path)).decode("utf-8", "backslashreplace")
+
+
+def safe_stem(stem: str) -> str:
+    """An ASCII stem that is safe in train.txt, on Drive, on Windows and in shells.
+
+    Accents are folded (``é`` -> ``e``), anything else outside ``[A-Za-z0-9._-]``
+    becomes ``_``. A name that cannot be listed safely is renamed, never
+    written as-is, because one bad line in train.txt stops darknet.
+    """
+    folded = unicodedata.normalize("NFKD", stem)
+    folded = folded.encode("ascii", "ignore").decode("ascii")
+    out = _UNSAFE.sub("_", folded).strip("._-")
+    return out or "img"
+
+
+def box_from_corners(
+    class_id: int, x0: float, y0: float, x1: float, y1: float, width: int, height: int
+) -> Optional[Box]:
+    """Clip pixel corners to the image and normalise; None when nothing is left."""
+    x0, x1 = max(0.0, min(float(width), x0)), max(0.0, min(float(width), x1))
+    y0, y1 = max(0.0, min(float(height), y0)), max(0.0, min(float(height), y1))
+    w, h = x1 - x0, y1 - y0
+    if w <= 0 or h <= 0:
+        return None
+    nw, nh = round(w / width, 6), round(h / height, 6)
+    if nw <= 0 or nh <= 0:
+        return None
+    return (class_id, round((x0 + x1) / 2 / width, 6), round((y0 + y1) / 2 / height, 6), nw, nh)
+
+
+@dataclass
+class Item:
+    """One image with its boxes, ready to be sharded.
+
+    ``key`` is the image path relative to the source folder (POSIX) and is the
+    item's identity in the manifest. ``label_src`` is set when a YOLO label
+    file is passed through as-is; otherwise the label is written from ``boxes``.
+    """
+
+    key: str
+    image: str
+    stem: str
+    ext: str
+    width: int
+    height: int
+    size: int
+    md5: str
+    boxes: Tuple[Box, ...] = ()
+    origin: str = ""
+    label_src: Optional[str] = None
+    label_size: int = 0
+    label_md5: str = ""
+
+    def label(self) -> str:
+        return label_text(self.boxes)
+
+
+@dataclass
+class Counts:
+    """What a conversion saw, for the summary."""
+
+    boxes: int = 0
+    dropped: int = 0  # empty after clipping to the image
+    difficult: int = 0  # VOC difficult=1, skipped unless asked
+    ignored: int = 0  # CrowdHuman ignore / mask, COCO iscrowd
+    skipped_boxes: int = 0
+
+
+@dataclass
+class Conversion:
+    items: List[Item] = field(default_factory=list)
+    classes: List[str] = field(default_factory=list)
+    counts: Counts = field(default_factory=Counts)
+
+
+def relkey(root: str, path: str) -> str:
+    """The POSIX path of ``path`` relative to ``root`` (the manifest key)."""
+    return os.path.relpath(path, root).replace(os.sep, "/")
+
+
+def open_image(
+    root: str, path: str, report: Any, *, origin: str = "", moved: Container[str] = ()
+) -> Optional[Item]:
+    """Probe one image (one read: size, md5, dimensions) into an :class:`Item` without boxes.
+
+    Reports and returns None for a missing, empty or unreadable image (an image
+    whose key is in ``moved`` was already moved into a shard: silently None). A name
+    that is not plain ASCII is kept for reading but gets a safe output stem
+    (noted in the report), so train.txt never holds a line darknet chokes on.
+    """
+    from .imageinfo import BadImage, probe_image
+    from .report import NOTE
+
+    shown = display(path)
+    try:
+        info = probe_image(path)
+    except FileNotFoundError:
+        if relkey(root, path) in moved:
+            return None
+        report.add(origin or shown, "", f"image not found: {shown}")
+        return None
+    except BadImage as exc:
+        report.add(shown, "", f"unreadable image: {exc}")
+        return None
+    except OSError as exc:
+        report.add(shown, "", f"cannot read image: {exc.strerror or exc}")
+        return None
+    base = os.path.basename(path)
+    stem, ext = os.path.splitext(base)
+    new = safe_stem(stem)
+    if new != stem:
+        try:
+            base.encode("utf-8")
+            why = "name is not plain ASCII or has unsafe characters"
+        except UnicodeEncodeError:
+            why = "name is not valid UTF-8"
+        report.add(shown, "name", f"{why}; written as {new}{ext.lower()}", skipped=NOTE)
+    return Item(
+        key=relkey(root, path),
+        image=path,
+        stem=new,
+        ext=ext.lower(),
+        width=info.width,
+        height=info.height,
+        size=info.size,
+        md5=info.md5,
+        origin=relkey(root, origin) if origin else "",
+    )
+
+
+def load_classes(
+    classes: Optional[Any] = None, classes_file: Optional[str] = None
+) -> Optional[List[str]]:
+    """Class names from ``a,b,c`` / a list, or one per line from a file; None if neither."""
+    from ..errors import DatasetError
+
+    if classes_file:
+        try:
+            with open(classes_file, encoding="utf-8") as f:
+                names = [line.strip() for line in f if line.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DatasetError(f"{display(classes_file)}: cannot read classes file: {exc}") from exc
+    elif classes is None:
+        return None
+    elif isinstance(classes, str):
+        names = [c.strip() for c in classes.split(",") if c.strip()]
+    else:
+        names = [str(c).strip() for c in classes]
+    if not names:
+        raise DatasetError("the class list is empty")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DatasetError(f"class names listed twice: {', '.join(dupes)}")
+    return names
+
+
+def walk_files(root: str, *, exclude: Optional[str] = None) -> List[str]:
+    """Every file under ``root`` in sorted order, skipping ``exclude`` and our own files."""
+    out: List[str] = []
+    ex = os.path.abspath(exclude) if exclude else None
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if not d.startswith(".drivesync")
+            and (ex is None or os.path.abspath(os.path.join(dirpath, d)) != ex)
+        )
+        out.extend(
+            os.path.join(dirpath, f) for f in sorted(filenames) if not f.startswith(".drivesync")
+        )
+    return out

@@ -1,0 +1,197 @@
+"""``drivesync check OUT``: is a sharded dataset ready to train on?
+
+Labels parse with values in range and class ids below the class count;
+every label has its image and every image its label; images are readable;
+no shard holds more files than the limit; identical images (same md5) are
+reported; train.txt/valid.txt name images that exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Tuple
+
+from ..errors import NotFound
+from ..progress import NULL_PROGRESS, Progress
+from . import IMAGE_EXTS, LABEL_EXT, display
+from .configs import default_root
+from .imageinfo import BadImage, probe_image, read_image_info
+from .report import NOTE, Report
+from .shard import load_manifest
+from .yolo import parse_label
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CheckResult:
+    dataset: str
+    report: Report = field(default_factory=Report)
+    images: int = 0
+    labels: int = 0
+    boxes: int = 0
+    shards: int = 0
+    duplicates: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.report.failed
+
+
+def find_dataset(out: str, name: Optional[str] = None) -> Tuple[str, str]:
+    """(dataset folder, name): OUT/NAME, NAME from the manifest or the only subfolder."""
+    out = os.path.abspath(out)
+    if not os.path.isdir(out):
+        raise NotFound(f"{display(out)}: no such folder")
+    if name is None:
+        m = load_manifest(out)
+        if m is not None and m.name:
+            name = m.name
+        elif _shard_dirs(out):
+            return out, os.path.basename(out)
+        else:
+            subs = [e.name for e in os.scandir(out) if e.is_dir() and _shard_dirs(e.path)]
+            if len(subs) != 1:
+                raise NotFound(f"{display(out)}: no sharded dataset found (give --name)")
+            name = subs[0]
+    path = os.path.join(out, name)
+    if not os.path.isdir(path):
+        raise NotFound(f"{display(path)}: no such dataset folder")
+    return path, name
+
+
+def _shard_dirs(path: str) -> List[str]:
+    try:
+        return sorted(e.path for e in os.scandir(path) if e.is_dir() and e.name.isdigit())
+    except OSError:
+        return []
+
+
+def check_dataset(
+    out: str,
+    *,
+    name: Optional[str] = None,
+    max_files: Optional[int] = None,
+    nc: Optional[int] = None,
+    known: Optional[Mapping[str, Tuple[int, str]]] = None,
+    progress: Progress = NULL_PROGRESS,
+) -> CheckResult:
+    """Check ``OUT/NAME``. ``known`` (abs path -> (size, md5), e.g. from the manifest
+    just written) lets a file whose size matches skip being hashed again."""
+    dataset, name = find_dataset(out, name)
+    m = load_manifest(os.path.abspath(out))
+    if max_files is None:
+        max_files = m.max_files if m is not None and m.max_files else 2000
+    names_file = os.path.join(dataset, "obj.names")
+    if nc is None and os.path.isfile(names_file):
+        with open(names_file, encoding="utf-8", errors="replace") as f:
+            nc = sum(1 for line in f if line.strip())
+    if nc is None and m is not None and m.classes:
+        nc = len(m.classes)
+    res = CheckResult(dataset=dataset)
+    rep = res.report
+    if nc is None:
+        rep.add(dataset, "obj.names", "no class list found; class ids not checked", skipped=NOTE)
+    dirs = _shard_dirs(dataset)
+    res.shards = len(dirs)
+    by_md5: Dict[str, str] = {}
+    total = sum(1 for d in dirs for _ in os.scandir(d))
+    progress.on_start(files=total, bytes=0, desc="check")
+    for d in dirs:
+        entries = [e for e in os.scandir(d) if e.is_file() and not e.name.startswith(".drivesync")]
+        if len(entries) > max_files:
+            rep.add(d, "", f"shard holds {len(entries)} files, over the limit of {max_files}")
+        images: Dict[str, str] = {}
+        labels: Dict[str, str] = {}
+        for e in entries:
+            stem, ext = os.path.splitext(e.name)
+            ext = ext.lower()
+            if ext in IMAGE_EXTS:
+                if stem in images:
+                    rep.add(
+                        e.path,
+                        "",
+                        f"two images share the stem {stem!r}; one label cannot serve both",
+                    )
+                images[stem] = e.path
+            elif ext == LABEL_EXT:
+                labels[stem] = e.path
+            else:
+                rep.add(e.path, "", "not an image or a label", skipped=NOTE)
+        for stem, path in sorted(labels.items()):
+            if stem not in images:
+                rep.add(path, "", "label without an image (orphan)")
+            res.labels += 1
+            with open(path, "rb") as f:
+                count, errors = parse_label(f.read(), nc=nc)
+            res.boxes += count
+            for n, reason in errors:
+                rep.add(path, f"line {n}" if n else "", reason)
+        for stem, path in sorted(images.items()):
+            res.images += 1
+            if stem not in labels:
+                rep.add(
+                    path,
+                    "",
+                    "image without a label (darknet and Ultralytics need one, "
+                    "even an empty one for a background image)",
+                )
+            digest = _image_md5(path, known, rep)
+            if digest is None:
+                continue
+            if digest in by_md5:
+                res.duplicates += 1
+                rep.add(
+                    path,
+                    "",
+                    f"same image as {display(by_md5[digest])} (md5 {digest})",
+                    skipped=NOTE,
+                )
+            else:
+                by_md5[digest] = path
+        progress.on_progress(files=len(entries))
+    progress.on_done()
+    _check_lists(dataset, name, rep)
+    return res
+
+
+def _image_md5(
+    path: str, known: Optional[Mapping[str, Tuple[int, str]]], rep: Report
+) -> Optional[str]:
+    try:
+        if known is not None and path in known and os.path.getsize(path) == known[path][0]:
+            read_image_info(path)  # header only: still readable?
+            return known[path][1]
+        return probe_image(path).md5
+    except BadImage as exc:
+        rep.add(path, "", f"unreadable image: {exc}")
+    except OSError as exc:
+        rep.add(path, "", f"cannot read image: {exc.strerror or exc}")
+    return None
+
+
+def _check_lists(dataset: str, name: str, rep: Report) -> None:
+    """train.txt/valid.txt lines must map (under the root) to images that exist."""
+    data = os.path.join(dataset, "obj.data")
+    root = default_root(name)
+    if os.path.isfile(data):
+        with open(data, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                k, _, v = line.partition("=")
+                if k.strip() == "names" and v.strip().endswith("/obj.names"):
+                    root = v.strip()[: -len("/obj.names")]
+    for fname in ("train.txt", "valid.txt"):
+        path = os.path.join(dataset, fname)
+        if not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for n, line in enumerate(f, 1):
+                p = line.strip()
+                if not p:
+                    continue
+                if not p.startswith(root + "/"):
+                    rep.add(path, f"line {n}", f"{p} is not under the root {root}")
+                elif not os.path.isfile(os.path.join(dataset, p[len(root) + 1 :])):
+                    rep.add(path, f"line {n}", f"{p} names an image that is not in the dataset")

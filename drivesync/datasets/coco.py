@@ -1,0 +1,183 @@
+"""COCO detection JSON -> items.
+
+Category ids (often sparse: 1..90) become contiguous class ids in the order
+of the categories sorted by id; ``iscrowd`` annotations are skipped unless
+asked. ``bbox`` is ``[x, y, w, h]`` in pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Container, Dict, List, Optional, Sequence
+
+from ..progress import NULL_PROGRESS, Progress
+from . import Conversion, box_from_corners, open_image, walk_files
+from .report import BOX, Report
+
+log = logging.getLogger(__name__)
+
+
+def convert_coco(
+    src: str,
+    *,
+    report: Report,
+    classes: Optional[Sequence[str]] = None,
+    keep_crowd: bool = False,
+    images: Optional[str] = None,
+    exclude: Optional[str] = None,
+    moved: Container[str] = (),
+    progress: Progress = NULL_PROGRESS,
+) -> Conversion:
+    """``src`` is one JSON file or a folder whose ``*.json`` files are all read."""
+    src = os.path.abspath(src)
+    if os.path.isfile(src):
+        files, root = [src], os.path.dirname(src)
+    else:
+        files = [p for p in walk_files(src, exclude=exclude) if p.lower().endswith(".json")]
+        root = src
+    docs = []
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                doc = json.loads(f.read().decode("utf-8"))
+        except json.JSONDecodeError as exc:
+            report.add(path, f"line {exc.lineno} column {exc.colno}", f"malformed JSON: {exc.msg}")
+            continue
+        except (UnicodeDecodeError, OSError) as exc:
+            report.add(path, "", f"cannot read JSON: {exc}")
+            continue
+        if not isinstance(doc, dict) or not all(
+            isinstance(doc.get(k), list) for k in ("images", "annotations", "categories")
+        ):
+            if len(files) == 1 or isinstance(doc, dict) and "images" in doc:
+                report.add(path, "", 'expected "images", "annotations" and "categories" lists')
+            continue
+        docs.append((path, doc))
+    cats: Dict[Any, str] = {}
+    for path, doc in docs:
+        for i, c in enumerate(doc["categories"]):
+            if not isinstance(c, dict) or "id" not in c or not isinstance(c.get("name"), str):
+                report.add(
+                    path, f"categories[{i}]", 'expected {"id": ..., "name": ...}', skipped="note"
+                )
+                continue
+            cats.setdefault(c["id"], c["name"])
+    names = (
+        list(classes)
+        if classes is not None
+        else [cats[k] for k in sorted(cats, key=lambda k: (str(type(k)), k))]
+    )
+    index = {n: i for i, n in enumerate(names)}
+    conv = Conversion(classes=names)
+    progress.on_start(files=sum(len(d["images"]) for _, d in docs), bytes=0, desc="convert")
+    for path, doc in docs:
+        _doc(
+            root,
+            path,
+            doc,
+            cats,
+            index,
+            conv,
+            report,
+            keep_crowd=keep_crowd,
+            images=images,
+            moved=moved,
+            progress=progress,
+        )
+    progress.on_done()
+    return conv
+
+
+def _dirs(root: str, path: str, images: Optional[str]) -> List[str]:
+    base = os.path.dirname(path)
+    split = os.path.splitext(os.path.basename(path))[0]
+    split = split[len("instances_") :] if split.startswith("instances_") else split
+    out = [images] if images else []
+    out += [
+        os.path.join(root, "images", split),
+        os.path.join(root, split),
+        os.path.join(root, "images"),
+        root,
+        base,
+        os.path.join(os.path.dirname(base), split),
+        os.path.join(os.path.dirname(base), "images"),
+    ]
+    return [os.path.abspath(d) for d in out]
+
+
+def _doc(
+    root: str,
+    path: str,
+    doc: dict,
+    cats: Dict[Any, str],
+    index: Dict[str, int],
+    conv: Conversion,
+    report: Report,
+    *,
+    keep_crowd: bool,
+    images: Optional[str],
+    moved: Container[str],
+    progress,
+) -> None:
+    anns: Dict[Any, List[tuple]] = {}
+    for i, a in enumerate(doc["annotations"]):
+        if isinstance(a, dict):
+            anns.setdefault(a.get("image_id"), []).append((i, a))
+        else:
+            report.add(path, f"annotations[{i}]", "expected an object", skipped=BOX)
+            conv.counts.skipped_boxes += 1
+    dirs = _dirs(root, path, images)
+    for n, im in enumerate(doc["images"]):
+        progress.on_progress(files=1)
+        if not isinstance(im, dict) or not isinstance(im.get("file_name"), str) or "id" not in im:
+            report.add(path, f"images[{n}]", 'expected {"id": ..., "file_name": ...}')
+            continue
+        fname = im["file_name"]
+        image = next(
+            (os.path.join(d, fname) for d in dirs if os.path.isfile(os.path.join(d, fname))),
+            os.path.join(dirs[0], fname),
+        )
+        item = open_image(root, image, report, origin=path, moved=moved)
+        if item is None:
+            continue
+        w, h = im.get("width") or 0, im.get("height") or 0
+        if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
+            w, h = item.width, item.height
+        boxes = []
+        for i, a in anns.get(im["id"], []):
+            where = f"annotations[{i}]"
+            if a.get("iscrowd") and not keep_crowd:
+                conv.counts.ignored += 1
+                continue
+            name = cats.get(a.get("category_id"))
+            if name is None or name not in index:
+                what = f"category_id {a.get('category_id')!r}" + (f" ({name})" if name else "")
+                report.add(path, f"{where}.category_id", f"unknown class: {what}", skipped=BOX)
+                conv.counts.skipped_boxes += 1
+                continue
+            bbox = a.get("bbox")
+            if (
+                not isinstance(bbox, list)
+                or len(bbox) != 4
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)
+            ):
+                report.add(path, f"{where}.bbox", "expected [x, y, w, h] numbers", skipped=BOX)
+                conv.counts.skipped_boxes += 1
+                continue
+            x, y, bw, bh = (float(v) for v in bbox)
+            if bw < 0 or bh < 0:
+                report.add(
+                    path, f"{where}.bbox", f"negative width or height ({bw:g}, {bh:g})", skipped=BOX
+                )
+                conv.counts.skipped_boxes += 1
+                continue
+            yb = box_from_corners(index[name], x, y, x + bw, y + bh, w, h)
+            if yb is None:
+                conv.counts.dropped += 1
+                continue
+            boxes.append(yb)
+        item.boxes = tuple(boxes)
+        conv.counts.boxes += len(boxes)
+        conv.items.append(item)

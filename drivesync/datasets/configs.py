@@ -1,0 +1,261 @@
+"""Training configs: obj.names, obj.data, train.txt/valid.txt, data.yaml and a patched darknet cfg.
+
+Every image is listed by its absolute path under ``root`` (default
+``/WORK1/<NAME>``), the folder that on Colab is linked to the Drive copy of
+``OUT/NAME``; the same files therefore work on the desktop (link /WORK1 there
+too) and on Colab. data.yaml is written by hand (no PyYAML dependency).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..errors import DatasetError, UsageError
+from . import display
+from .report import atomic_write
+
+log = logging.getLogger(__name__)
+
+
+def default_root(name: str) -> str:
+    return f"/WORK1/{name}"
+
+
+def check_root(root: str) -> str:
+    """Refuse roots that would silently break training."""
+    root = root.rstrip("/") or "/"
+    if any(c.isspace() for c in root):
+        # darknet's option parser strips every blank from obj.data lines
+        raise UsageError(f"--root {root!r} contains whitespace; darknet cannot read such paths")
+    if "images" in root.split("/"):
+        # Ultralytics finds labels by replacing /images/ with /labels/ in the image path
+        raise UsageError(
+            f"--root {root!r} contains a folder called 'images'; Ultralytics would look "
+            "for the labels under 'labels/' instead of beside the images"
+        )
+    return root
+
+
+def split_images(
+    images: Sequence[str], *, val_fraction: float = 0.1, seed: int = 0
+) -> Tuple[List[str], List[str]]:
+    """(train, valid): a seeded split of exactly round(n * val_fraction) validation images.
+
+    Images are ranked by md5(seed, path), so the split does not depend on the
+    input order, and an image keeps its side as long as the others stay.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise UsageError(f"--val-fraction must be in [0, 1), not {val_fraction}")
+    ranked = sorted(
+        images,
+        key=lambda p: hashlib.md5(f"{seed}\0{p}".encode("utf-8", "surrogateescape")).hexdigest(),
+    )
+    n_val = int(round(len(ranked) * val_fraction))
+    if val_fraction > 0 and n_val == 0 and len(ranked) >= 2:
+        n_val = 1
+    valid = set(ranked[:n_val])
+    return [p for p in sorted(images) if p not in valid], sorted(valid)
+
+
+def yaml_quote(s: str) -> str:
+    """A double-quoted YAML scalar (JSON string escapes are valid YAML escapes)."""
+    return json.dumps(s, ensure_ascii=True)
+
+
+def data_yaml(root: str, classes: Sequence[str]) -> str:
+    lines = [
+        "# written by drivesync; Ultralytics: yolo train data=data.yaml",
+        f"path: {yaml_quote(root)}",
+        "train: train.txt",
+        "val: valid.txt",
+        f"nc: {len(classes)}",
+        "names:",
+    ]
+    lines += [f"  {i}: {yaml_quote(n)}" for i, n in enumerate(classes)]
+    return "\n".join(lines) + "\n"
+
+
+def obj_data(root: str, n_classes: int, *, backup: Optional[str] = None) -> str:
+    return (
+        f"classes = {n_classes}\ntrain = {root}/train.txt\nvalid = {root}/valid.txt\n"
+        f"names = {root}/obj.names\nbackup = {backup or root + '/backup'}\n"
+    )
+
+
+_SECTION = re.compile(r"^\s*\[([^\]]+)\]")
+_KEY = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+
+
+def _sections(lines: List[str]) -> List[Tuple[str, int, int]]:
+    """(name, first line index, end index exclusive) for each [section]."""
+    heads = [
+        (m.group(1).strip().lower(), i)
+        for i, line in enumerate(lines)
+        if (m := _SECTION.match(line))
+    ]
+    return [
+        (n, i, heads[k + 1][1] if k + 1 < len(heads) else len(lines))
+        for k, (n, i) in enumerate(heads)
+    ]
+
+
+def _get(lines: List[str], start: int, end: int, key: str) -> Optional[str]:
+    for line in lines[start + 1 : end]:
+        m = _KEY.match(line.split("#", 1)[0])
+        if m and m.group(1) == key:
+            return m.group(2)
+    return None
+
+
+def _set(lines: List[str], start: int, end: int, key: str, value: object) -> int:
+    """Set ``key=value`` in the section; returns how many lines were inserted (0 or 1)."""
+    for i in range(start + 1, end):
+        m = _KEY.match(lines[i].split("#", 1)[0])
+        if m and m.group(1) == key:
+            lines[i] = f"{key}={value}"
+            return 0
+    lines.insert(start + 1, f"{key}={value}")
+    return 1
+
+
+def patch_darknet_cfg(
+    text: str,
+    *,
+    classes: int,
+    batch: Optional[int] = None,
+    subdivisions: Optional[int] = None,
+    width: Optional[int] = None,
+    height: Optional[int] = None,
+    source: str = "cfg",
+) -> str:
+    """Set classes, filters before each [yolo]/[region], max_batches, steps (and optional sizes)."""
+    lines = text.splitlines()
+    changed = 0
+    net_done = False
+    idx = 0
+    while True:
+        secs = _sections(lines)
+        if idx >= len(secs):
+            break
+        name, start, end = secs[idx]
+        idx += 1
+        if name in ("net", "network") and not net_done:
+            net_done = True
+            max_batches = max(6000, 2000 * classes)
+            values: Dict[str, object] = {
+                "max_batches": max_batches,
+                "steps": f"{int(max_batches * 0.8)},{int(max_batches * 0.9)}",
+            }
+            for k, v in (
+                ("batch", batch),
+                ("subdivisions", subdivisions),
+                ("width", width),
+                ("height", height),
+            ):
+                if v is not None:
+                    values[k] = v
+            for k, v in values.items():
+                end += _set(lines, start, end, k, v)
+            continue
+        if name not in ("yolo", "region"):
+            continue
+        if name == "yolo":
+            mask = _get(lines, start, end, "mask")
+            if mask:
+                anchors = len([m for m in mask.split(",") if m.strip()])
+            else:
+                anchors = int(_get(lines, start, end, "num") or 3)
+            filters = (classes + 5) * anchors
+        else:
+            coords = int(_get(lines, start, end, "coords") or 4)
+            num = int(_get(lines, start, end, "num") or 5)
+            filters = (classes + coords + 1) * num
+        _set(lines, start, end, "classes", classes)
+        conv = [s for s in _sections(lines) if s[1] < start and s[0] == "convolutional"]
+        prev = [s for s in _sections(lines) if s[1] < start]
+        if not prev or prev[-1][0] != "convolutional":
+            raise DatasetError(
+                f"{source}: the section before [{name}] at line {start + 1} is not "
+                "[convolutional]; cannot set its filters"
+            )
+        _, cstart, cend = conv[-1]
+        _set(lines, cstart, cend, "filters", filters)
+        changed += 1
+    if not changed:
+        raise DatasetError(f"{source}: no [yolo] or [region] section found")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class ConfigResult:
+    files: List[str] = field(default_factory=list)
+    train: int = 0
+    valid: int = 0
+    root: str = ""
+
+
+def write_configs(
+    dataset: str,
+    *,
+    name: str,
+    classes: Sequence[str],
+    images: Sequence[str],
+    root: Optional[str] = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    backup: Optional[str] = None,
+    darknet_cfg: Optional[str] = None,
+    batch: Optional[int] = None,
+    subdivisions: Optional[int] = None,
+    width: Optional[int] = None,
+    height: Optional[int] = None,
+    dry_run: bool = False,
+) -> ConfigResult:
+    """Write every config into ``dataset`` (``OUT/NAME``).
+
+    ``images`` are paths relative to ``dataset`` (``000/a.jpg``).
+    """
+    if not classes:
+        raise DatasetError("no classes: give --classes or --classes-file")
+    root = check_root(root or default_root(name))
+    train, valid = split_images(images, val_fraction=val_fraction, seed=seed)
+    res = ConfigResult(train=len(train), valid=len(valid), root=root)
+    cfg_text = None
+    if darknet_cfg:
+        try:
+            with open(darknet_cfg, encoding="utf-8") as f:
+                base = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DatasetError(f"{display(darknet_cfg)}: cannot read darknet cfg: {exc}") from exc
+        cfg_text = patch_darknet_cfg(
+            base,
+            classes=len(classes),
+            batch=batch,
+            subdivisions=subdivisions,
+            width=width,
+            height=height,
+            source=display(darknet_cfg),
+        )
+    files = {
+        "obj.names": "".join(f"{c}\n" for c in classes),
+        "obj.data": obj_data(root, len(classes), backup=backup),
+        "train.txt": "".join(f"{root}/{p}\n" for p in train),
+        "valid.txt": "".join(f"{root}/{p}\n" for p in valid),
+        "data.yaml": data_yaml(root, classes),
+    }
+    if cfg_text is not None:
+        stem = os.path.splitext(os.path.basename(darknet_cfg or "yolo.cfg"))[0]
+        files[f"{stem}-{name}.cfg"] = cfg_text
+    for fname, text in files.items():
+        path = os.path.join(dataset, fname)
+        res.files.append(path)
+        if not dry_run:
+            os.makedirs(dataset, exist_ok=True)
+            atomic_write(path, text)
+    return res

@@ -1,0 +1,517 @@
+"""The one-command pipeline: convert -> shard -> configs -> check.
+
+Also the library entry points for the single steps (``convert_dataset``,
+``shard_dataset``, ``make_configs``), so the CLI and ``drivesync demo`` call
+the same code. Functions return result dataclasses; they do not raise for bad
+items (those are in the report) - callers turn ``result.ok`` into an exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Container, List, Optional, Sequence, Union
+
+from ..errors import DatasetError, NotFound, UsageError
+from ..progress import NULL_PROGRESS, Progress
+from . import FORMATS, Conversion, Counts, display, load_classes, safe_stem
+from .check import check_dataset
+from .configs import ConfigResult, check_root, default_root, write_configs
+from .report import Report
+from .shard import MODES, ShardResult, load_manifest, recover, write_shards
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@dataclass
+class PrepareResult:
+    """What a run did; ``to_dict()`` is the ``--json`` summary."""
+
+    src: str
+    out: str
+    dataset: str
+    name: str
+    format: str
+    mode: str
+    dry_run: bool = False
+    images: int = 0
+    boxes: int = 0
+    classes: List[str] = field(default_factory=list)
+    shards: int = 0
+    placed: int = 0
+    kept: int = 0
+    recovered: int = 0
+    skipped_items: int = 0
+    skipped_boxes: int = 0
+    dropped_boxes: int = 0
+    difficult_skipped: int = 0
+    ignored_boxes: int = 0
+    notes: int = 0
+    check_problems: int = 0
+    train: int = 0
+    valid: int = 0
+    root: str = ""
+    report_path: Optional[str] = None
+    manifest_path: Optional[str] = None
+    config_files: List[str] = field(default_factory=list)
+    report: Report = field(default_factory=Report, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """False when anything was skipped or the check found a problem (exit code 4)."""
+        return not self.report.failed
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("report")
+        d["ok"] = self.ok
+        d["num_classes"] = len(self.classes)
+        return d
+
+
+def _name(src: str, name: Optional[str]) -> str:
+    if name:
+        if name != safe_stem(name) or name.isdigit():
+            raise UsageError(
+                f"--name {name!r}: use letters, digits, '.', '_' or '-' (not only digits)"
+            )
+        return name
+    base = os.path.basename(os.path.abspath(src).rstrip(os.sep))
+    if os.path.isfile(src):
+        base = os.path.basename(os.path.dirname(os.path.abspath(src))) or base
+    n = safe_stem(base)
+    return "dataset" if n.isdigit() or n in ("images", "labels") else n
+
+
+def _inside(child: str, parent: str) -> bool:
+    child, parent = os.path.abspath(child), os.path.abspath(parent)
+    return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+def _validate(src: str, out: str, fmt: str, mode: str) -> None:
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if mode not in MODES:
+        raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if not os.path.exists(src):
+        raise NotFound(f"{display(src)}: no such file or folder")
+    if _inside(src, out) and os.path.abspath(src) != os.path.abspath(out):
+        raise UsageError(f"the source {display(src)} is inside the output {display(out)}")
+    if os.path.abspath(src) == os.path.abspath(out):
+        raise UsageError("the output folder must differ from the source folder")
+
+
+def convert(
+    src: PathLike,
+    *,
+    fmt: str,
+    report: Report,
+    classes: Optional[Sequence[str]] = None,
+    base_classes: Sequence[str] = (),
+    keep_difficult: bool = False,
+    keep_crowd: bool = False,
+    box: str = "fbox",
+    head_class: Optional[str] = None,
+    images: Optional[str] = None,
+    exclude: Optional[str] = None,
+    moved: Container[str] = (),
+    progress: Progress = NULL_PROGRESS,
+) -> Conversion:
+    """Read a dataset in any supported format into items (nothing is written)."""
+    from .coco import convert_coco
+    from .crowdhuman import convert_crowdhuman
+    from .voc import convert_voc
+    from .yolo import convert_yolo
+
+    src = os.fspath(src)
+    if fmt == "voc":
+        return convert_voc(
+            src,
+            report=report,
+            classes=classes,
+            base_classes=base_classes,
+            keep_difficult=keep_difficult,
+            exclude=exclude,
+            moved=moved,
+            progress=progress,
+        )
+    if fmt == "crowdhuman":
+        if classes is not None:
+            raise UsageError("CrowdHuman classes are fixed: person (and --head-class NAME)")
+        return convert_crowdhuman(
+            src,
+            report=report,
+            box=box,
+            head_class=head_class,
+            images=images,
+            exclude=exclude,
+            moved=moved,
+            progress=progress,
+        )
+    if fmt == "coco":
+        return convert_coco(
+            src,
+            report=report,
+            classes=classes,
+            keep_crowd=keep_crowd,
+            images=images,
+            exclude=exclude,
+            moved=moved,
+            progress=progress,
+        )
+    if fmt == "yolo":
+        return convert_yolo(
+            src, report=report, classes=classes, exclude=exclude, moved=moved, progress=progress
+        )
+    raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+
+
+def _fill(res: PrepareResult, conv: Conversion, sh: ShardResult) -> None:
+    c: Counts = conv.counts
+    res.boxes, res.dropped_boxes = c.boxes, c.dropped
+    res.difficult_skipped, res.ignored_boxes = c.difficult, c.ignored
+    res.classes = list(conv.classes)
+    res.shards, res.placed, res.kept, res.recovered = sh.shards, sh.placed, sh.kept, sh.recovered
+    res.manifest_path = sh.manifest
+
+
+def _finish(res: PrepareResult, out: str, *, write: bool) -> PrepareResult:
+    s = res.report.summary()
+    res.skipped_items, res.skipped_boxes, res.notes = (
+        s["skipped_items"],
+        s["skipped_boxes"],
+        s["notes"],
+    )
+    if write:
+        res.report_path = str(res.report.write(out))
+    return res
+
+
+def _read(
+    src: str,
+    out: str,
+    name: str,
+    fmt: str,
+    report: Report,
+    *,
+    dry_run: bool,
+    classes: Optional[List[str]],
+    flat: bool,
+    progress: Progress,
+    **opts,
+) -> Conversion:
+    """Finish any interrupted run, then convert (skipping images already moved into shards)."""
+    if not dry_run and os.path.isdir(out):
+        recover(out, report=report, progress=progress)
+    m = load_manifest(out)
+    moved = set(m.entries) if m is not None else set()
+    base = m.classes if (m is not None and classes is None) else []
+    dataset = out if flat else os.path.join(out, name)
+    exclude = out if _inside(out, src) else dataset
+    return convert(
+        src,
+        fmt=fmt,
+        report=report,
+        classes=classes,
+        base_classes=base,
+        exclude=exclude,
+        moved=moved,
+        progress=progress,
+        **opts,
+    )
+
+
+def prepare(
+    src: PathLike,
+    out: PathLike,
+    *,
+    fmt: str,
+    classes: Union[str, Sequence[str], None] = None,
+    classes_file: Optional[str] = None,
+    max_files: int = 2000,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    root: Optional[str] = None,
+    mode: str = "link",
+    name: Optional[str] = None,
+    darknet_cfg: Optional[str] = None,
+    backup: Optional[str] = None,
+    keep_difficult: bool = False,
+    keep_crowd: bool = False,
+    box: str = "fbox",
+    head_class: Optional[str] = None,
+    images: Optional[str] = None,
+    batch: Optional[int] = None,
+    subdivisions: Optional[int] = None,
+    width: Optional[int] = None,
+    height: Optional[int] = None,
+    dry_run: bool = False,
+    check: bool = True,
+    progress: Progress = NULL_PROGRESS,
+    on_step: Optional[Callable[[int], None]] = None,
+) -> PrepareResult:
+    """Convert ``src`` and write a Colab-ready, sharded YOLO dataset to ``out/NAME``."""
+    src, out = os.path.abspath(os.fspath(src)), os.path.abspath(os.fspath(out))
+    _validate(src, out, fmt, mode)
+    name = _name(src, name)
+    check_root(root or default_root(name))
+    names = load_classes(classes, classes_file)
+    res = PrepareResult(
+        src=src,
+        out=out,
+        dataset=os.path.join(out, name),
+        name=name,
+        format=fmt,
+        mode=mode,
+        dry_run=dry_run,
+    )
+    conv = _read(
+        src,
+        out,
+        name,
+        fmt,
+        res.report,
+        dry_run=dry_run,
+        classes=names,
+        flat=False,
+        progress=progress,
+        keep_difficult=keep_difficult,
+        keep_crowd=keep_crowd,
+        box=box,
+        head_class=head_class,
+        images=images,
+    )
+    if not conv.items and not (load_manifest(out) or None):
+        raise DatasetError(
+            f"{display(src)}: no usable {fmt} images found"
+            + (
+                f" ({len(res.report.problems)} problems, first: {res.report.problems[0].line()})"
+                if res.report.problems
+                else ""
+            )
+        )
+    sh = write_shards(
+        conv.items,
+        out,
+        name=name,
+        classes=conv.classes,
+        max_files=max_files,
+        mode=mode,
+        report=res.report,
+        progress=progress,
+        dry_run=dry_run,
+        on_step=on_step,
+    )
+    _fill(res, conv, sh)
+    cfg = make_configs(
+        out,
+        name=name,
+        classes=conv.classes,
+        root=root,
+        val_fraction=val_fraction,
+        seed=seed,
+        backup=backup,
+        darknet_cfg=darknet_cfg,
+        batch=batch,
+        subdivisions=subdivisions,
+        width=width,
+        height=height,
+        dry_run=dry_run,
+        planned=sh if dry_run else None,
+        conv=conv if dry_run else None,
+    )
+    res.train, res.valid, res.root, res.config_files = cfg.train, cfg.valid, cfg.root, cfg.files
+    res.images = cfg.train + cfg.valid
+    if check and not dry_run:
+        m = load_manifest(out)
+        known = {
+            os.path.join(out, d): (n, h)
+            for _, _, files in (m.entries.values() if m else [])
+            for _, d, n, h, _ in files
+        }
+        chk = check_dataset(
+            out,
+            name=name,
+            max_files=max_files,
+            nc=len(conv.classes),
+            known=known,
+            progress=progress,
+        )
+        res.check_problems = sum(1 for p in chk.report.problems if p.skipped != "note")
+        res.report.extend(chk.report)
+    return _finish(res, out, write=not dry_run)
+
+
+def make_configs(
+    out: PathLike,
+    *,
+    name: Optional[str] = None,
+    classes: Optional[Sequence[str]] = None,
+    root: Optional[str] = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    backup: Optional[str] = None,
+    darknet_cfg: Optional[str] = None,
+    batch: Optional[int] = None,
+    subdivisions: Optional[int] = None,
+    width: Optional[int] = None,
+    height: Optional[int] = None,
+    dry_run: bool = False,
+    planned: Optional[ShardResult] = None,
+    conv: Optional[Conversion] = None,
+) -> ConfigResult:
+    """Write the configs for the images the manifest in ``out`` records (or a dry-run plan)."""
+    out = os.path.abspath(os.fspath(out))
+    m = load_manifest(out)
+    if planned is not None and conv is not None:
+        exts = {it.key: it.ext for it in conv.items}
+        images = [f"{s.shard:03d}/{s.stem}{exts[s.key]}" for s in planned.slots]
+        if m is not None:
+            images = sorted(
+                set(images) | {files[0][1].split("/", 1)[1] for _, _, files in m.entries.values()}
+            )
+    else:
+        if m is None:
+            raise NotFound(
+                f"{display(out)}: no manifest.jsonl; run `drivesync shard` or `prepare` first"
+            )
+        images = sorted(files[0][1].split("/", 1)[1] for _, _, files in m.entries.values())
+    name = name or (m.name if m else None)
+    if not name:
+        raise UsageError("give --name")
+    names = list(classes) if classes else (m.classes if m else [])
+    return write_configs(
+        os.path.join(out, name),
+        name=name,
+        classes=names,
+        images=images,
+        root=root,
+        val_fraction=val_fraction,
+        seed=seed,
+        backup=backup,
+        darknet_cfg=darknet_cfg,
+        batch=batch,
+        subdivisions=subdivisions,
+        width=width,
+        height=height,
+        dry_run=dry_run,
+    )
+
+
+def shard_dataset(
+    src: PathLike,
+    out: PathLike,
+    *,
+    classes: Union[str, Sequence[str], None] = None,
+    classes_file: Optional[str] = None,
+    max_files: int = 2000,
+    mode: str = "link",
+    name: Optional[str] = None,
+    dry_run: bool = False,
+    progress: Progress = NULL_PROGRESS,
+    on_step: Optional[Callable[[int], None]] = None,
+) -> PrepareResult:
+    """Validate a YOLO folder (image + .txt pairs) and shard it; no configs."""
+    src, out = os.path.abspath(os.fspath(src)), os.path.abspath(os.fspath(out))
+    _validate(src, out, "yolo", mode)
+    name = _name(src, name)
+    names = load_classes(classes, classes_file)
+    res = PrepareResult(
+        src=src,
+        out=out,
+        dataset=os.path.join(out, name),
+        name=name,
+        format="yolo",
+        mode=mode,
+        dry_run=dry_run,
+    )
+    conv = _read(
+        src,
+        out,
+        name,
+        "yolo",
+        res.report,
+        dry_run=dry_run,
+        classes=names,
+        flat=False,
+        progress=progress,
+    )
+    sh = write_shards(
+        conv.items,
+        out,
+        name=name,
+        classes=conv.classes,
+        max_files=max_files,
+        mode=mode,
+        report=res.report,
+        progress=progress,
+        dry_run=dry_run,
+        on_step=on_step,
+    )
+    _fill(res, conv, sh)
+    res.images = sh.kept + sh.placed
+    return _finish(res, out, write=not dry_run)
+
+
+def convert_dataset(
+    src: PathLike,
+    out: PathLike,
+    *,
+    fmt: str,
+    classes: Union[str, Sequence[str], None] = None,
+    classes_file: Optional[str] = None,
+    mode: str = "link",
+    keep_difficult: bool = False,
+    keep_crowd: bool = False,
+    box: str = "fbox",
+    head_class: Optional[str] = None,
+    images: Optional[str] = None,
+    dry_run: bool = False,
+    progress: Progress = NULL_PROGRESS,
+) -> PrepareResult:
+    """Convert to a flat YOLO folder (``out/<stem>.<ext>`` + ``out/<stem>.txt`` + classes.txt)."""
+    src, out = os.path.abspath(os.fspath(src)), os.path.abspath(os.fspath(out))
+    _validate(src, out, fmt, mode)
+    names = load_classes(classes, classes_file)
+    name = os.path.basename(out) or "dataset"
+    res = PrepareResult(
+        src=src, out=out, dataset=out, name=name, format=fmt, mode=mode, dry_run=dry_run
+    )
+    conv = _read(
+        src,
+        out,
+        name,
+        fmt,
+        res.report,
+        dry_run=dry_run,
+        classes=names,
+        flat=True,
+        progress=progress,
+        keep_difficult=keep_difficult,
+        keep_crowd=keep_crowd,
+        box=box,
+        head_class=head_class,
+        images=images,
+    )
+    sh = write_shards(
+        conv.items,
+        out,
+        name=name,
+        classes=conv.classes,
+        max_files=None,
+        mode=mode,
+        flat=True,
+        report=res.report,
+        progress=progress,
+        dry_run=dry_run,
+    )
+    _fill(res, conv, sh)
+    res.images = sh.kept + sh.placed
+    if not dry_run:
+        from .report import atomic_write
+
+        atomic_write(os.path.join(out, "classes.txt"), "".join(f"{c}\n" for c in conv.classes))
+    return _finish(res, out, write=not dry_run)
