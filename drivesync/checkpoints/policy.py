@@ -261,7 +261,8 @@ def select_prunable(entries: Sequence[Entry], policy: PrunePolicy, *,
     deleted: list[tuple[Checkpoint, str]] = []
     while True:
         p, met, notes = _plan_once(remaining, policy, free=free, frees_space=frees_space)
-        gone = [c for c in remaining if id(c) in p.delete]
+        by_id = {id(c): c for c in remaining}
+        gone = [by_id[i] for i in p.delete]   # in decision order: copies, then oldest
         if not gone:
             break
         deleted.extend((c, p.delete[id(c)]) for c in gone)
