@@ -1,0 +1,192 @@
+"""`drivesync push`, `pull` and `dedupe`: thin shells over drivesync.sync."""
+
+from __future__ import annotations
+
+from typing import Union
+
+from ..errors import DriveSyncError, PartialFailure
+from ..hashing import HashCache
+from ..progress import human_bytes
+from ..remotes import open_remote
+from ..sync import DedupeResult, SyncResult, dedupe, pull, push
+from . import add_verb
+
+SHOW = 20  # actions listed by --dry-run without -v
+
+
+def register(sub, common) -> None:
+    p = add_verb(
+        sub, common, "push",
+        help="upload a local folder to Drive (incremental, resumable, paced)",
+        description="Plan, then upload what differs: files with the same size and md5 on the "
+                    "remote are skipped (md5s are cached, so an unchanged re-push reads no "
+                    "file); changed files are uploaded as new files and the old copy removed "
+                    "afterwards. Interrupted runs resume by re-running the same command. "
+                    "--pack uploads each shard folder (a folder holding only files) as one "
+                    "tar plus a manifest.",
+        example="drivesync push data/crowdhuman drive:space_Colab/data/crowdhuman --dry-run\n"
+                "drivesync push data/crowdhuman drive:space_Colab/data/crowdhuman --pack\n"
+                "drivesync push out/ /mnt/backup/out --delete --exclude '*.tmp'",
+    )
+    p.add_argument("local", metavar="LOCAL", help="local folder to upload")
+    p.add_argument("remote", metavar="REMOTE",
+                   help="target: drive:FOLDER/SUB, local:PATH or a local path")
+    p.add_argument("--jobs", "-j", type=int, metavar="N", help="parallel uploads (default 4)")
+    p.add_argument("--pack", action="store_true",
+                   help="one uncompressed tar + manifest per shard folder")
+    p.add_argument("--delete", action="store_true",
+                   help="trash remote files that are absent locally (only below REMOTE)")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                   help="skip paths matching GLOB (relative path or name; repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    p.add_argument("--write-rate", type=float, metavar="R",
+                   help="new files per second (default 2.8; Drive allows about 3; 0: no limit)")
+    p.add_argument("--allow-big-folders", action="store_true",
+                   help="allow more than max_files_per_folder (2000) files in one folder")
+    p.set_defaults(func=run_push)
+
+    q = add_verb(
+        sub, common, "pull",
+        help="download a Drive folder to a local folder (verified; unpacks packed shards)",
+        description="Download what differs (md5-verified, partial downloads resumed, renamed "
+                    "into place atomically). Names from Drive are made safe for the local "
+                    "file system and can never write outside LOCAL; same-named remote files "
+                    "are kept as 'name (2).ext'. A packed shard (000.tar + 000.tar.json) "
+                    "is unpacked into 000/ with every member verified.",
+        example="drivesync pull drive:space_Colab/data/crowdhuman /content/data/crowdhuman\n"
+                "drivesync pull drive:space_Colab/data /content/data --dry-run --json",
+    )
+    q.add_argument("remote", metavar="REMOTE",
+                   help="source: drive:FOLDER/SUB, local:PATH or a local path")
+    q.add_argument("local", metavar="LOCAL", help="local folder to write into")
+    q.add_argument("--jobs", "-j", type=int, metavar="N", help="parallel downloads (default 4)")
+    q.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    q.add_argument("--no-unpack", dest="unpack", action="store_false",
+                   help="keep packed shards as .tar files")
+    q.set_defaults(func=run_pull)
+
+    d = add_verb(
+        sub, common, "dedupe",
+        help="remove duplicate files and merge duplicate folders on Drive",
+        description="Per folder, recursively: files identical in name and content -> the "
+                    "oldest is kept, the others trashed; same name but other content -> "
+                    "reported (--rename gives them distinct names 'name (2).ext'); "
+                    "same-named folders -> merged into the oldest.",
+        example="drivesync dedupe drive:space_Colab/data --dry-run\n"
+                "drivesync dedupe drive:space_Colab/data --rename",
+    )
+    d.add_argument("remote", metavar="REMOTE", help="drive:FOLDER/SUB, local:PATH or a path")
+    d.add_argument("--rename", action="store_true",
+                   help="give same-named files with different content distinct names")
+    d.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    d.set_defaults(func=run_dedupe)
+
+
+def _cache(ctx) -> HashCache:
+    return HashCache(ctx.settings.resolved_state_dir() / "hashes.sqlite")
+
+
+def run_push(args, ctx) -> int:
+    s = ctx.settings
+    remote = open_remote(args.remote, settings=s)
+    cache = _cache(ctx)
+    try:
+        result = push(args.local, remote=remote, jobs=args.jobs or s.jobs, pack=args.pack,
+                      delete=args.delete, excludes=args.exclude, dry_run=args.dry_run,
+                      write_rate=s.write_rate if args.write_rate is None else args.write_rate,
+                      max_files_per_folder=s.max_files_per_folder,
+                      allow_big_folders=args.allow_big_folders, progress=ctx.progress(),
+                      hash_cache=cache, state_dir=s.resolved_state_dir())
+    except DriveSyncError as exc:
+        _partial_report(ctx, exc)
+        raise
+    finally:
+        cache.close()
+        remote.close()
+    return _finish(ctx, result, verb="push")
+
+
+def run_pull(args, ctx) -> int:
+    s = ctx.settings
+    remote = open_remote(args.remote, settings=s)
+    cache = _cache(ctx)
+    try:
+        result = pull(remote, args.local, jobs=args.jobs or s.jobs, dry_run=args.dry_run,
+                      unpack=args.unpack, progress=ctx.progress(), hash_cache=cache,
+                      state_dir=s.resolved_state_dir())
+    except DriveSyncError as exc:
+        _partial_report(ctx, exc)
+        raise
+    finally:
+        cache.close()
+        remote.close()
+    return _finish(ctx, result, verb="pull")
+
+
+def run_dedupe(args, ctx) -> int:
+    remote = open_remote(args.remote, settings=ctx.settings)
+    try:
+        result = dedupe(remote, rename=args.rename, dry_run=args.dry_run)
+    finally:
+        remote.close()
+    return _finish(ctx, result, verb="dedupe")
+
+
+def _partial_report(ctx, exc: DriveSyncError) -> None:
+    """A stopped run (quota) still says what it did before the error line."""
+    result = getattr(exc, "result", None)
+    if result is not None and not ctx.json:
+        _print_summary(ctx, result, verb="push" if result.uploaded or result.packed else "sync")
+
+
+def _finish(ctx, result: Union[SyncResult, DedupeResult], *, verb: str) -> int:
+    if ctx.json:
+        doc = result.to_dict()
+        doc["ok"] = not result.problems
+        ctx.emit(doc)
+    else:
+        if result.dry_run:
+            _print_plan(ctx, result)
+        _print_summary(ctx, result, verb=verb)
+    if result.problems:
+        for path, reason in result.problems:
+            ctx.warn(f"{path}: {reason}")
+        raise PartialFailure(f"{verb}: {len(result.problems)} item(s) failed (listed above); "
+                             "re-run the same command to retry them")
+    return 0
+
+
+def _print_plan(ctx, result: Union[SyncResult, DedupeResult]) -> None:
+    counts = ", ".join(f"{v} {k}" for k, v in result.plan.items() if v)
+    ctx.say(f"plan (dry run, nothing changed): {counts or 'nothing to do'}")
+    shown = result.actions if ctx.verbose else result.actions[:SHOW]
+    for a in shown:
+        extra = f"  ({a['reason']})" if a.get("reason") else ""
+        size = f"  {human_bytes(a['size'])}" if a.get("size") else ""
+        ctx.say(f"  {a['action']:8} {a['path'] or '.'}{size}{extra}")
+    if len(shown) < len(result.actions):
+        ctx.say(f"  ... and {len(result.actions) - len(shown)} more (-v or --json for all)")
+
+
+def _print_summary(ctx, result: Union[SyncResult, DedupeResult], *, verb: str) -> None:
+    for path, reason in getattr(result, "warnings", []):
+        ctx.warn(f"{path}: {reason}")
+    if isinstance(result, DedupeResult):
+        for path, reason in result.conflicts:
+            ctx.warn(f"{path}: {reason}")
+        if not result.dry_run:
+            ctx.say(f"dedupe: {result.folders} folders, {result.deleted} duplicates trashed, "
+                    f"{result.renamed} renamed, {result.merged} folders merged, "
+                    f"{len(result.conflicts)} name conflicts, {result.failed} failed, "
+                    f"{result.requests} requests, {result.seconds:.1f}s")
+        return
+    if result.dry_run:
+        return
+    moved = (f"{result.uploaded} uploaded, {result.packed} shards packed, {result.skipped} "
+             f"skipped, {result.deleted} deleted, {result.duplicates_removed} duplicates removed"
+             if verb == "push" else
+             f"{result.downloaded} downloaded, {result.unpacked} shards unpacked, "
+             f"{result.skipped} skipped")
+    ctx.say(f"{verb}: {moved}, {result.failed} failed, "
+            f"{human_bytes(result.bytes)}, {result.requests} requests, {result.retries} retries, "
+            f"{result.seconds:.1f}s")

@@ -1,0 +1,10 @@
+"""push, pull and dedupe between a local folder and a Remote (Drive or a folder)."""
+
+from __future__ import annotations
+
+from .dedupe import dedupe
+from .pull import pull
+from .push import push
+from .result import DedupeResult, SyncResult
+
+__all__ = ["push", "pull", "dedupe", "SyncResult", "DedupeResult"]

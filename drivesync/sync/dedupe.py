@@ -1,0 +1,129 @@
+"""dedupe: clean up what Drive allows and file systems do not (several items, one name).
+
+Per folder, recursively: identical files (same name, size and md5) -> keep the
+oldest, trash the rest; same name, other content -> reported, or renamed to
+``name (2).ext`` with ``rename``; same-named folders -> the younger ones are
+merged into the oldest (children moved, then the empty folder trashed).
+
+A merge first renames the younger folder to ``NAME (merging ID)``: addressing
+by path always reaches the oldest of same-named folders, so the rename is what
+makes the younger one's children reachable. A run killed mid-merge leaves that
+folder, and the next run finishes the merge.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import re
+import time
+
+from ..errors import NotFound
+from ..remotes.base import Remote
+from ..types import Entry
+from .apply import apply_plan
+from .plan import DELETE, MERGE, RENAME, Action, Plan, plan_dedupe
+from .result import DedupeResult
+
+log = logging.getLogger(__name__)
+
+_MERGING = re.compile(r"^(?P<name>.+) \(merging (?P<id>[^)]*)\)$")
+
+
+def _merging_name(name: str, entry: Entry) -> str:
+    return f"{name} (merging {(entry.id or 'x')[-12:]})"
+
+
+def dedupe(remote: Remote, path: str = "", *, rename: bool = False,
+           dry_run: bool = False) -> DedupeResult:
+    """Remove duplicates below ``remote:path``; NotFound when it is absent."""
+    t0 = time.monotonic()
+    req0 = remote.stats.requests
+    result = DedupeResult(dry_run=dry_run)
+    summary: dict[str, int] = {}
+    queue = [path.strip("/")]
+    visited: set[str] = set()
+    first = True
+    while queue:
+        folder = queue.pop(0)
+        if folder in visited:
+            continue
+        visited.add(folder)
+        try:
+            children = remote.list(folder)
+        except NotFound:
+            if first:
+                raise
+            result.problems.append((folder, "folder vanished during the run"))
+            continue
+        first = False
+        result.folders += 1
+        plan = plan_dedupe(folder, children, rename=rename)
+        _resume_merges(folder, children, plan)
+        for k, v in plan.summary().items():
+            summary[k] = summary.get(k, 0) + v
+        result.conflicts.extend(plan.problems)
+        result.actions.extend(a.to_dict() for a in plan.actions)
+        runner = _DedupeRunner(remote)
+        report = apply_plan(plan, runner.run, jobs=1, dry_run=dry_run, serial=(MERGE, RENAME),
+                            last=(DELETE,), desc="dedupe")
+        result.deleted += report.done[DELETE]
+        result.renamed += report.done[RENAME]
+        result.merged += report.done[MERGE]
+        result.failed += report.failed
+        result.problems.extend(report.problems)
+        if report.fatal is not None:
+            raise report.fatal
+        names = sorted({c.path for c in children if c.is_dir
+                        and not _MERGING.match(c.name)})
+        queue.extend(names)
+    summary.pop("bytes", None)
+    result.plan = summary
+    result.requests = remote.stats.requests - req0
+    result.seconds = time.monotonic() - t0
+    return result
+
+
+def _resume_merges(folder: str, children: list[Entry], plan: Plan) -> None:
+    """Folders left as ``NAME (merging ID)`` by a killed run are merged again."""
+    dirs = {c.name for c in children if c.is_dir}
+    for c in children:
+        m = _MERGING.match(c.name) if c.is_dir else None
+        if m and m.group("name") in dirs:
+            target = posixpath.join(folder, m.group("name")) if folder else m.group("name")
+            plan.actions.append(Action(MERGE, target, targets=(Entry(target, kind="folder"), c),
+                                       reason="finishing an interrupted merge", data="resume"))
+
+
+class _DedupeRunner:
+    def __init__(self, remote: Remote):
+        self.remote = remote
+
+    def run(self, a: Action) -> int:
+        if a.kind == DELETE:
+            for t in a.targets:
+                self.remote.delete(t, permanent=False)
+            return 0
+        if a.kind == RENAME:
+            self.remote.move(a.targets[0], a.data)
+            return 0
+        if a.kind == MERGE:
+            self._merge(a)
+            return 0
+        raise ValueError(f"dedupe cannot run a {a.kind!r} action")
+
+    def _merge(self, a: Action) -> None:
+        keep, extra = a.targets
+        parent = posixpath.dirname(a.path)
+        if a.data == "resume":
+            tmp = extra.path
+        else:
+            name = posixpath.basename(a.path)
+            tmp = posixpath.join(parent, _merging_name(name, extra)) if parent else \
+                _merging_name(name, extra)
+            self.remote.move(extra, tmp)
+        for child in self.remote.list(tmp):
+            self.remote.move(child, posixpath.join(a.path, child.name))
+        if self.remote.list(tmp):
+            raise NotFound(f"{tmp}: not empty after moving its children; left in place")
+        self.remote.delete(tmp, permanent=False)

@@ -1,0 +1,126 @@
+"""Turn untrusted Drive names into safe local path parts.
+
+Drive allows any name: "../evil", "a/b", "CON", "", names with NUL or control
+characters, and several items with one name in a folder. Nothing from Drive
+may become a local path before it went through :func:`safe_part`, and every
+final path is checked to stay inside the target folder (:func:`inside`).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from typing import Iterable, Sequence
+
+from ..types import Entry
+
+MAX_PART_BYTES = 200  # below every common filesystem's 255-byte limit, room for " (2)"
+_RESERVED = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"} | {
+    f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)}
+_BAD = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
+
+
+def safe_part(name: str) -> str:
+    """One local file or folder name for a Drive name; never empty, ".", ".." or reserved."""
+    out = _BAD.sub("_", name).strip(" ")
+    out = out.rstrip(".") if out not in (".", "..") else out  # Windows drops trailing dots
+    if out in ("", ".", ".."):
+        out = "_" + out.replace(".", "_") if out else "_unnamed"
+    stem = out.split(".", 1)[0].upper()
+    if stem in _RESERVED:
+        out = "_" + out
+    if out.startswith(".drivesync"):  # never shadow drivesync's own internal files
+        out = "_" + out
+    return _truncate(out, MAX_PART_BYTES)
+
+
+def _truncate(name: str, limit: int) -> str:
+    if len(name.encode("utf-8")) <= limit:
+        return name
+    stem, ext = posixpath.splitext(name)
+    ext = ext if len(ext.encode("utf-8")) <= 20 else ""
+    budget = limit - len(ext.encode("utf-8"))
+    cut = stem.encode("utf-8")[:budget].decode("utf-8", "ignore")
+    return cut + ext
+
+
+def numbered(name: str, n: int) -> str:
+    """``name (n).ext``: the distinct name given to the n-th same-named item."""
+    if n <= 1:
+        return name
+    stem, ext = posixpath.splitext(name)
+    if not stem:  # ".bashrc" style names
+        stem, ext = name, ""
+    return _truncate(f"{stem} ({n}){ext}", MAX_PART_BYTES + 8)
+
+
+def assign_names(entries: Sequence[Entry], *, folder: str = "",
+                 taken: Iterable[str] = ()) -> dict[str, str]:
+    """Local names for the children of one remote folder: {entry id: local name}.
+
+    Same-named items (before or after sanitising, compared case-insensitively so
+    the result also works on macOS/Windows) get ``name (2).ext``, ... in order of
+    (modified, id), so the choice is the same on every run.
+    """
+    used = {t.lower() for t in taken}
+    out: dict[str, str] = {}
+    ordered = sorted(entries, key=lambda e: (safe_part(raw_name(e, folder)).lower(),
+                                             e.modified, e.id))
+    for e in ordered:
+        base = safe_part(raw_name(e, folder))
+        n, cand = 1, base
+        while cand.lower() in used:
+            n += 1
+            cand = numbered(base, n)
+        used.add(cand.lower())
+        out[e.id or e.path] = cand
+    return out
+
+
+def raw_name(entry: Entry, folder: str = "") -> str:
+    """The item's own name as listed in ``folder``.
+
+    ``Entry.name`` (a basename) would cut a Drive name holding "/" short, so the
+    name is taken as everything after the folder's path.
+    """
+    prefix = folder.rstrip("/") + "/" if folder else ""
+    if prefix and entry.path.startswith(prefix):
+        return entry.path[len(prefix):]
+    if not prefix:
+        return entry.path
+    return entry.name
+
+
+def inside(root: str, path: str) -> bool:
+    """True when ``path`` (after resolving links) is ``root`` or below it."""
+    r = os.path.realpath(root)
+    p = os.path.realpath(path)
+    try:
+        return os.path.commonpath([r, p]) == r
+    except ValueError:  # different drives on Windows
+        return False
+
+
+def ensure_dir(root: str, parts: Sequence[str]) -> str:
+    """Create ``root/parts...`` one level at a time, refusing links that leave ``root``.
+
+    ``os.makedirs`` would follow a pre-existing symlink ``root/a -> /etc`` and
+    create folders outside; here every existing level is checked first.
+    """
+    cur = os.path.realpath(root)
+    for part in parts:
+        if part in ("", ".", "..") or "/" in part or "\\" in part:
+            raise ValueError(f"unsafe path part {part!r}")
+        nxt = os.path.join(cur, part)
+        if os.path.islink(nxt):
+            if not inside(root, nxt) or not os.path.isdir(nxt):
+                raise ValueError(f"{nxt}: a link that leaves the target folder")
+        elif not os.path.exists(nxt):
+            os.mkdir(nxt)
+        elif not os.path.isdir(nxt):
+            raise ValueError(f"{nxt}: a file is in the way of a folder")
+        cur = nxt
+    if not inside(root, cur):
+        raise ValueError(f"{cur}: outside the target folder")
+    return cur

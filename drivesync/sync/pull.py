@@ -1,0 +1,285 @@
+"""pull: a Remote -> a local folder; the mirror of push, with unpacking of shards.
+
+Names from Drive are untrusted: each becomes a local name through
+names.safe_part, same-named items get distinct local names, and every write is
+checked to stay inside the target folder without following links out of it.
+A packed shard (``000.tar`` + ``000.tar.json``) becomes the folder ``000/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Optional, Union
+
+from ..errors import DatasetError, DriveSyncError, NotFound
+from ..hashing import HashCache, default_cache_path
+from ..progress import NULL_PROGRESS, Progress
+from ..remotes.base import Remote
+from ..types import TEMP_PREFIX, Entry, is_internal
+from .apply import apply_plan
+from .names import assign_names, ensure_dir, inside, raw_name, safe_part
+from .pack import FORMAT, MANIFEST_SUFFIX, TAR_SUFFIX, Manifest, parse_manifest, unpack_tar
+from .plan import DOWNLOAD, MKDIR, SKIP, UNPACK, Action, Plan, PullItem, plan_pull
+from .push import share_cache
+from .result import SyncResult
+
+log = logging.getLogger(__name__)
+
+
+def pull(remote: Remote, local_dir: Union[str, Path], *, path: str = "", jobs: int = 4,
+         dry_run: bool = False, unpack: bool = True, progress: Progress = NULL_PROGRESS,
+         hash_cache: Optional[HashCache] = None,
+         state_dir: Optional[Union[str, Path]] = None) -> SyncResult:
+    """Make ``local_dir`` hold the files of ``remote:path``; see docs/sync.md.
+
+    Files already identical locally are skipped; packed shards are unpacked
+    (``unpack=False`` keeps the tars). Raises NotFound when ``path`` is absent.
+    """
+    t0 = time.monotonic()
+    req0, retry0 = remote.stats.requests, remote.stats.retries
+    base = path.strip("/")
+    root = os.path.abspath(local_dir)
+    state_path = Path(state_dir) if state_dir else default_cache_path().parent
+    own_cache = hash_cache is None
+    cache = hash_cache if hash_cache is not None else HashCache(state_path / "hashes.sqlite")
+    share_cache(remote, cache)
+    try:
+        if not dry_run:
+            os.makedirs(root, exist_ok=True)
+        plan, warnings = _make_plan(remote, base, root, unpack=unpack, cache=cache)
+        result = SyncResult(plan=plan.summary(), dry_run=dry_run, problems=list(plan.problems),
+                            warnings=warnings,
+                            actions=[a.to_dict() for a in plan.actions if a.kind != SKIP])
+        runner = _PullRunner(remote=remote, root=root, progress=progress, tmp_dir=state_path)
+        report = apply_plan(plan, runner.run, jobs=jobs, dry_run=dry_run, progress=progress,
+                            desc="pull")
+        cache.flush()
+        result.downloaded = report.done[DOWNLOAD]
+        result.unpacked = report.done[UNPACK]
+        result.skipped = len(plan.of(SKIP))
+        result.failed = report.failed
+        result.bytes = report.bytes
+        result.left_files, result.left_bytes = report.left_files, report.left_bytes
+        result.problems.extend(report.problems)
+        result.problems.extend(runner.member_problems)
+        result.requests = remote.stats.requests - req0
+        result.retries = remote.stats.retries - retry0
+        result.seconds = time.monotonic() - t0
+        if report.fatal is not None:
+            report.fatal.result = result  # type: ignore[attr-defined]
+            raise report.fatal
+        return result
+    finally:
+        if own_cache:
+            cache.close()
+
+
+def _local_md5(cache: HashCache, path: str,
+               size: Optional[int] = None) -> tuple[Optional[int], Optional[str]]:
+    """(size, md5) of an existing regular local file, (None, None) otherwise.
+
+    The md5 (from the cache when the file is unchanged) is read only when the
+    size equals ``size``: a different size already says "download".
+    """
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None, None
+    if not os.path.isfile(path) or os.path.islink(path):
+        return None, None
+    if size is not None and st.st_size != size:
+        return st.st_size, None
+    return st.st_size, cache.md5(path, st=st)
+
+
+def _make_plan(remote: Remote, base: str, root: str, *, unpack: bool,
+               cache: HashCache) -> tuple[Plan, list[tuple[str, str]]]:
+    """Walk the remote folder by folder, map names to safe local paths, then plan."""
+    warnings: list[tuple[str, str]] = []
+    items: list[PullItem] = []
+    extra: list[Action] = []
+    queue: list[tuple[str, tuple[str, ...]]] = [(base, ())]
+    first = True
+    while queue:
+        folder, parts = queue.pop(0)
+        try:
+            children = remote.list(folder)
+        except NotFound:
+            if first:
+                raise
+            warnings.append((folder, "folder vanished or cannot be addressed by its name"))
+            continue
+        first = False
+        children = [c for c in children if not is_internal(raw_name(c, folder))]
+        # Same-named remote folders are listed by path as one; merge them locally.
+        folders: dict[str, Entry] = {}
+        for c in sorted((c for c in children if c.is_dir), key=lambda e: (e.modified, e.id)):
+            name = raw_name(c, folder)
+            if name in folders:
+                warnings.append((c.path, "several remote folders share this name; pulled as "
+                                         "one (run `drivesync dedupe` to merge them)"))
+                continue
+            folders[name] = c
+        files = [c for c in children if not c.is_dir]
+        shards, files = _find_shards(remote, folder, files, warnings) if unpack else ({}, files)
+        named = list(folders.values()) + files + [m for m, _, _ in shards.values()]
+        local_names = assign_names(named, folder=folder)
+        by_raw: dict[str, list[Entry]] = defaultdict(list)
+        for e in files:
+            by_raw[safe_part(raw_name(e, folder)).lower()].append(e)
+        for same in by_raw.values():
+            if len(same) > 1:
+                warnings.append((same[0].path, f"{len(same)} remote files share this name; "
+                                 "kept as " + ", ".join(local_names[e.id or e.path]
+                                                        for e in same)))
+        for e in folders.values():
+            sub = parts + (local_names[e.id or e.path],)
+            if not os.path.isdir(os.path.join(root, *sub)):
+                extra.append(Action(MKDIR, e.path, local=os.path.join(root, *sub), data=sub))
+            queue.append((e.path, sub))
+        for e in files:
+            local_parts = parts + (local_names[e.id or e.path],)
+            dest = os.path.join(root, *local_parts)
+            size, md5 = (_local_md5(cache, dest, e.size) if inside(root, os.path.dirname(dest))
+                         else (None, None))
+            items.append(PullItem(entry=Entry(e.path, e.size, e.md5, e.modified, e.kind, e.id),
+                                  local=dest, local_size=size, local_md5=md5))
+        for man_entry, tar_entry, man in shards.values():
+            sub = parts + (local_names[man_entry.id or man_entry.path],)
+            dest = os.path.join(root, *sub)
+            if _shard_present(cache, root, dest, man):
+                extra.append(Action(SKIP, tar_entry.path, local=dest, size=man.tar_size))
+            else:
+                extra.append(Action(UNPACK, tar_entry.path, local=dest, size=man.tar_size,
+                                    md5=man.tar_md5, targets=(tar_entry,), data=(sub, man)))
+    plan = plan_pull(items, unpacks=[a for a in extra if a.kind != MKDIR])
+    plan.actions = [a for a in extra if a.kind == MKDIR] + plan.actions
+    for a in plan.of(DOWNLOAD):
+        plan.actions[plan.actions.index(a)] = Action(
+            a.kind, a.path, local=a.local, size=a.size, md5=a.md5, targets=a.targets,
+            data=tuple(os.path.relpath(a.local, root).split(os.sep)))
+    return plan, warnings
+
+
+def _find_shards(remote: Remote, folder: str, files: list[Entry],
+                 warnings: list[tuple[str, str]]) -> tuple[dict, list[Entry]]:
+    """Split a folder's files into packed shards {name: (manifest entry, tar, Manifest)} and
+    the other files. A shard is a ``N.tar`` whose ``N.tar.json`` is a valid manifest."""
+    by_name: dict[str, list[Entry]] = defaultdict(list)
+    for e in files:
+        by_name[raw_name(e, folder)].append(e)
+    shards: dict[str, tuple[Entry, Entry, Manifest]] = {}
+    used: set[str] = set()
+    for name, mans in sorted(by_name.items()):
+        if not name.endswith(MANIFEST_SUFFIX):
+            continue
+        tar_name = name[: -len(".json")]
+        tars = by_name.get(tar_name)
+        if not tars:
+            continue
+        for m_entry in sorted(mans, key=lambda e: (-e.modified, e.id)):  # newest first
+            man = _read_manifest(remote, m_entry, warnings)
+            if man is None:
+                continue
+            tar = next((t for t in tars if t.md5 == man.tar_md5 and t.size == man.tar_size), None)
+            if tar is None:
+                warnings.append((m_entry.path, "no tar matching this manifest; pulled as files"))
+                continue
+            shard_entry = Entry(posixpath.join(folder, tar_name[: -len(TAR_SUFFIX)])
+                                if folder else tar_name[: -len(TAR_SUFFIX)],
+                                kind="folder", modified=m_entry.modified, id=m_entry.id)
+            shards[tar_name] = (shard_entry, tar, man)
+            used.update(e.id for e in mans + tars)
+            break
+    return shards, [e for e in files if e.id not in used]
+
+
+def _read_manifest(remote: Remote, entry: Entry,
+                   warnings: list[tuple[str, str]]) -> Optional[Manifest]:
+    if entry.size > 64 * 1024 * 1024:
+        return None
+    with tempfile.TemporaryDirectory(prefix=".drivesync-") as tmp:
+        dest = os.path.join(tmp, "m.json")
+        try:
+            remote.download(entry, dest)
+            with open(dest, "rb") as f:
+                data = f.read()
+        except DriveSyncError as exc:
+            warnings.append((entry.path, f"cannot read manifest: {exc}"))
+            return None
+    if FORMAT.encode() not in data:
+        return None
+    try:
+        return parse_manifest(data, where=entry.path)
+    except DatasetError as exc:
+        warnings.append((entry.path, str(exc)))
+        return None
+
+
+def _shard_present(cache: HashCache, root: str, dest: str, man: Manifest) -> bool:
+    """True when every member is already in ``dest`` with the same size and md5."""
+    if not os.path.isdir(dest) or not inside(root, dest):
+        return False
+    for m in man.members:
+        size, md5 = _local_md5(cache, os.path.join(dest, *[safe_part(p)
+                                                          for p in m.name.split("/")]), m.size)
+        if size != m.size or md5 != m.md5:
+            return False
+    return True
+
+
+class _PullRunner:
+    def __init__(self, *, remote: Remote, root: str, progress: Progress, tmp_dir: Path):
+        self.remote = remote
+        self.root = root
+        self.progress = progress
+        self.tmp_dir = tmp_dir
+        self.member_problems: list[tuple[str, str]] = []
+
+    def _dest(self, parts: tuple[str, ...]) -> str:
+        folder = ensure_dir(self.root, parts[:-1])
+        final = os.path.join(folder, parts[-1])
+        if not inside(self.root, os.path.dirname(final)):
+            raise DatasetError(f"{final}: outside {self.root}")
+        tmp = os.path.join(folder, TEMP_PREFIX + parts[-1])
+        if os.path.islink(tmp):
+            os.unlink(tmp)  # never write through a planted link
+        if os.path.isdir(final) and not os.path.islink(final):
+            raise DatasetError(f"{final}: a folder is in the way")
+        return final
+
+    def run(self, a: Action) -> int:
+        if a.kind == MKDIR:
+            ensure_dir(self.root, a.data)
+            return 0
+        if a.kind == DOWNLOAD:
+            dest = self._dest(a.data)
+            self.remote.download(a.targets[0], dest, progress=self.progress)
+            return a.size
+        if a.kind == UNPACK:
+            return self._unpack(a)
+        raise ValueError(f"pull cannot run a {a.kind!r} action")
+
+    def _unpack(self, a: Action) -> int:
+        sub, man = a.data
+        dest = ensure_dir(self.root, sub)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        tar_tmp = self.tmp_dir / f".drivesync-pull-{man.tar_md5}.tar"
+        try:
+            self.remote.download(a.targets[0], tar_tmp, progress=self.progress)
+            problems = unpack_tar(tar_tmp, man, dest)
+        finally:
+            try:
+                os.unlink(tar_tmp)
+            except FileNotFoundError:
+                pass
+        if problems:
+            self.member_problems.extend((posixpath.join(a.path, n), r) for n, r in problems)
+            raise DatasetError(f"{len(problems)} member(s) of the archive were refused")
+        return a.size

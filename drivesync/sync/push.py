@@ -1,0 +1,406 @@
+"""push: a local folder -> a Remote, incremental, resumable, paced, optionally packed.
+
+Order of work: scan the local tree (stat only), list the remote (one request
+per folder), read md5s only where a same-sized remote copy exists (from the
+HashCache, so an unchanged re-push reads nothing), plan, then apply.
+
+Resumability comes from the remote's guarantees: a file appears on Drive only
+when its upload completed, and creates are idempotent. A re-run after a crash
+plans again from what is there, and removes same-named duplicates that match.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+from ..config import Settings
+from ..errors import DriveSyncError, NotFound, QuotaExceeded, UsageError
+from ..hashing import HashCache, default_cache_path
+from ..pacer import RateLimiter
+from ..progress import NULL_PROGRESS, Progress, human_bytes
+from ..remotes.base import Remote
+from ..types import Entry, is_internal
+from .apply import apply_plan
+from .pack import (
+    MANIFEST_SUFFIX,
+    TAR_SUFFIX,
+    Manifest,
+    Member,
+    members_key,
+    parse_manifest,
+    write_tar,
+)
+from .plan import (
+    DELETE,
+    MKDIR,
+    PACK,
+    REPLACE,
+    SKIP,
+    UPLOAD,
+    Action,
+    LocalFile,
+    Plan,
+    excluded,
+    index_remote,
+    plan_push,
+)
+from .result import SyncResult
+from .state import PackState
+
+log = logging.getLogger(__name__)
+
+SHOW_ACTIONS = 20
+
+
+@dataclass
+class LocalTree:
+    """What a push found locally: files (with stat), folders, shard folders."""
+
+    root: str
+    files: dict[str, os.stat_result] = field(default_factory=dict)   # rel -> stat
+    sources: dict[str, str] = field(default_factory=dict)            # rel -> absolute path
+    dirs: set[str] = field(default_factory=set)
+    children: dict[str, list[str]] = field(default_factory=dict)     # dir rel -> file rels
+    subdirs: dict[str, list[str]] = field(default_factory=dict)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+
+    def shards(self) -> list[str]:
+        """Folders whose direct children are only files (leaf folders of `drivesync shard`)."""
+        return sorted(d for d in self.dirs
+                      if d and self.children.get(d) and not self.subdirs.get(d))
+
+
+def scan(root: Union[str, Path], *, excludes: Sequence[str] = ()) -> LocalTree:
+    """Stat every file below ``root``; skip internal files and links leaving the tree."""
+    root = os.path.abspath(root)
+    if not os.path.isdir(root):
+        raise UsageError(f"{root}: not a folder")
+    real_root = os.path.realpath(root)
+    tree = LocalTree(root=root)
+    tree.dirs.add("")
+    seen_dirs = {real_root}
+    stack = [("", root)]
+    while stack:
+        rel_dir, abs_dir = stack.pop()
+        tree.children.setdefault(rel_dir, [])
+        tree.subdirs.setdefault(rel_dir, [])
+        try:
+            items = sorted(os.scandir(abs_dir), key=lambda d: d.name)
+        except OSError as exc:
+            tree.warnings.append((rel_dir or ".", f"cannot list: {exc.strerror or exc}"))
+            continue
+        for d in items:
+            rel = posixpath.join(rel_dir, d.name) if rel_dir else d.name
+            if is_internal(d.name) or excluded(rel, excludes):
+                continue
+            if d.is_symlink():
+                target = os.path.realpath(d.path)
+                if os.path.commonpath([real_root, target]) != real_root:
+                    tree.warnings.append((rel, "symlink leaves the folder; skipped"))
+                    continue
+                if os.path.isdir(target) and target in seen_dirs:
+                    tree.warnings.append((rel, "symlink loop; skipped"))
+                    continue
+            try:
+                if d.is_dir():
+                    seen_dirs.add(os.path.realpath(d.path))
+                    tree.dirs.add(rel)
+                    tree.subdirs[rel_dir].append(rel)
+                    stack.append((rel, d.path))
+                elif d.is_file():
+                    tree.files[rel] = d.stat()
+                    tree.sources[rel] = d.path
+                    tree.children[rel_dir].append(rel)
+            except OSError as exc:
+                tree.warnings.append((rel, f"cannot stat: {exc.strerror or exc}"))
+    return tree
+
+
+def check_folder_sizes(tree: LocalTree, shards: Sequence[str], *, limit: int) -> None:
+    """UsageError when one remote folder would get more than ``limit`` files."""
+    packed = set(shards)
+    too_big = []
+    for d in sorted(tree.dirs):
+        if d in packed:
+            continue
+        n = len(tree.children.get(d, [])) + 2 * sum(1 for s in tree.subdirs.get(d, [])
+                                                     if s in packed)
+        if n > limit:
+            too_big.append(f"{d or '.'} ({n} files)")
+    if too_big:
+        raise UsageError(
+            f"these folders would put more than {limit} files into one Drive folder: "
+            f"{', '.join(too_big[:5])}{' ...' if len(too_big) > 5 else ''}. Drive and Colab "
+            "slow down on big folders: split them with `drivesync shard`, push with --pack, "
+            "or override with --allow-big-folders")
+
+
+def list_remote(remote: Remote, path: str) -> tuple[list[Entry], bool]:
+    """Every entry below ``path`` and whether ``path`` exists."""
+    out: list[Entry] = []
+    try:
+        for e in remote.walk(path):
+            out.append(e)
+    except NotFound:
+        if out:
+            raise  # a folder vanished mid-walk: someone else is changing the remote
+        return [], False
+    return out, True
+
+
+def share_cache(remote: Remote, cache: HashCache) -> None:
+    """Let a local-folder remote use our md5 cache instead of opening its own.
+
+    Two HashCache connections to one SQLite file in one process block each other
+    (each holds a write transaction between its batched commits).
+    """
+    if getattr(remote, "_hashes", False) is None:
+        remote._hashes = cache  # type: ignore[attr-defined]
+
+
+def push(local_dir: Union[str, Path], *, remote: Remote, path: str = "", jobs: int = 4,
+         pack: bool = False, delete: bool = False, excludes: Sequence[str] = (),
+         dry_run: bool = False, write_rate: Optional[float] = None,
+         max_files_per_folder: int = 2000, allow_big_folders: bool = False,
+         progress: Progress = NULL_PROGRESS, hash_cache: Optional[HashCache] = None,
+         state_dir: Optional[Union[str, Path]] = None) -> SyncResult:
+    """Make ``remote:path`` hold the files of ``local_dir``; see docs/sync.md.
+
+    Raises QuotaExceeded (after finishing running transfers) when Drive's quota or
+    daily upload limit is reached; UsageError for a folder over the file limit.
+    Per-file failures are in ``result.problems``.
+    """
+    t0 = time.monotonic()
+    req0, retry0 = remote.stats.requests, remote.stats.retries
+    base = path.strip("/")
+    state_path = Path(state_dir) if state_dir else default_cache_path().parent
+    own_cache = hash_cache is None
+    cache = hash_cache if hash_cache is not None else HashCache(state_path / "hashes.sqlite")
+    packs_db = PackState(state_path / "packs.sqlite")
+    share_cache(remote, cache)
+    try:
+        tree = scan(local_dir, excludes=excludes)
+        shards = tree.shards() if pack else []
+        if not allow_big_folders:
+            check_folder_sizes(tree, shards, limit=max_files_per_folder)
+        entries, base_exists = list_remote(remote, base)
+        plan = _make_plan(tree, shards, entries, base=base, base_exists=base_exists,
+                          delete=delete, excludes=excludes, cache=cache, packs_db=packs_db,
+                          remote=remote, jobs=jobs)
+        result = SyncResult(plan=plan.summary(), dry_run=dry_run,
+                            problems=list(plan.problems), warnings=list(tree.warnings),
+                            actions=[a.to_dict() for a in plan.actions if a.kind != SKIP])
+        rate = Settings().write_rate if write_rate is None else write_rate
+        runner = _Runner(remote=remote, limiter=RateLimiter(rate), progress=progress,
+                         tmp_dir=state_path, packs_db=packs_db)
+        report = apply_plan(plan, runner.run, jobs=jobs, dry_run=dry_run, progress=progress,
+                            desc="push")
+        cache.flush()
+        result.uploaded = report.done[UPLOAD] + report.done[REPLACE]
+        result.packed = report.done[PACK]
+        result.skipped = len(plan.of(SKIP))
+        result.deleted = runner.deleted
+        result.duplicates_removed = runner.duplicates
+        result.failed = report.failed
+        result.bytes = report.bytes
+        result.left_files, result.left_bytes = report.left_files, report.left_bytes
+        result.problems.extend(report.problems)
+        result.requests = remote.stats.requests - req0
+        result.retries = remote.stats.retries - retry0
+        result.seconds = time.monotonic() - t0
+        if report.fatal is not None:
+            raise _stopped(report.fatal, result)
+        return result
+    finally:
+        packs_db.close()
+        if own_cache:
+            cache.close()
+
+
+def _stopped(exc: DriveSyncError, result: SyncResult) -> DriveSyncError:
+    msg = (f"{exc}. Stopped with {result.left_files} file(s) "
+           f"({human_bytes(result.left_bytes)}) left to upload; {result.uploaded + result.packed} "
+           "done are kept. Re-run the same command to resume (after freeing space, or "
+           "tomorrow for the daily upload limit).")
+    new = type(exc)(msg) if isinstance(exc, QuotaExceeded) else exc
+    new.result = result  # type: ignore[attr-defined]
+    return new
+
+
+def _make_plan(tree: LocalTree, shards: Sequence[str], entries: list[Entry], *, base: str,
+               base_exists: bool, delete: bool, excludes: Sequence[str], cache: HashCache,
+               packs_db: PackState, remote: Remote, jobs: int) -> Plan:
+    """Gather the md5s the decision needs (cache first), then plan (pure)."""
+    rfiles, _ = index_remote(base, entries)
+    shard_set = set(shards)
+    in_shard = {f for s in shards for f in tree.children.get(s, [])}
+    plain = [rel for rel in tree.files if rel not in in_shard]
+
+    def full(rel: str) -> str:
+        return posixpath.join(base, rel) if base else rel
+
+    # md5 only where a same-sized remote copy exists; everything in a shard needs one.
+    need = [rel for rel in plain
+            if any(e.size == tree.files[rel].st_size for e in rfiles.get(rel, []))]
+    need += sorted(in_shard)
+    md5s = _md5_many(cache, [(rel, tree.sources[rel], tree.files[rel]) for rel in need], jobs)
+    files = [LocalFile(rel, tree.files[rel].st_size, md5s.get(rel), tree.sources[rel])
+             for rel in plain]
+    packs: list[Action] = []
+    for s in shards:
+        members = [Member(posixpath.relpath(rel, s), tree.files[rel].st_size, md5s[rel],
+                          tree.sources[rel]) for rel in tree.children[s]]
+        tar_rel = s + TAR_SUFFIX
+        known = packs_db.get(members_key(members)) or _remote_manifest(
+            remote, rfiles, tar_rel, members, packs_db)
+        if known is not None:
+            man = Manifest(posixpath.basename(s), known[0], known[1], tuple(members))
+            tars = [e for e in rfiles.get(tar_rel, []) if e.md5 == known[1]]
+            mans = [e for e in rfiles.get(tar_rel + ".json", []) if e.md5 == man.md5]
+            if tars and mans:
+                files.append(LocalFile(tar_rel, known[0], known[1]))
+                files.append(LocalFile(tar_rel + ".json", len(man.to_bytes()), man.md5))
+                continue
+        size = sum(m.size for m in members)
+        packs.append(Action(PACK, full(tar_rel), local=os.path.join(tree.root, s), size=size,
+                            data=(posixpath.basename(s), members),
+                            reason=f"shard of {len(members)} files"))
+    dirs = [d for d in tree.dirs if d not in shard_set]
+    return plan_push(files, dirs, entries, base=base, base_exists=base_exists, delete=delete,
+                     packs=packs, excludes=excludes)
+
+
+def _md5_many(cache: HashCache, items: list[tuple[str, str, os.stat_result]],
+              jobs: int) -> dict[str, str]:
+    if not items:
+        return {}
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        digests = list(pool.map(lambda it: cache.md5(it[1], st=it[2]), items))
+    return {rel: d for (rel, _, _), d in zip(items, digests)}
+
+
+def _remote_manifest(remote: Remote, rfiles: dict[str, list[Entry]], tar_rel: str,
+                     members: list[Member], packs_db: PackState) -> Optional[tuple[int, str]]:
+    """Read the shard's manifest on the remote (small) when our state does not know the tar.
+
+    Returns (tar_size, tar_md5) when it lists exactly our members and a tar with
+    that md5 is there; remembers it so the next run needs no download.
+    """
+    mans = rfiles.get(tar_rel + ".json", [])
+    if not mans or not rfiles.get(tar_rel):
+        return None
+    want = sorted((m.name, m.size, m.md5) for m in members)
+    for e in mans:
+        if e.size > 64 * 1024 * 1024:
+            continue
+        with tempfile.TemporaryDirectory(prefix=".drivesync-") as tmp:
+            dest = os.path.join(tmp, "manifest.json")
+            try:
+                remote.download(e, dest)
+                with open(dest, "rb") as f:
+                    man = parse_manifest(f.read(), where=e.path)
+            except DriveSyncError as exc:
+                log.warning("cannot read %s: %s", e.path, exc)
+                continue
+        got = sorted((m.name, m.size, m.md5) for m in man.members)
+        if got == want and any(t.md5 == man.tar_md5 and t.size == man.tar_size
+                               for t in rfiles[tar_rel]):
+            packs_db.put(members_key(members), man.tar_size, man.tar_md5)
+            return man.tar_size, man.tar_md5
+    return None
+
+
+class _Runner:
+    """Executes one action of a push plan (called from apply's threads)."""
+
+    def __init__(self, *, remote: Remote, limiter: RateLimiter, progress: Progress,
+                 tmp_dir: Path, packs_db: PackState):
+        self.remote = remote
+        self.limiter = limiter
+        self.progress = progress
+        self.tmp_dir = tmp_dir
+        self.packs_db = packs_db
+        self.deleted = 0
+        self.duplicates = 0
+        self._lock = threading.Lock()
+
+    def run(self, a: Action) -> int:
+        if a.kind == MKDIR:
+            self.limiter.acquire()  # a folder create counts against Drive's write rate
+            self.remote.mkdir(a.path)
+            return 0
+        if a.kind == UPLOAD:
+            self.limiter.acquire()
+            self.remote.upload(a.local, a.path, progress=self.progress)
+            return a.size
+        if a.kind == REPLACE:
+            self.limiter.acquire()
+            new = self.remote.upload(a.local, a.path, progress=self.progress)
+            self._remove([t for t in a.targets if t.id != new.id], permanent=True)
+            return a.size
+        if a.kind == DELETE:
+            self._remove(list(a.targets), permanent=a.permanent,
+                         duplicates="duplicate" in a.reason)
+            return 0
+        if a.kind == PACK:
+            return self._pack(a)
+        raise ValueError(f"push cannot run a {a.kind!r} action")
+
+    def _remove(self, targets: list[Entry], *, permanent: bool, duplicates: bool = False) -> None:
+        for t in targets:
+            try:
+                self.remote.delete(t, permanent=permanent)
+            except NotFound:
+                continue  # already gone (a previous run, or someone else)
+            with self._lock:
+                if duplicates:
+                    self.duplicates += 1
+                else:
+                    self.deleted += 1
+
+    def _pack(self, a: Action) -> int:
+        shard, members = a.data
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tar_tmp = tempfile.mkstemp(prefix=".drivesync-pack-", suffix=".tar",
+                                       dir=str(self.tmp_dir))
+        os.close(fd)
+        man_tmp = tar_tmp + ".json"
+        try:
+            man = write_tar(shard, members, tar_tmp)
+            with open(man_tmp, "wb") as f:
+                f.write(man.to_bytes())
+            keep: list[Entry] = []
+            tar_path = a.path
+            have_tar = [t for t in a.targets if t.path == tar_path and t.md5 == man.tar_md5]
+            if have_tar:
+                keep.append(have_tar[0])
+            else:
+                self.limiter.acquire()
+                keep.append(self.remote.upload(tar_tmp, tar_path, progress=self.progress))
+            man_path = tar_path[: -len(TAR_SUFFIX)] + MANIFEST_SUFFIX
+            have_man = [t for t in a.targets if t.path == man_path and t.md5 == man.md5]
+            if have_man:
+                keep.append(have_man[0])
+            else:
+                self.limiter.acquire()
+                keep.append(self.remote.upload(man_tmp, man_path))
+            keep_ids = {k.id for k in keep}
+            self._remove([t for t in a.targets if t.id not in keep_ids], permanent=True)
+            self.packs_db.put(members_key(list(man.members)), man.tar_size, man.tar_md5)
+            return man.tar_size
+        finally:
+            for p in (tar_tmp, man_tmp):
+                try:
+                    os.unlink(p)
+                except FileNotFoundError:
+                    pass
+
