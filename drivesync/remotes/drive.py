@@ -206,6 +206,13 @@ class DriveRemote(Remote):
             log.info("created folder drive:%s", "/".join(parts))
             return meta["id"]
 
+    def _existing_folder(self, parts: tuple[str, ...]) -> str:
+        """Id of an existing folder; NotFound naming the whole path asked for."""
+        try:
+            return self._folder_id(parts, create=False)
+        except NotFound:
+            raise NotFound(f"drive:{'/'.join(parts)}: no such folder") from None
+
     def _lookup_folder(self, parent: str, parts: tuple[str, ...], *, create: bool
                        ) -> Optional[str]:
         items = self._children(parent, name=parts[-1])
@@ -278,12 +285,12 @@ class DriveRemote(Remote):
     def list(self, path: str = "") -> list[Entry]:
         rel = clean_relpath(path)
         parts = self._parts(rel)
-        return self._list_id(self._folder_id(parts, create=False), rel, parts)
+        return self._list_id(self._existing_folder(parts), rel, parts)
 
     def walk(self, path: str = "") -> Iterator[Entry]:
         """Breadth-first, parents first; one files.list per folder (per 1000 items)."""
         rel = clean_relpath(path)
-        queue = [(rel, self._folder_id(self._parts(rel), create=False))]
+        queue = [(rel, self._existing_folder(self._parts(rel)))]
         while queue:
             folder, folder_id = queue.pop(0)
             for entry in self._list_id(folder_id, folder, self._parts(folder)):
@@ -295,7 +302,7 @@ class DriveRemote(Remote):
         rel = clean_relpath(path)
         parts = self._parts(rel)
         if not rel:
-            return Entry(path="", kind=FOLDER, id=self._folder_id(parts, create=False))
+            return Entry(path="", kind=FOLDER, id=self._existing_folder(parts))
         try:
             parent = self._folder_id(parts[:-1], create=False)
         except NotFound:

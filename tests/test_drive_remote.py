@@ -1,0 +1,216 @@
+"""What only the Drive remote does: duplicates, resumable resume, idempotent creates,
+batched deletes, error classification and what each operation costs in requests.
+
+Everything goes through google-api-python-client over HTTP to the emulator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import threading
+import time
+
+import pytest
+
+from drivesync.errors import AuthError, NotFound, QuotaExceeded, RemoteError, TransientError
+from drivesync.remotes import open_remote
+from drivesync.remotes.drive import FOLDER_MIME, DriveRemote
+from drivesync.remotes.drive_support import IdPool
+
+CHUNK = 256 * 1024
+
+
+def blob(n: int, seed: int = 0) -> bytes:
+    block = hashlib.sha256(str(seed).encode()).digest()
+    return (block * (n // len(block) + 1))[:n]
+
+
+def src(tmp_path, name: str, data: bytes):
+    p = tmp_path / "src" / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data)
+    return p
+
+
+def live_files(emu, name=None):
+    return [f for f in emu.state.all_files()
+            if not f.get("trashed") and f["mimeType"] != FOLDER_MIME
+            and (name is None or f["name"] == name)]
+
+
+class InjectAfter:
+    """A progress subscriber that arms an emulator fault once ``after`` bytes went up."""
+
+    def __init__(self, emu, after: int, **inject):
+        self.emu, self.after, self.inject, self.sent, self.armed = emu, after, inject, 0, False
+
+    def on_start(self, **_):
+        pass
+
+    def on_progress(self, *, files=0, bytes=0):
+        self.sent += bytes
+        if not self.armed and self.sent >= self.after:
+            self.armed = True
+            self.emu.inject(**self.inject)
+
+    def on_done(self):
+        pass
+
+
+def test_duplicate_folders_resolve_to_the_oldest_with_a_warning(drive_remote, drive_settings,
+                                                                tmp_path, caplog):
+    drive_remote.upload(src(tmp_path, "a", b"in the first"), "dup/a.txt")
+    root_id = drive_remote.stat("").id
+    time.sleep(0.01)
+    drive_remote._service().files().create(
+        body={"name": "dup", "mimeType": FOLDER_MIME, "parents": [root_id]}).execute()
+    fresh = DriveRemote("space_Colab", settings=drive_settings)  # empty path cache
+    with caplog.at_level(logging.WARNING, logger="drivesync"):
+        assert [e.path for e in fresh.list("dup")] == ["dup/a.txt"]
+        assert [e.path for e in fresh.list("dup")] == ["dup/a.txt"]  # cached: same choice
+    assert any("drive:space_Colab/dup" in r.getMessage() and "2 items" in r.getMessage()
+               for r in caplog.records)
+    assert len([e for e in fresh.list("") if e.name == "dup"]) == 2  # list shows both
+
+
+@pytest.mark.parametrize("kind", ["drop", "503", "429"])
+def test_resumable_upload_resumes_after_a_failed_chunk(drive_remote, emulator, tmp_path, kind):
+    data = blob(6 * CHUNK + 1000, 1)
+    progress = InjectAfter(emulator, 2 * CHUNK, kind=kind, method="PUT")
+    entry = drive_remote.upload(src(tmp_path, "big", data), "big.bin", progress=progress)
+    assert entry.md5 == hashlib.md5(data).hexdigest()
+    assert progress.armed and progress.sent == len(data)
+    assert emulator.counters["faults"] == 1
+    # httplib2 itself re-sends once when a connection closes before the answer;
+    # an error status goes through our pacer, which asks the session where to resume.
+    assert drive_remote.stats.retries == (0 if kind == "drop" else 1)
+    assert [f["md5Checksum"] for f in live_files(emulator)] == [entry.md5]
+    # Resumed, not restarted: at most one chunk was sent twice.
+    assert emulator.counters["bytes_in"] < len(data) + 2 * CHUNK
+
+
+def test_retried_create_that_landed_is_accepted_not_duplicated(drive_remote, emulator,
+                                                               tmp_path):
+    path = src(tmp_path, "x", b"payload")
+    first = drive_remote.upload(path, "d/x")
+    # Replay the same create (same pre-generated id), as a retry after a lost answer would.
+    drive_remote._ids = IdPool(lambda n: [first.id])
+    again = drive_remote.upload(path, "d/x")
+    assert again.id == first.id and again.md5 == first.md5
+    assert len(live_files(emulator, "x")) == 1
+    with pytest.raises(RemoteError, match="taken by another item"):
+        drive_remote.upload(src(tmp_path, "y", b"other"), "d/y")
+
+
+def test_modified_time_comes_from_the_local_file(drive_remote, tmp_path):
+    p = src(tmp_path, "m", b"m")
+    os.utime(p, (1_600_000_000.25, 1_600_000_000.25))
+    assert drive_remote.upload(p, "m").modified == pytest.approx(1_600_000_000.25, abs=0.002)
+
+
+def test_batch_delete_retries_only_failed_inner_calls(drive_remote, emulator, tmp_path):
+    p = src(tmp_path, "f", b"f")
+    for i in range(150):
+        drive_remote.upload(p, f"b/{i:03d}")
+    entries = drive_remote.list("b")
+    emulator.inject("503", count=3, method="PATCH")  # inner trash calls of the first batch
+    before = drive_remote.stats.requests
+    assert drive_remote.delete_many(entries) == {}
+    assert drive_remote.stats.requests - before == 3  # batch of 100, batch of 50, one retry
+    assert drive_remote.stats.retries == 1
+    assert drive_remote.list("b") == []
+    assert sum(f["trashed"] for f in emulator.state.all_files()) == 150
+
+
+def test_request_costs(drive_remote, emulator, tmp_path):
+    r = drive_remote
+    p = src(tmp_path, "c", b"c")
+    r.upload(p, "t/a/1")
+    r.upload(p, "t/b/2")
+    start = r.stats.requests
+    r.upload(p, "t/a/3")
+    assert r.stats.requests - start == 1  # folder cached, ids pooled: one multipart POST
+    start = r.stats.requests
+    r.mkdir("t/a")
+    assert r.stats.requests == start
+    fresh = DriveRemote("space_Colab", settings=r.settings)
+    paths = [e.path for e in fresh.walk("t")]
+    assert paths == ["t/a", "t/b", "t/a/1", "t/a/3", "t/b/2"]
+    assert fresh.stats.requests == 2 + 3  # resolve space_Colab and t, then one list per folder
+    assert emulator.counters["requests"] >= r.stats.requests + fresh.stats.requests
+
+
+def test_each_thread_has_its_own_http(drive_remote):
+    services = []
+    threads = [threading.Thread(target=lambda: services.append(drive_remote._service()))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(s) for s in services}) == 3
+    assert len({id(s._http) for s in services}) == 3
+
+
+def test_rate_limits_and_5xx_are_retried(drive_remote, emulator, tmp_path):
+    for kind in ("429", "403rate", "500", "503", "drop"):
+        emulator.inject(kind, method="POST", path_contains="upload")
+    entry = drive_remote.upload(src(tmp_path, "r", b"retry me"), "r.txt")
+    assert emulator.counters["faults"] == 5
+    assert drive_remote.stats.retries == 4  # the drop is re-sent by httplib2 itself
+    assert [f["id"] for f in live_files(emulator)] == [entry.id]
+
+
+def test_dropped_download_is_resumed(drive_remote, emulator, tmp_path):
+    data = blob(300_000, 2)
+    drive_remote.upload(src(tmp_path, "d", data), "d.bin")
+    emulator.inject("drop", method="GET", path_contains="alt=media")
+    drive_remote.download("d.bin", tmp_path / "out.bin")
+    assert (tmp_path / "out.bin").read_bytes() == data
+    assert drive_remote.stats.retries == 1
+
+
+@pytest.mark.parametrize("kind", ["quota", "403daily"])
+def test_quota_errors_are_never_retried(drive_remote, emulator, tmp_path, kind):
+    drive_remote.mkdir("")
+    emulator.inject(kind, method="POST")
+    with pytest.raises(QuotaExceeded):
+        drive_remote.upload(src(tmp_path, "q", b"q" * 100), "q.bin")
+    assert drive_remote.stats.retries == 0
+    assert live_files(emulator) == []
+
+
+def test_storage_limit_gives_quota_exceeded(drive_remote, emulator, tmp_path):
+    emulator.configure(quota_limit=10_000)
+    with pytest.raises(QuotaExceeded, match="storageQuotaExceeded"):
+        drive_remote.upload(src(tmp_path, "big", blob(20_000)), "big.bin")
+    assert drive_remote.quota().limit == 10_000
+
+
+def test_wrong_token_is_an_auth_error_without_retries(drive_settings):
+    remote = DriveRemote("space_Colab", settings=dataclasses.replace(drive_settings,
+                                                                     token="wrong"))
+    with pytest.raises(AuthError, match="auth login"):
+        remote.list("")
+    assert remote.stats.retries == 0
+
+
+def test_unreachable_endpoint_says_so_after_retries(drive_settings):
+    settings = dataclasses.replace(drive_settings, api_endpoint="http://127.0.0.1:9/",
+                                   max_tries=3, backoff_base=0.001, backoff_cap=0.002)
+    remote = open_remote("drive:space_Colab", settings=settings)
+    with pytest.raises(TransientError, match=r"cannot reach http://127.0.0.1:9/.*3 tries"):
+        remote.list("")
+    assert remote.stats.retries == 2 and remote.stats.requests == 3
+
+
+def test_missing_root_reads_not_found_and_writes_create_it(drive_settings, tmp_path, emulator):
+    remote = open_remote("drive:space_Colab/x", settings=drive_settings)
+    with pytest.raises(NotFound, match=r"^drive:space_Colab/x: no such folder$"):
+        remote.list("")
+    remote.upload(src(tmp_path, "w", b"w"), "w")
+    assert [e.path for e in remote.list("")] == ["w"]
+    assert sorted(f["name"] for f in emulator.state.all_files()) == ["space_Colab", "w", "x"]
