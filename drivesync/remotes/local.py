@@ -152,7 +152,8 @@ class LocalRemote(Remote):
         got = md5_file(tmp)
         if got != entry.md5:
             tmp.unlink(missing_ok=True)
-            raise ChecksumMismatch(f"{self.address}/{rel}: downloaded md5 {got}, expected {entry.md5}")
+            raise ChecksumMismatch(
+                f"{self.address}/{rel}: downloaded md5 {got}, expected {entry.md5}")
         os.replace(tmp, dest)
         self.stats.requests += 1
         self.stats.bytes_down += entry.size
