@@ -77,6 +77,17 @@ class HashCache:
                 self._pending = 0
         return digest
 
+    def remember(self, file: Union[str, Path], md5: str, *, st: os.stat_result) -> None:
+        """Record an md5 learned elsewhere (e.g. verified by an upload) for ``st``.
+
+        Lets the next push skip reading a file that was just uploaded.
+        """
+        p = os.path.abspath(file)
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO md5 VALUES (?,?,?,?)",
+                             (p, st.st_size, st.st_mtime_ns, md5))
+            self._pending += 1
+
     def flush(self) -> None:
         with self._lock:
             self._db.commit()

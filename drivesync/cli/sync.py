@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Union
 
 from ..errors import DriveSyncError, PartialFailure
@@ -88,12 +89,14 @@ def _cache(ctx) -> HashCache:
 
 def run_push(args, ctx) -> int:
     s = ctx.settings
+    if args.write_rate is not None:  # the Drive remote paces its creates with this too
+        s = replace(s, write_rate=args.write_rate)
     remote = open_remote(args.remote, settings=s)
     cache = _cache(ctx)
     try:
         result = push(args.local, remote=remote, jobs=args.jobs or s.jobs, pack=args.pack,
                       delete=args.delete, excludes=args.exclude, dry_run=args.dry_run,
-                      write_rate=s.write_rate if args.write_rate is None else args.write_rate,
+                      write_rate=s.write_rate,
                       max_files_per_folder=s.max_files_per_folder,
                       allow_big_folders=args.allow_big_folders, progress=ctx.progress(),
                       hash_cache=cache, state_dir=s.resolved_state_dir())

@@ -113,6 +113,15 @@ class _DedupeRunner:
         raise ValueError(f"dedupe cannot run a {a.kind!r} action")
 
     def _merge(self, a: Action) -> None:
+        """Move the younger folder's children into the oldest one, never over a file.
+
+        ``move`` replaces a same-named file at its destination, so children whose
+        name is taken are handled first: an identical file is trashed, a different
+        one gets a distinct name, a folder becomes ``NAME (merging ID)`` inside
+        the target and is merged when the target is visited.
+        """
+        from .names import numbered
+
         keep, extra = a.targets
         parent = posixpath.dirname(a.path)
         if a.data == "resume":
@@ -122,8 +131,27 @@ class _DedupeRunner:
             tmp = posixpath.join(parent, _merging_name(name, extra)) if parent else \
                 _merging_name(name, extra)
             self.remote.move(extra, tmp)
+        there = self.remote.list(a.path)
+        taken = {e.name for e in there}
         for child in self.remote.list(tmp):
-            self.remote.move(child, posixpath.join(a.path, child.name))
+            same = [e for e in there if e.name == child.name]
+            if not same:
+                dest = child.name
+            elif child.is_dir:
+                dest = _merging_name(child.name, child)
+            elif any(not e.is_dir and e.md5 and e.md5 == child.md5 and e.size == child.size
+                     for e in same):
+                self.remote.delete(child, permanent=False)
+                continue
+            else:
+                n = 2
+                while numbered(child.name, n) in taken:
+                    n += 1
+                dest = numbered(child.name, n)
+                log.warning("%s: a different file of that name is in %s; moved as %s",
+                            child.path, a.path, dest)
+            taken.add(dest)
+            self.remote.move(child, posixpath.join(a.path, dest))
         if self.remote.list(tmp):
             raise NotFound(f"{tmp}: not empty after moving its children; left in place")
         self.remote.delete(tmp, permanent=False)

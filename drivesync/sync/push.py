@@ -201,7 +201,7 @@ def push(local_dir: Union[str, Path], *, remote: Remote, path: str = "", jobs: i
                             actions=[a.to_dict() for a in plan.actions if a.kind != SKIP])
         rate = Settings().write_rate if write_rate is None else write_rate
         runner = _Runner(remote=remote, limiter=RateLimiter(rate), progress=progress,
-                         tmp_dir=state_path, packs_db=packs_db)
+                         tmp_dir=state_path, packs_db=packs_db, cache=cache)
         report = apply_plan(plan, runner.run, jobs=jobs, dry_run=dry_run, progress=progress,
                             desc="push")
         cache.flush()
@@ -323,8 +323,9 @@ class _Runner:
     """Executes one action of a push plan (called from apply's threads)."""
 
     def __init__(self, *, remote: Remote, limiter: RateLimiter, progress: Progress,
-                 tmp_dir: Path, packs_db: PackState):
+                 tmp_dir: Path, packs_db: PackState, cache: HashCache):
         self.remote = remote
+        self.cache = cache
         self.limiter = limiter
         self.progress = progress
         self.tmp_dir = tmp_dir
@@ -338,14 +339,13 @@ class _Runner:
             self.limiter.acquire()  # a folder create counts against Drive's write rate
             self.remote.mkdir(a.path)
             return 0
-        if a.kind == UPLOAD:
+        if a.kind in (UPLOAD, REPLACE):
             self.limiter.acquire()
-            self.remote.upload(a.local, a.path, progress=self.progress)
-            return a.size
-        if a.kind == REPLACE:
-            self.limiter.acquire()
+            before = os.stat(a.local)
             new = self.remote.upload(a.local, a.path, progress=self.progress)
-            self._remove([t for t in a.targets if t.id != new.id], permanent=True)
+            self._learn(a.local, before, new)
+            if a.kind == REPLACE:
+                self._remove([t for t in a.targets if t.id != new.id], permanent=True)
             return a.size
         if a.kind == DELETE:
             self._remove(list(a.targets), permanent=a.permanent,
@@ -354,6 +354,13 @@ class _Runner:
         if a.kind == PACK:
             return self._pack(a)
         raise ValueError(f"push cannot run a {a.kind!r} action")
+
+    def _learn(self, source: str, before: os.stat_result, new: Entry) -> None:
+        """The remote verified the upload's md5: remember it so a re-push reads nothing."""
+        after = os.stat(source)
+        if new.md5 and (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns) \
+                and new.size == before.st_size:
+            self.cache.remember(source, new.md5, st=before)
 
     def _remove(self, targets: list[Entry], *, permanent: bool, duplicates: bool = False) -> None:
         for t in targets:
