@@ -1,0 +1,178 @@
+"""launch end to end with tests/fake_trainer.py: mirror, resume, kill -9, staging."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from drivesync.checkpoints.latest import complete_checkpoints
+from drivesync.cli import main
+from drivesync.hashing import HashCache
+from drivesync.launch.weights import check_darknet
+from drivesync.remotes.local import LocalRemote
+
+HERE = Path(__file__).parent
+FAKE = HERE / "fake_trainer.py"
+BATCH = 4
+
+
+def _setup(tmp_path: Path, *, max_batches: int) -> dict:
+    backup = tmp_path / "backup"
+    (tmp_path / "obj.data").write_text(f"classes = 1\nbackup = {backup}\n")
+    (tmp_path / "yolo.cfg").write_text(
+        f"[net]\nbatch={BATCH}\nsubdivisions=1\nmax_batches={max_batches}\n[yolo]\nclasses=1\n")
+    darknet = tmp_path / "darknet"
+    darknet.write_text(f'#!/bin/sh\nexec "{sys.executable}" -u "{FAKE}" darknet "$@"\n')
+    darknet.chmod(0o644)  # launch must chmod +x it
+    yolo = tmp_path / "yolo"
+    yolo.write_text(f'#!/bin/sh\nexec "{sys.executable}" -u "{FAKE}" yolo "$@"\n')
+    yolo.chmod(0o755)
+    return {"backup": backup, "darknet": darknet, "yolo": yolo}
+
+
+def _argv(tmp_path: Path, weights: str, *extra: str) -> list:
+    return ["launch", "darknet", "--data", str(tmp_path / "obj.data"),
+            "--cfg", str(tmp_path / "yolo.cfg"), "--darknet", str(tmp_path / "darknet"),
+            "--weights", weights, "--work-dir", str(tmp_path / "work"),
+            "--interval", "0.03", "--no-mount", *extra]
+
+
+@pytest.fixture
+def local_remote(tmp_path):
+    """A local remote whose md5 cache lives in memory, so the launch under test (which
+    opens its own remote on the same folder) never waits on this one's sqlite lock."""
+    remote = LocalRemote(tmp_path / "remote-root", hash_cache=HashCache(None))
+    remote.root.mkdir()
+    return remote
+
+
+def test_launch_darknet_mirrors_and_resumes(tmp_path, local_remote, capsys, monkeypatch):
+    paths = _setup(tmp_path, max_batches=12)
+    monkeypatch.setenv("FAKE_INTERVAL", "0.01")
+    code = main(_argv(tmp_path, str(local_remote.root), "--", "-clear"))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert os.access(paths["darknet"], os.X_OK)
+    assert "FAKE starting from scratch" in out and "FAKE args -dont_show -clear" in out
+    names = {e.name for e in local_remote.list("")}
+    assert {"yolo_final.weights", "yolo_last.weights", "yolo_10.weights"} <= names
+    assert "summary: trainer exit code 0; reached iteration 12" in out
+    # same content is never uploaded twice under one name
+    mirrored = re.findall(r"mirrored (\S+) .*md5=(\w+)", out)
+    assert len(mirrored) == len(set(mirrored))
+    # raise max_batches: the relaunch resumes from the newest complete checkpoint
+    (tmp_path / "yolo.cfg").write_text(f"[net]\nbatch={BATCH}\nmax_batches=16\n")
+    code = main(_argv(tmp_path, str(local_remote.root)))
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "resuming from yolo_final.weights" in out
+    assert "FAKE resumed from yolo_final.weights at iteration 12" in out
+    assert "reached iteration 16" in out
+
+
+def test_trainer_exit_code_is_returned(tmp_path, local_remote, capsys, monkeypatch):
+    _setup(tmp_path, max_batches=3)
+    monkeypatch.setenv("FAKE_EXIT_CODE", "3")
+    monkeypatch.setenv("FAKE_INTERVAL", "0.0")
+    assert main(_argv(tmp_path, str(local_remote.root))) == 3
+    assert "exit code 3" in capsys.readouterr().out
+
+
+def test_corrupt_newest_checkpoint_is_skipped(tmp_path, local_remote, capsys, monkeypatch):
+    _setup(tmp_path, max_batches=6)
+    root = local_remote.root
+    good = struct.pack("<iiiq", 0, 2, 0, 5 * BATCH) + b"g" * 100
+    (root / "yolo_5.weights").write_bytes(good)
+    # newer by mtime, same size (so "complete" by listing) but its header disagrees with its name
+    bad = struct.pack("<iiiq", 0, 2, 0, 3 * BATCH) + b"b" * 100
+    (root / "yolo_10.weights").write_bytes(bad)
+    os.utime(root / "yolo_5.weights", (time.time() - 100, time.time() - 100))
+    monkeypatch.setenv("FAKE_INTERVAL", "0.0")
+    assert main(_argv(tmp_path, str(root))) == 0
+    cap = capsys.readouterr()
+    assert "skipping checkpoint yolo_10.weights" in cap.err and "name says 10" in cap.err
+    assert "resuming from yolo_5.weights" in cap.out and "1 newer skipped" in cap.out
+    assert "FAKE resumed from yolo_5.weights at iteration 5" in cap.out
+
+
+def test_ultralytics_fresh_then_resume(tmp_path, local_remote, capsys, monkeypatch):
+    paths = _setup(tmp_path, max_batches=1)
+    monkeypatch.setenv("FAKE_INTERVAL", "0.01")
+    argv = ["launch", "ultralytics", "--data", "data.yaml", "--model", "yolov8n.pt",
+            "--epochs", "4", "--project", str(tmp_path / "runs"), "--name", "exp",
+            "--yolo", str(paths["yolo"]), "--weights", str(local_remote.root),
+            "--work-dir", str(tmp_path / "work"), "--interval", "0.03", "--no-mount"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "FAKE fresh run" in out and f"project={tmp_path / 'runs'}" in out
+    assert "mirrored last.pt" in out
+    assert [e.name for e in local_remote.list("")] == ["last.pt"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "resuming from last.pt" in out
+    assert f"train resume model={tmp_path / 'work' / 'resume' / 'last.pt'}" in out
+    assert "FAKE Resuming training" in out and "from epoch 5 to 4" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["local", "drive"])
+def test_kill9_relaunch_cycles(tmp_path, which, request, monkeypatch):
+    """kill -9 launch + trainer at random moments; every relaunch resumes from the newest
+    checkpoint that was complete on the remote; the remote never holds zero."""
+    remote = request.getfixturevalue(f"{which}_remote")
+    _setup(tmp_path, max_batches=400)
+    env = dict(os.environ, FAKE_INTERVAL="0.01", FAKE_LAST_EVERY="3", FAKE_NUM_EVERY="7",
+               FAKE_PAYLOAD="30000", FAKE_CHUNKS="10", FAKE_CHUNK_SLEEP="0.004",
+               PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
+    if which == "drive":
+        target = "drive:space_Colab/backup"
+        s = request.getfixturevalue("drive_settings")
+        env.update(DRIVESYNC_API_ENDPOINT=s.api_endpoint, DRIVESYNC_TOKEN=s.token,
+                   DRIVESYNC_BACKOFF_BASE="0.01", DRIVESYNC_BACKOFF_CAP="0.05",
+                   DRIVESYNC_WRITE_RATE="0")
+        sub = "backup"
+    else:
+        target, sub = str(remote.root), ""
+    rng = random.Random(1234)
+    seen_uploads: list = []
+    first_mirror = False
+    expected = None
+    for cycle in range(10):
+        proc = subprocess.Popen([sys.executable, "-m", "drivesync", *_argv(tmp_path, target)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True, cwd=str(tmp_path))
+        time.sleep(rng.uniform(0.4, 1.2))
+        os.killpg(proc.pid, signal.SIGKILL)
+        out = proc.communicate()[0].decode()
+        print(f"--- cycle {cycle}\n" + out[-800:])  # shown when the test fails
+        if expected is not None:
+            m = re.search(r"FAKE resumed from (\S+) at iteration (\d+)", out)
+            assert m, f"cycle {cycle}: no resume in\n{out[:2000]}"
+            assert int(m.group(2)) == expected, (cycle, m.group(0), expected)
+        seen_uploads += re.findall(r"mirrored (\S+) .*md5=(\w+)", out)
+        try:
+            entries = remote.list(sub)
+        except Exception:  # noqa: BLE001 - the folder does not exist before the first mirror
+            entries = []
+        complete = complete_checkpoints(entries)
+        first_mirror = first_mirror or bool(complete)
+        if first_mirror:
+            assert complete, f"cycle {cycle}: no complete checkpoint on the remote"
+            iters = []
+            for c in complete:
+                local = tmp_path / "check" / c.entry.name
+                remote.download(c.entry, local)
+                iters.append(check_darknet(local, batch=BATCH).iteration)
+            expected = iters[0]
+            assert expected == max(iters), (cycle, [c.entry.name for c in complete], iters)
+    assert first_mirror and expected and expected > 0
+    assert len(seen_uploads) == len(set(seen_uploads)), "a checkpoint was uploaded twice"
