@@ -127,9 +127,12 @@ def _one(
         if b.get("tag") != "person":  # "mask": a crowd/reflection region, not an object
             conv.counts.ignored += 1
             continue
+        if _ignored(b, "extra"):  # the whole person is marked "do not learn from"
+            conv.counts.ignored += 1
+            continue
         wanted = [(0, box, "extra")] + ([(1, "hbox", "head_attr")] if head else [])
         for class_id, kind, attr in wanted:
-            if _ignored(b, "extra") or (attr == "head_attr" and _ignored(b, attr)):
+            if attr == "head_attr" and _ignored(b, attr):
                 conv.counts.ignored += 1
                 continue
             xywh = b.get(kind)

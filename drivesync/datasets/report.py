@@ -48,10 +48,8 @@ class Report:
         p = Problem(
             display(file) if file != "" else "", str(where) if where else "", reason, skipped
         )
-        if skipped == NOTE:
-            log.info("%s", p.line())
-        else:
-            log.warning("%s", p.line())
+        # INFO, not WARNING: the command prints a summary and the report file holds all
+        log.debug("%s", p.line()) if skipped == NOTE else log.info("%s", p.line())
         self.problems.append(p)
 
     def extend(self, other: Report) -> None:

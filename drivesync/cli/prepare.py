@@ -1,0 +1,339 @@
+"""Verbs for datasets: prepare, convert, shard, configs, check."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..datasets.check import check_dataset
+from ..datasets.prepare import PrepareResult, convert_dataset, make_configs, prepare, shard_dataset
+from ..datasets.shard import MODES
+from ..errors import EXIT_OK, EXIT_PARTIAL
+from .context import Context
+
+FORMATS = ("voc", "crowdhuman", "coco", "yolo")
+
+
+def _classes(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--classes",
+        metavar="A,B,C",
+        help="class names in class-id order (others are reported and skipped)",
+    )
+    g.add_argument("--classes-file", metavar="FILE", help="class names, one per line")
+
+
+def _convert_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--format",
+        "-f",
+        dest="fmt",
+        required=True,
+        choices=FORMATS,
+        help="annotation format of SRC",
+    )
+    _classes(p)
+    p.add_argument("--keep-difficult", action="store_true", help="VOC: keep difficult=1 objects")
+    p.add_argument("--keep-crowd", action="store_true", help="COCO: keep iscrowd annotations")
+    p.add_argument(
+        "--box",
+        choices=("fbox", "vbox", "hbox"),
+        default="fbox",
+        help="CrowdHuman: full body, visible part or head box (default fbox)",
+    )
+    p.add_argument(
+        "--head-class",
+        metavar="NAME",
+        help="CrowdHuman: also write heads (from hbox) as class NAME",
+    )
+    p.add_argument("--images", metavar="DIR", help="CrowdHuman/COCO: folder holding the images")
+
+
+def _shard_opts(p: argparse.ArgumentParser, *, mode: bool = True) -> None:
+    p.add_argument(
+        "--max-files",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="files per shard folder, images plus labels (default 2000)",
+    )
+    p.add_argument("--name", help="dataset folder name under OUT (default: SRC's name)")
+    if mode:
+        p.add_argument(
+            "--mode",
+            choices=MODES,
+            default="link",
+            help="link (hard links, copy across filesystems; default), copy, or move "
+            "(journaled; the source images are moved)",
+        )
+    p.add_argument("--dry-run", action="store_true", help="show the plan, write nothing")
+
+
+def _config_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        metavar="F",
+        help="share of images in valid.txt (default 0.1)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/valid split (default 0)")
+    p.add_argument(
+        "--root", metavar="ROOT", help="absolute folder the lists point into (default /WORK1/NAME)"
+    )
+    p.add_argument("--backup", metavar="DIR", help="darknet backup folder (default ROOT/backup)")
+    p.add_argument(
+        "--darknet-cfg", metavar="BASE.cfg", help="write a copy patched for these classes"
+    )
+    for flag in ("batch", "subdivisions", "width", "height"):
+        p.add_argument(f"--{flag}", type=int, help=f"darknet cfg: set {flag}=")
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    from . import add_verb
+
+    p = add_verb(
+        sub,
+        common,
+        "prepare",
+        help="convert, shard, write configs and check, in one go",
+        example="drivesync prepare VOC2012/ out/ --format voc --classes person,car\n"
+        "drivesync prepare CrowdHuman/ out/ -f crowdhuman --head-class head "
+        "--darknet-cfg yolov4-tiny.cfg",
+    )
+    p.add_argument("src", metavar="SRC")
+    p.add_argument("out", metavar="OUT")
+    _convert_opts(p)
+    _shard_opts(p)
+    _config_opts(p)
+    p.set_defaults(func=cmd_prepare)
+
+    p = add_verb(
+        sub,
+        common,
+        "convert",
+        help="convert annotations to a flat YOLO folder",
+        example="drivesync convert VOC2012/ yolo/ --format voc\n"
+        "drivesync shard yolo/ out/ --name voc",
+    )
+    p.add_argument("src", metavar="SRC")
+    p.add_argument("out", metavar="OUT")
+    _convert_opts(p)
+    p.add_argument(
+        "--mode",
+        choices=("link", "copy"),
+        default="link",
+        help="how images get into OUT (default link)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="show what would be written")
+    p.set_defaults(func=cmd_convert)
+
+    p = add_verb(
+        sub,
+        common,
+        "shard",
+        help="split a YOLO folder (image + .txt pairs) into numbered shard folders",
+        example="drivesync shard flat/ out/ --max-files 2000 --mode move",
+    )
+    p.add_argument("src", metavar="SRC")
+    p.add_argument("out", metavar="OUT")
+    _classes(p)
+    _shard_opts(p)
+    p.set_defaults(func=cmd_shard)
+
+    p = add_verb(
+        sub,
+        common,
+        "configs",
+        help="write obj.names, obj.data, train/valid.txt, data.yaml (and a darknet cfg)",
+        example="drivesync configs out/ --root /WORK1/voc --darknet-cfg yolov4-tiny.cfg",
+    )
+    p.add_argument("out", metavar="OUT")
+    p.add_argument("--name", help="dataset folder under OUT (default: from the manifest)")
+    _classes(p)
+    _config_opts(p)
+    p.add_argument("--dry-run", action="store_true", help="show the split, write nothing")
+    p.set_defaults(func=cmd_configs)
+
+    p = add_verb(
+        sub,
+        common,
+        "check",
+        help="check a sharded dataset before training",
+        example="drivesync check out/",
+    )
+    p.add_argument("out", metavar="OUT")
+    p.add_argument("--name", help="dataset folder under OUT (default: from the manifest)")
+    p.add_argument(
+        "--max-files",
+        type=int,
+        metavar="N",
+        help="shard limit (default: from the manifest, else 2000)",
+    )
+    p.set_defaults(func=cmd_check)
+
+
+def _summary(ctx: Context, res: PrepareResult, *, verb: str) -> int:
+    if ctx.json:
+        ctx.emit({"verb": verb, **res.to_dict()})
+    else:
+        what = "would place" if res.dry_run else "placed"
+        ctx.say(
+            f"{res.name}: {res.images} images, {res.boxes} boxes, {len(res.classes)} classes "
+            f"({', '.join(res.classes[:8])}{', ...' if len(res.classes) > 8 else ''})",
+            f"shards: {res.shards} in {res.dataset} ({what} {res.placed}, kept {res.kept}"
+            + (f", finished {res.recovered} from an interrupted run" if res.recovered else "")
+            + ")",
+        )
+        if res.train or res.valid:
+            ctx.say(f"train.txt: {res.train}, valid.txt: {res.valid} (root {res.root})")
+        dropped = (
+            f"{res.dropped_boxes} boxes empty after clipping, "
+            f"{res.difficult_skipped} difficult, {res.ignored_boxes} ignore/crowd regions"
+        )
+        ctx.say(
+            f"skipped: {res.skipped_items} items, {res.skipped_boxes} boxes; dropped: {dropped}"
+        )
+        for p in [p for p in res.report.problems if p.skipped != "note"][:10]:
+            ctx.warn(p.line())
+        shown = min(10, len([p for p in res.report.problems if p.skipped != "note"]))
+        if res.report.failed:
+            more = len([p for p in res.report.problems if p.skipped != "note"]) - shown
+            ctx.warn(f"{more} more problems" if more > 0 else "some input was skipped")
+        if res.report_path:
+            ctx.say(f"report: {res.report_path}")
+    return EXIT_OK if res.ok else EXIT_PARTIAL
+
+
+def cmd_prepare(args: argparse.Namespace, ctx: Context) -> int:
+    res = prepare(
+        args.src,
+        args.out,
+        fmt=args.fmt,
+        classes=args.classes,
+        classes_file=args.classes_file,
+        max_files=args.max_files,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        root=args.root,
+        mode=args.mode,
+        name=args.name,
+        darknet_cfg=args.darknet_cfg,
+        backup=args.backup,
+        keep_difficult=args.keep_difficult,
+        keep_crowd=args.keep_crowd,
+        box=args.box,
+        head_class=args.head_class,
+        images=args.images,
+        batch=args.batch,
+        subdivisions=args.subdivisions,
+        width=args.width,
+        height=args.height,
+        dry_run=args.dry_run,
+        progress=ctx.progress(),
+    )
+    return _summary(ctx, res, verb="prepare")
+
+
+def cmd_convert(args: argparse.Namespace, ctx: Context) -> int:
+    res = convert_dataset(
+        args.src,
+        args.out,
+        fmt=args.fmt,
+        classes=args.classes,
+        classes_file=args.classes_file,
+        mode=args.mode,
+        keep_difficult=args.keep_difficult,
+        keep_crowd=args.keep_crowd,
+        box=args.box,
+        head_class=args.head_class,
+        images=args.images,
+        dry_run=args.dry_run,
+        progress=ctx.progress(),
+    )
+    return _summary(ctx, res, verb="convert")
+
+
+def cmd_shard(args: argparse.Namespace, ctx: Context) -> int:
+    res = shard_dataset(
+        args.src,
+        args.out,
+        classes=args.classes,
+        classes_file=args.classes_file,
+        max_files=args.max_files,
+        mode=args.mode,
+        name=args.name,
+        dry_run=args.dry_run,
+        progress=ctx.progress(),
+    )
+    return _summary(ctx, res, verb="shard")
+
+
+def cmd_configs(args: argparse.Namespace, ctx: Context) -> int:
+    from ..datasets import load_classes
+
+    names = load_classes(args.classes, args.classes_file)
+    res = make_configs(
+        args.out,
+        name=args.name,
+        classes=names,
+        root=args.root,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        backup=args.backup,
+        darknet_cfg=args.darknet_cfg,
+        batch=args.batch,
+        subdivisions=args.subdivisions,
+        width=args.width,
+        height=args.height,
+        dry_run=args.dry_run,
+    )
+    if ctx.json:
+        ctx.emit(
+            {
+                "verb": "configs",
+                "ok": True,
+                "files": res.files,
+                "train": res.train,
+                "valid": res.valid,
+                "root": res.root,
+                "dry_run": args.dry_run,
+            }
+        )
+    else:
+        ctx.say(
+            f"train.txt: {res.train}, valid.txt: {res.valid} (root {res.root})",
+            *[("would write " if args.dry_run else "wrote ") + f for f in res.files],
+        )
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
+    res = check_dataset(args.out, name=args.name, max_files=args.max_files, progress=ctx.progress())
+    problems = [p for p in res.report.problems if p.skipped != "note"]
+    notes = [p for p in res.report.problems if p.skipped == "note"]
+    if ctx.json:
+        ctx.emit(
+            {
+                "verb": "check",
+                "ok": res.ok,
+                "dataset": res.dataset,
+                "images": res.images,
+                "labels": res.labels,
+                "boxes": res.boxes,
+                "shards": res.shards,
+                "duplicates": res.duplicates,
+                "problems": [p.line() for p in problems],
+                "notes": [p.line() for p in notes],
+            }
+        )
+    else:
+        ctx.say(
+            f"{res.dataset}: {res.images} images, {res.labels} labels, {res.boxes} boxes, "
+            f"{res.shards} shards, {res.duplicates} duplicate images"
+        )
+        for p in problems + notes:
+            ctx.say("  " + p.line())
+        ctx.say("ok" if res.ok else f"{len(problems)} problems")
+    return EXIT_OK if res.ok else EXIT_PARTIAL
