@@ -174,7 +174,8 @@ def _fill(res: PrepareResult, conv: Conversion, sh: ShardResult) -> None:
     res.boxes, res.dropped_boxes = c.boxes, c.dropped
     res.difficult_skipped, res.ignored_boxes = c.difficult, c.ignored
     res.classes = list(conv.classes)
-    res.shards, res.placed, res.kept, res.recovered = sh.shards, sh.placed, sh.kept, sh.recovered
+    res.shards, res.placed, res.kept = sh.shards, sh.placed, sh.kept
+    res.recovered += sh.recovered
     res.manifest_path = sh.manifest
 
 
@@ -195,7 +196,7 @@ def _read(
     out: str,
     name: str,
     fmt: str,
-    report: Report,
+    res: PrepareResult,
     *,
     dry_run: bool,
     classes: Optional[List[str]],
@@ -205,7 +206,7 @@ def _read(
 ) -> Conversion:
     """Finish any interrupted run, then convert (skipping images already moved into shards)."""
     if not dry_run and os.path.isdir(out):
-        recover(out, report=report, progress=progress)
+        res.recovered = recover(out, report=res.report, progress=progress)
     m = load_manifest(out)
     moved = set(m.entries) if m is not None else set()
     base = m.classes if (m is not None and classes is None) else []
@@ -214,7 +215,7 @@ def _read(
     return convert(
         src,
         fmt=fmt,
-        report=report,
+        report=res.report,
         classes=classes,
         base_classes=base,
         exclude=exclude,
@@ -273,7 +274,7 @@ def prepare(
         out,
         name,
         fmt,
-        res.report,
+        res,
         dry_run=dry_run,
         classes=names,
         flat=False,
@@ -433,7 +434,7 @@ def shard_dataset(
         out,
         name,
         "yolo",
-        res.report,
+        res,
         dry_run=dry_run,
         classes=names,
         flat=False,
@@ -485,7 +486,7 @@ def convert_dataset(
         out,
         name,
         fmt,
-        res.report,
+        res,
         dry_run=dry_run,
         classes=names,
         flat=True,

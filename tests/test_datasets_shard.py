@@ -1,0 +1,240 @@
+"""Sharding: planner invariants (hypothesis), real-file runs, and move-mode crash recovery."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from drivesync.datasets.prepare import shard_dataset
+from drivesync.datasets.sample import png_bytes
+from drivesync.datasets.shard import JOURNAL, load_manifest, plan_shards
+
+REPO = Path(__file__).resolve().parents[1]
+
+# ---------------------------------------------------------------- pure planner
+
+names = st.text(alphabet="abAB", min_size=1, max_size=3)
+keys = st.lists(st.tuples(st.sampled_from(["", "d1/", "d2/", "D1/"]), names), max_size=40)
+
+
+def as_items(pairs):
+    return [(f"{d}{s}.jpg", s) for d, s in pairs]
+
+
+def check_plan(slots, items, max_files, existing=None):
+    by = {s.key: s for s in slots}
+    assert sorted(by) == sorted({k for k, _ in items})  # every input exactly once
+    per = Counter(s.shard for s in slots)
+    if existing:
+        per.update(sh for k, (sh, _) in existing.items() if k not in by)
+    assert all(n * 2 <= max_files for n in per.values())  # limit (pairs: image + label)
+    stems = [s.stem.casefold() for s in slots]
+    assert len(stems) == len(set(stems))  # collisions resolved, case-insensitively
+    return by
+
+
+@settings(max_examples=60, deadline=None)
+@given(keys, st.integers(min_value=2, max_value=9))
+def test_plan_limit_uniqueness_and_determinism(pairs, max_files):
+    items = as_items(pairs)
+    slots = plan_shards(items, max_files=max_files)
+    check_plan(slots, items, max_files)
+    again = {s.key: s for s in plan_shards(list(reversed(items)), max_files=max_files)}
+    assert again == {s.key: s for s in slots}  # input order does not matter
+    # shards are filled in order: only the last used shard may have room left
+    per = Counter(s.shard for s in slots)
+    if per:
+        assert sorted(per) == list(range(len(per)))
+        assert all(per[i] == max_files // 2 for i in range(len(per) - 1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(keys, keys, st.integers(min_value=2, max_value=9))
+def test_plan_stable_under_additions(first, more, max_files):
+    a = as_items(first)
+    old = {s.key: (s.shard, s.stem) for s in plan_shards(a, max_files=max_files)}
+    both = a + as_items(more)
+    slots = plan_shards(both, existing=old, max_files=max_files)
+    by = check_plan(slots, both, max_files)
+    for k, (shard, stem) in old.items():
+        assert (by[k].shard, by[k].stem) == (shard, stem)  # nothing already placed moves
+
+
+def test_plan_fills_room_then_new_shards_and_respects_foreign_files():
+    old = {"a.jpg": (0, "a"), "b.jpg": (1, "b")}
+    slots = plan_shards(
+        [("a.jpg", "a"), ("c.jpg", "c"), ("d.jpg", "d"), ("e.jpg", "a")],
+        existing=old,
+        foreign={0: 1},
+        taken={"X"},
+        max_files=4,
+    )
+    got = {s.key: (s.shard, s.stem) for s in slots}
+    # shard 0 holds a (2 files) + 1 foreign file: no room; shard 1 has b and room for one pair
+    assert got == {"a.jpg": (0, "a"), "c.jpg": (1, "c"), "d.jpg": (2, "d"), "e.jpg": (2, "a_1")}
+
+
+# ---------------------------------------------------------------- real files
+
+
+def md5(p):
+    return hashlib.md5(Path(p).read_bytes()).hexdigest()
+
+
+def make_flat(root: Path, n: int, *, start: int = 0, sub: str = ""):
+    d = root / sub if sub else root
+    d.mkdir(parents=True, exist_ok=True)
+    for i in range(start, start + n):
+        (d / f"im{i:04d}.png").write_bytes(png_bytes(4 + i % 5, 4, [(0, 0, 1, 1, (i % 256, 0, 0))]))
+        (d / f"im{i:04d}.txt").write_text(f"0 0.5 0.5 0.{i % 9 + 1} 0.5\n")
+
+
+def tree(root: Path):
+    return {str(p.relative_to(root)): md5(p) for p in root.rglob("*") if p.is_file()}
+
+
+def shard_files(out: Path, name: str):
+    files = {}
+    for d in sorted((out / name).iterdir()):
+        if d.is_dir() and d.name.isdigit():
+            for f in d.iterdir():
+                files[f"{d.name}/{f.name}"] = md5(f)
+    return files
+
+
+def test_link_mode_layout_collisions_and_source_untouched(tmp_path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    make_flat(src, 3, sub="a")
+    make_flat(src, 3, sub="b")  # same names in another folder: a/im0000 and b/im0000
+    before = tree(src)
+    res = shard_dataset(src, out, max_files=4, name="ds")
+    assert res.ok, [p.line() for p in res.report.problems]
+    files = shard_files(out, "ds")
+    assert len(files) == 12 and res.shards == 3
+    for shard in ("000", "001", "002"):
+        stems = [Path(f).stem for f in files if f.startswith(shard)]
+        assert Counter(stems) == {s: 2 for s in set(stems)}  # image and label side by side
+    assert sorted(Path(f).stem for f in files if f.endswith(".png")) == [
+        "im0000",
+        "im0000_1",
+        "im0001",
+        "im0001_1",
+        "im0002",
+        "im0002_1",
+    ]
+    assert Counter(files.values()) == Counter(before.values())  # every file once, same bytes
+    assert tree(src) == before
+    m = load_manifest(str(out))
+    assert len(m.entries) == 6 and all(len(f) == 2 for _, _, f in m.entries.values())
+    shard, stem, (img, lab) = m.entries["b/im0001.png"]
+    assert img[1] == f"ds/{shard:03d}/{stem}.png" and img[3] == before["b/im0001.png"]
+    assert os.path.samefile(src / "b" / "im0001.png", out / img[1])  # hard link
+
+
+def test_rerun_with_new_images_keeps_old_places(tmp_path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    make_flat(src, 5)
+    shard_dataset(src, out, max_files=4, mode="copy", name="ds")
+    first = shard_files(out, "ds")
+    make_flat(src, 4, start=5)
+    res = shard_dataset(src, out, max_files=4, mode="copy", name="ds")
+    assert (res.kept, res.placed) == (5, 4)
+    second = shard_files(out, "ds")
+    assert all(second[k] == v for k, v in first.items())  # nothing moved or changed
+    # shard 002 had one pair and room for one more: the first new one fills it
+    assert "002/im0005.png" in second and "003/im0006.png" in second
+    res = shard_dataset(src, out, max_files=4, mode="copy", name="ds")
+    assert (res.kept, res.placed) == (9, 0)
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    make_flat(src, 3)
+    res = shard_dataset(src, out, max_files=2, dry_run=True, name="ds")
+    assert res.placed == 3 and res.shards == 3 and not out.exists()
+
+
+# ---------------------------------------------------------------- move mode crashes
+
+CHILD = """
+import os, sys, time
+from drivesync.datasets.prepare import shard_dataset
+crash = int(sys.argv[3])
+def step(n):
+    if n == crash:
+        os._exit(9)
+    if crash < 0:
+        time.sleep(0.002)  # widen the window a random SIGKILL can hit
+shard_dataset(sys.argv[1], sys.argv[2], max_files=6, mode="move", name="ds", on_step=step)
+"""
+
+
+def child(src, out, crash=0, **kw):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(src), str(out), str(crash)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        **kw,
+    )
+
+
+def assert_all_once(src: Path, out: Path, before: dict):
+    after_src = tree(src)
+    shards = shard_files(out, "ds")
+    assert not after_src, f"left in the source: {sorted(after_src)[:5]}"
+    assert Counter(shards.values()) == Counter(before.values())
+    assert not (out / JOURNAL).exists()
+    m = load_manifest(str(out))
+    assert len(m.entries) == len(before) // 2
+
+
+def test_move_crash_after_k_items_then_rerun(tmp_path):
+    for k in (1, 4, 11):
+        src, out = tmp_path / f"src{k}", tmp_path / f"out{k}"
+        make_flat(src, 12)
+        before = tree(src)
+        assert child(src, out, crash=k).wait() == 9
+        assert (out / JOURNAL).exists()
+        moved = sum(1 for _ in src.glob("*.png"))
+        assert moved == 12 - k
+        if k == 4:  # also a crash between link and unlink: one inode under both names
+            m_src = sorted(src.glob("*.png"))[0]
+            journal = [json.loads(x) for x in (out / JOURNAL).read_text().splitlines()[1:]]
+            dst = next(f["dst"] for e in journal for f in e["files"] if f["src"] == str(m_src))
+            (out / dst).parent.mkdir(parents=True, exist_ok=True)
+            os.link(m_src, out / dst)
+        res = shard_dataset(src, out, max_files=6, mode="move", name="ds")
+        assert res.recovered == 12 and res.ok
+        assert_all_once(src, out, before)
+
+
+def test_move_killed_at_random_points(tmp_path):
+    rng = random.Random(1)
+    src, out = tmp_path / "src", tmp_path / "out"
+    make_flat(src, 150)
+    before = tree(src)
+    mid_run = 0
+    for _ in range(6):
+        p = child(src, out, crash=-1)
+        time.sleep(rng.uniform(0.05, 0.5))
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            mid_run += (out / JOURNAL).exists()
+        p.wait()
+    res = shard_dataset(src, out, max_files=6, mode="move", name="ds")
+    assert res.ok, [p.line() for p in res.report.problems]
+    assert_all_once(src, out, before)
+    assert mid_run >= 1  # at least one kill landed while files were being moved
