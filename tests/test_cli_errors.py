@@ -1,0 +1,86 @@
+"""Bad input through the CLI: one line on stderr, a distinct exit code, no traceback.
+
+Runs `drivesync.cli.main([...])` in-process against the emulator (real client, real HTTP).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from drivesync.cli import main
+from drivesync.errors import EXIT_AUTH, EXIT_NETWORK, EXIT_NOT_FOUND, EXIT_QUOTA
+
+
+@pytest.fixture
+def cli(emulator, monkeypatch, capsys):
+    """Run the CLI against the emulator; returns (code, stdout, stderr)."""
+    monkeypatch.setenv("DRIVESYNC_TOKEN", emulator.token)
+    monkeypatch.setenv("DRIVESYNC_API_ENDPOINT", emulator.url)
+    for name, value in {"BACKOFF_BASE": "0.001", "BACKOFF_CAP": "0.002", "MAX_TRIES": "3",
+                        "WRITE_RATE": "0"}.items():
+        monkeypatch.setenv(f"DRIVESYNC_{name}", value)
+
+    def run(*argv: str):
+        capsys.readouterr()
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run
+
+
+def one_line_error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err and lines[0].startswith("drivesync: error: ")
+    return lines[0]
+
+
+def test_wrong_token_exits_5_without_showing_it(cli, monkeypatch):
+    monkeypatch.setenv("DRIVESYNC_TOKEN", "wrong-secret-token")
+    code, out, err = cli("ls", "drive:space_Colab")
+    assert code == EXIT_AUTH
+    assert "auth login" in one_line_error(err)
+    assert "wrong-secret-token" not in out + err
+
+
+def test_unknown_remote_path_exits_3(cli):
+    code, out, err = cli("ls", "drive:nope")
+    assert code == EXIT_NOT_FOUND
+    assert one_line_error(err) == "drivesync: error: drive:nope: no such folder"
+
+
+def test_quota_exceeded_write_exits_6(cli, emulator):
+    emulator.inject("quota", method="POST")
+    code, out, err = cli("mkdir", "drive:space_Colab/new")
+    assert code == EXIT_QUOTA
+    assert "storageQuotaExceeded" in one_line_error(err)
+
+
+def test_unreachable_endpoint_exits_7_quickly(cli):
+    start = time.monotonic()
+    code, out, err = cli("ls", "drive:space_Colab", "--endpoint", "http://127.0.0.1:9/")
+    assert code == EXIT_NETWORK
+    assert "cannot reach http://127.0.0.1:9/" in one_line_error(err)
+    assert time.monotonic() - start < 10
+
+
+def test_ls_quota_mkdir_happy_path(cli, emulator, tmp_path):
+    assert cli("mkdir", "drive:space_Colab/data/voc")[0] == 0
+    assert cli("mkdir", "drive:space_Colab/data/voc")[0] == 0  # idempotent
+    code, out, _ = cli("ls", "drive:space_Colab")
+    assert (code, out) == (0, "data/\n")
+    code, out, _ = cli("ls", "drive:space_Colab", "-R", "--json")
+    doc = json.loads(out)
+    assert [(e["path"], e["kind"]) for e in doc["entries"]] == [("data", "folder"),
+                                                                 ("data/voc", "folder")]
+    emulator.configure(quota_limit=1_000_000)
+    code, out, _ = cli("quota", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["limit"] == 1_000_000 and doc["trash"] == 0
+    code, out, _ = cli("quota", str(tmp_path))
+    assert code == 0 and "used" in out
+    code, out, _ = cli("ls", str(tmp_path), "-l")
+    assert code == 0
