@@ -10,10 +10,26 @@ from hypothesis import strategies as st
 
 from drivesync.errors import DatasetError
 from drivesync.sync.names import assign_names, ensure_dir, inside, numbered, safe_part
-from drivesync.sync.pack import (Member, check_member_name, members_key, parse_manifest,
-                                 unpack_tar, write_tar)
-from drivesync.sync.plan import (DELETE, MERGE, MKDIR, RENAME, REPLACE, SKIP, UPLOAD, LocalFile,
-                                 plan_dedupe, plan_push)
+from drivesync.sync.pack import (
+    Member,
+    check_member_name,
+    members_key,
+    parse_manifest,
+    unpack_tar,
+    write_tar,
+)
+from drivesync.sync.plan import (
+    DELETE,
+    MERGE,
+    MKDIR,
+    RENAME,
+    REPLACE,
+    SKIP,
+    UPLOAD,
+    LocalFile,
+    plan_dedupe,
+    plan_push,
+)
 from drivesync.types import FOLDER, Entry
 
 

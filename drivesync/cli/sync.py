@@ -152,6 +152,8 @@ def _finish(ctx, result: Union[SyncResult, DedupeResult], *, verb: str) -> int:
             _print_plan(ctx, result)
         _print_summary(ctx, result, verb=verb)
     if result.problems:
+        if ctx.json:  # one JSON document: it already says ok=false and lists the problems
+            return PartialFailure.exit_code
         for path, reason in result.problems:
             ctx.warn(f"{path}: {reason}")
         raise PartialFailure(f"{verb}: {len(result.problems)} item(s) failed (listed above); "
