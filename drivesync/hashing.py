@@ -46,17 +46,19 @@ class HashCache:
         self.path = Path(path) if path else None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit: every write is committed at once, so two caches (two
+        # processes, or two remotes in one process) never wait on each other's
+        # open transaction. WAL + synchronous=NORMAL keeps commits cheap.
         self._db = sqlite3.connect(str(self.path) if self.path else ":memory:",
-                                   check_same_thread=False, timeout=30)
+                                   check_same_thread=False, timeout=30, isolation_level=None)
         self._lock = threading.Lock()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL" if self.path else "PRAGMA journal_mode=MEMORY")
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS md5 (path TEXT PRIMARY KEY, size INTEGER,"
                 " mtime_ns INTEGER, md5 TEXT)")
-            self._db.commit()
         self.reads = 0
-        self._pending = 0
 
     def md5(self, file: Union[str, Path], *, st: Optional[os.stat_result] = None) -> str:
         p = os.path.abspath(file)
@@ -71,10 +73,6 @@ class HashCache:
             self.reads += 1
             self._db.execute("INSERT OR REPLACE INTO md5 VALUES (?,?,?,?)",
                              (p, st.st_size, st.st_mtime_ns, digest))
-            self._pending += 1
-            if self._pending >= 500:
-                self._db.commit()
-                self._pending = 0
         return digest
 
     def remember(self, file: Union[str, Path], md5: str, *, st: os.stat_result) -> None:
@@ -86,14 +84,10 @@ class HashCache:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO md5 VALUES (?,?,?,?)",
                              (p, st.st_size, st.st_mtime_ns, md5))
-            self._pending += 1
 
     def flush(self) -> None:
-        with self._lock:
-            self._db.commit()
-            self._pending = 0
+        """Kept for callers; writes are already committed."""
 
     def close(self) -> None:
-        self.flush()
         with self._lock:
             self._db.close()
