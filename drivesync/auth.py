@@ -9,6 +9,7 @@ cache file is written atomically with mode 0600 in a 0700 directory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ import secrets
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from .config import Settings
 from .errors import AuthError, ConfigError, TransientError
@@ -190,6 +191,20 @@ def code_from_pasted(pasted: str, *, state: Optional[str]) -> str:
     return params["code"][0]
 
 
+@contextlib.contextmanager
+def _quiet_oauth_logs() -> Iterator[None]:
+    """requests-oauthlib logs the token response at DEBUG; keep it out of any log."""
+    loggers = [logging.getLogger(n) for n in ("requests_oauthlib", "oauthlib", "urllib3")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def login(secrets_file: Path, *, console: bool, token_file: Path,
           ask: Callable[[str], str], tell: Callable[[str], None]) -> Path:
     """Run the installed-app flow and cache the resulting user token.
@@ -198,6 +213,13 @@ def login(secrets_file: Path, *, console: bool, token_file: Path,
     URL, ``ask`` reads back the redirect address. Otherwise a loopback server on
     a free port catches the redirect and a browser is opened if there is one.
     """
+    with _quiet_oauth_logs():
+        creds = _run_flow(secrets_file, console=console, ask=ask, tell=tell)
+    return save_user_token(creds, token_file)
+
+
+def _run_flow(secrets_file: Path, *, console: bool, ask: Callable[[str], str],
+              tell: Callable[[str], None]) -> Any:
     from google_auth_oauthlib.flow import InstalledAppFlow
 
     flow = InstalledAppFlow.from_client_secrets_file(str(secrets_file), scopes=SCOPES)
@@ -219,4 +241,4 @@ def login(secrets_file: Path, *, console: bool, token_file: Path,
             host="localhost", port=0, open_browser=True,
             authorization_prompt_message="Open this address to allow drivesync: {url}",
             success_message="drivesync is authorised; you can close this window.")
-    return save_user_token(creds, token_file)
+    return creds
