@@ -213,9 +213,22 @@ def login(secrets_file: Path, *, console: bool, token_file: Path,
     URL, ``ask`` reads back the redirect address. Otherwise a loopback server on
     a free port catches the redirect and a browser is opened if there is one.
     """
+    if not console and not _has_browser():
+        tell("no web browser found here; using the copy-paste flow (--console)")
+        console = True
     with _quiet_oauth_logs():
         creds = _run_flow(secrets_file, console=console, ask=ask, tell=tell)
     return save_user_token(creds, token_file)
+
+
+def _has_browser() -> bool:
+    import webbrowser
+
+    try:
+        webbrowser.get()
+    except webbrowser.Error:
+        return False
+    return True
 
 
 def _run_flow(secrets_file: Path, *, console: bool, ask: Callable[[str], str],

@@ -52,13 +52,20 @@ def run_login(args, ctx) -> int:
     secrets = auth.client_secrets_file(args.client_secrets, ctx.settings)
     path = auth.login(secrets, console=args.console,
                       token_file=ctx.settings.resolved_token_file(),
-                      ask=lambda prompt: input(prompt),
+                      ask=_ask,
                       tell=lambda line: print(line, file=ctx.err))
     if ctx.json:
         ctx.emit({"ok": True, "token_file": str(path)})
     else:
         ctx.say(f"logged in; token cached at {path} (mode 0600)")
     return 0
+
+
+def _ask(prompt: str) -> str:
+    try:
+        return input(prompt)
+    except EOFError:  # stdin closed: nothing pasted
+        return ""
 
 
 def run_status(args, ctx) -> int:
