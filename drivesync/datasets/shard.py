@@ -516,12 +516,13 @@ def write_shards(
         if old is not None and [(d, n, h) for _, d, n, h, _ in old[2]] == [
             (d, n, h) for _, d, n, h, _ in ops
         ]:
-            result.kept += 1
             continue
         todo.append((slot.key, slot.shard, slot.stem, ops))
     shards = {s for s, _, _ in m.entries.values()} | {s.shard for s in slots}
     result.shards = len(shards)
     result.placed = len(todo)
+    # kept: every item already in place, including moved ones no longer in the source
+    result.kept = len(set(m.entries) - {t[0] for t in todo})
     if dry_run or not todo:
         if not dry_run and (m.name != name or m.classes != list(classes) or not m.entries):
             m.name, m.max_files, m.classes = name, max_files, list(classes)
