@@ -89,7 +89,9 @@ def classify(exc: BaseException, *, endpoint: str, what: str = "request"
     if isinstance(exc, HttpError):
         return classify_http(*http_error_details(exc), what=what)
     if isinstance(exc, google.auth.exceptions.RefreshError):
-        return AuthError(f"the credentials could not be refreshed ({exc}); {LOGIN_HINT}")
+        # A 401 makes google-auth try a refresh; a raw access token cannot be refreshed.
+        return AuthError(f"Drive rejected the credentials (401) and they could not be "
+                         f"refreshed; {LOGIN_HINT}")
     if isinstance(exc, google.auth.exceptions.TransportError):
         return TransientError(f"cannot reach the Google token server: {exc}")
     if isinstance(exc, httplib2.ServerNotFoundError):
