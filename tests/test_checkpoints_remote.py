@@ -1,0 +1,294 @@
+"""prune / latest against both remotes (local folder and the Drive emulator), the
+lock, the quota arithmetic on a real quota, batched deletes, and the CLI verbs."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from drivesync.checkpoints import PrunePolicy, find_latest, prune, pull_latest
+from drivesync.checkpoints.lock import FolderLock, lock_path
+from drivesync.cli import main
+from drivesync.errors import LockedError, NotFound
+from drivesync.types import temp_name
+
+TOKEN = "test-token"  # the token tests/conftest.py gives the emulator
+
+SUB = "ckpt"
+
+
+def payload(name: str, size: int) -> bytes:
+    """Distinct, reproducible bytes per name (so no two files share an md5 by accident)."""
+    seed = hashlib.sha256(name.encode()).hexdigest().encode()
+    return (seed * (size // len(seed) + 1))[:size]
+
+
+def seed(remote, tmp_path: Path, files: dict) -> None:
+    """Upload ``{name: size or bytes}`` into SUB, in the given order (= mtime order)."""
+    src = tmp_path / "seed"
+    src.mkdir(exist_ok=True)
+    for name, spec in files.items():
+        data = spec if isinstance(spec, bytes) else payload(name, spec)
+        p = src / name.replace("/", "_")
+        p.write_bytes(data)
+        remote.upload(p, f"{SUB}/{name}")
+
+
+def names(remote, sub: str = SUB) -> list[str]:
+    return sorted(e.name for e in remote.list(sub))
+
+
+def address(remote) -> str:
+    if remote.address.startswith("drive:"):
+        return f"{remote.address}/{SUB}"
+    return str(remote.root / SUB)
+
+
+@pytest.fixture
+def cli_env(remote, monkeypatch):
+    """Arguments and environment for running the CLI against ``remote``."""
+    if remote.address.startswith("drive:"):
+        monkeypatch.setenv("DRIVESYNC_TOKEN", TOKEN)
+        return ["--endpoint", remote.settings.api_endpoint]
+    return []
+
+
+DARKNET = {f"y_{i}.weights": 64 for i in range(100, 1100, 100)}
+DARKNET.update({"y_last.weights": 64, "yolov3.weights": 64, "notes.txt": 5})
+
+
+# ---- prune ---------------------------------------------------------------------------------
+def test_prune_keeps_the_rules_and_is_idempotent(remote, tmp_path):
+    seed(remote, tmp_path, DARKNET)
+    result = prune(remote, SUB, policy=PrunePolicy(keep_last=2, keep_every=500),
+                   lock_dir=tmp_path / "locks")
+    assert sorted(e.name for e in result.deleted) == sorted(
+        f"y_{i}.weights" for i in (100, 200, 300, 400, 600, 700, 800))
+    assert result.failed == {} and result.bytes_freed == 7 * 64
+    assert names(remote) == ["notes.txt", "y_1000.weights", "y_500.weights", "y_900.weights",
+                             "y_last.weights", "yolov3.weights"]
+    again = prune(remote, SUB, policy=PrunePolicy(keep_last=2, keep_every=500),
+                  lock_dir=tmp_path / "locks")
+    assert again.deleted == [] and again.plan.delete == []
+
+
+def test_prune_dry_run_changes_nothing(remote, tmp_path):
+    seed(remote, tmp_path, DARKNET)
+    before = names(remote)
+    result = prune(remote, SUB, policy=PrunePolicy(keep_last=1), dry_run=True,
+                   lock_dir=tmp_path / "locks")
+    assert len(result.plan.delete) == 9 and result.deleted == []
+    assert names(remote) == before
+
+
+def test_prune_trash_then_permanent_and_empty_trash(remote, tmp_path):
+    seed(remote, tmp_path, {f"m_{i}.pt": 100 for i in range(1, 6)})
+    prune(remote, SUB, policy=PrunePolicy(keep_last=4), lock_dir=tmp_path / "l")
+    assert remote.quota().trash >= 100            # trashed: still counted
+    prune(remote, SUB, policy=PrunePolicy(keep_last=3), permanent=True, empty_trash=True,
+          lock_dir=tmp_path / "l")
+    assert names(remote) == ["m_3.pt", "m_4.pt", "m_5.pt"]
+    assert remote.quota().trash == 0
+
+
+def test_drive_deletes_are_batched(drive_settings, emulator, tmp_path):
+    from drivesync.remotes import open_remote
+
+    with open_remote("drive:space_Colab", settings=drive_settings) as up:
+        seed(up, tmp_path, {f"m_{i}.pt": 16 for i in range(1, 151)})
+    with open_remote("drive:space_Colab", settings=drive_settings) as remote:
+        before = dict(emulator.counters["ops"])
+        result = prune(remote, SUB, policy=PrunePolicy(keep_last=1), permanent=True,
+                       lock_dir=tmp_path / "l")
+        ops = {k: v - before.get(k, 0) for k, v in emulator.counters["ops"].items()}
+    assert len(result.deleted) == 149 and result.failed == {}
+    assert ops.get("batch") == 2                    # 100 + 49 calls
+    assert ops.get("files.delete") == 149           # the inner calls
+    # folder lookups + one listing page + two batches
+    assert result.requests <= 6, (result.requests, ops)
+    assert [f["name"] for f in emulator.state.all_files()
+            if f["name"].startswith("m_")] == ["m_150.pt"]
+
+
+def test_min_free_against_the_emulators_quota(drive_remote, emulator, tmp_path):
+    seed(drive_remote, tmp_path, {f"m_{i}.pt": 1000 for i in range(1, 11)})
+    emulator.configure(quota_limit=10_500)          # 500 bytes free
+    policy = PrunePolicy(keep_last=1, min_free=3000)
+    trash_only = prune(drive_remote, SUB, policy=policy, lock_dir=tmp_path / "l")
+    assert trash_only.deleted == [] and not trash_only.plan.budget_met
+    assert "trash frees nothing" in trash_only.plan.notes[0]
+    done = prune(drive_remote, SUB, policy=policy, permanent=True, lock_dir=tmp_path / "l")
+    assert [e.name for e in done.deleted] == ["m_1.pt", "m_2.pt", "m_3.pt"]
+    assert done.plan.free_after == 3500 and drive_remote.quota().free == 3500
+    # a trashed file counts until the trash is emptied
+    drive_remote.delete(f"{SUB}/m_10.pt")
+    assert drive_remote.quota().trash == 1000
+    plan = prune(drive_remote, SUB, policy=PrunePolicy(keep_last=1, min_free=5000),
+                 empty_trash=True, lock_dir=tmp_path / "l")
+    assert [e.name for e in plan.deleted] == ["m_4.pt"]   # 3500 + 1000 trash + 1000
+    assert drive_remote.quota().free == 5500
+
+
+# ---- the lock ----------------------------------------------------------------------------
+def test_a_second_run_on_the_same_folder_is_refused(remote, tmp_path):
+    seed(remote, tmp_path, DARKNET)
+    locks = tmp_path / "locks"
+    holder = FolderLock(lock_path(locks, remote.address, SUB), "test")
+    with holder:
+        with pytest.raises(LockedError, match="another drivesync run holds the lock"):
+            prune(remote, SUB, policy=PrunePolicy(keep_last=1), lock_dir=locks)
+        # another folder is not blocked
+        prune(remote, "", policy=PrunePolicy(keep_last=1), lock_dir=locks, dry_run=True)
+    assert len(prune(remote, SUB, policy=PrunePolicy(keep_last=1), lock_dir=locks).deleted) == 9
+
+
+def test_two_concurrent_cli_runs_exit_8(local_remote, tmp_path, capsys):
+    """A second process (cron overlap) is refused with exit code 8 while one holds the lock."""
+    seed(local_remote, tmp_path, DARKNET)
+    state = Path(os.environ["DRIVESYNC_STATE_DIR"])
+    folder = local_remote.root / SUB
+    script = textwrap.dedent(f"""
+        import sys, time
+        from drivesync.checkpoints.lock import FolderLock, lock_path
+        with FolderLock(lock_path({str(state)!r}, "local:" + {str(folder)!r}, "")):
+            print("locked", flush=True)
+            sys.stdin.readline()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        assert main(["prune", str(folder), "--keep-last", "1", "--yes"]) == 8
+        assert "holds the lock" in capsys.readouterr().err
+        assert len(names(local_remote)) == len(DARKNET)
+    finally:
+        proc.communicate("\n", timeout=10)
+    assert main(["prune", str(folder), "--keep-last", "1", "--yes", "-q"]) == 0
+    assert len(names(local_remote)) == len(DARKNET) - 9
+
+
+# ---- latest ----------------------------------------------------------------------------
+def test_latest_skips_partial_zero_size_and_in_flight_files(remote, tmp_path):
+    seed(remote, tmp_path, {"y_1000.weights": 100, "y_2000.weights": 100,
+                            "y_3000.weights": b"", "y_last.weights": 40, "notes.txt": 3})
+    if remote.address.startswith("local:"):   # an upload still in flight, as the remote writes it
+        (remote.root / SUB / temp_name("y_4000.weights")).write_bytes(b"x" * 100)
+    found = find_latest(remote, SUB)
+    assert found.entry.name == "y_2000.weights" and found.number == 2000
+    assert find_latest(remote, SUB, family="y").entry.name == "y_2000.weights"
+    with pytest.raises(NotFound, match="no complete checkpoint"):
+        find_latest(remote, SUB, family="other")
+
+
+def test_latest_prefers_final(remote, tmp_path):
+    seed(remote, tmp_path, {"y_1000.weights": 100, "y_final.weights": 100,
+                            "y_last.weights": 100})
+    assert find_latest(remote, SUB).entry.name == "y_final.weights"
+
+
+class Interrupt:
+    """A progress subscriber that stops the download after the first block (our seam)."""
+
+    def on_start(self, **_):
+        pass
+
+    def on_progress(self, *, files=0, bytes=0):  # noqa: A002 - the Progress protocol
+        if bytes:
+            raise KeyboardInterrupt
+
+    def on_done(self):
+        pass
+
+
+def test_pull_latest_interrupted_then_resumed(remote, tmp_path):
+    size = 4 * 1024 * 1024 + 300_000      # more than one download block on both remotes
+    seed(remote, tmp_path, {"y_1000.weights": size, "y_last.weights": size})
+    want = hashlib.md5(payload("y_last.weights", size)).hexdigest()
+    dest = tmp_path / "pulled"
+    dest.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        pull_latest(remote, SUB, dest=dest, progress=Interrupt())
+    partial = dest / temp_name("y_last.weights")
+    assert not (dest / "y_last.weights").exists()          # never a half-written file
+    assert 0 < partial.stat().st_size < size
+    found = pull_latest(remote, SUB, dest=dest)
+    assert found.entry.name == "y_last.weights"
+    assert hashlib.md5((dest / "y_last.weights").read_bytes()).hexdigest() == want
+    assert not partial.exists()
+
+
+# ---- CLI -----------------------------------------------------------------------------
+def test_cli_prune_json(remote, tmp_path, cli_env, capsys):
+    seed(remote, tmp_path, DARKNET)
+    code = main(["prune", address(remote), "--keep-last", "3", "--max-bytes", "400",
+                 "--yes", "--json", *cli_env])
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    # 12 checkpoints... 11 x 64 = 704 bytes; down to <= 400 -> delete the 5 oldest
+    assert doc["executed"] and doc["ok"] and doc["budget_met"]
+    assert [d["path"] for d in doc["deleted"]] == [f"y_{i}.weights"
+                                                  for i in (100, 200, 300, 400, 500)]
+    assert doc["bytes_freed"] == 5 * 64 and doc["checkpoint_bytes_after"] == 6 * 64
+    assert sorted(doc["ignored"]) == ["notes.txt", "yolov3.weights"]
+    assert all(d["reason"] for d in doc["kept"] + doc["deleted"])
+    assert doc["requests"] >= 2
+    assert len(names(remote)) == len(DARKNET) - 5
+
+
+def test_cli_prune_without_yes_off_a_terminal_only_reports(remote, tmp_path, cli_env, capsys):
+    seed(remote, tmp_path, DARKNET)
+    assert main(["prune", address(remote), "--keep-last", "1", *cli_env]) == 0
+    out = capsys.readouterr().out
+    assert "no --yes and stdin is not a terminal" in out and "delete " in out
+    assert len(names(remote)) == len(DARKNET)
+    assert main(["prune", address(remote), "--keep-last", "1", "--dry-run", "--json",
+                 *cli_env]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert not doc["executed"] and len(doc["would_delete"]) == 9 and doc["deleted"] == []
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("answer, deleted", [("y\n", 9), ("n\n", 0)])
+def test_cli_prune_asks_on_a_terminal(local_remote, tmp_path, monkeypatch, capsys,
+                                      answer, deleted):
+    seed(local_remote, tmp_path, DARKNET)
+    monkeypatch.setattr(sys, "stdin", FakeTerminal(answer))
+    assert main(["prune", str(local_remote.root / SUB), "--keep-last", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "delete 9 files" in out
+    assert len(names(local_remote)) == len(DARKNET) - deleted
+
+
+def test_cli_bad_size_is_a_usage_error(local_remote, capsys):
+    assert main(["prune", str(local_remote.root), "--max-bytes", "lots"]) == 2
+    assert "--max-bytes: expected a size like 15G" in capsys.readouterr().err
+
+
+def test_cli_latest(remote, tmp_path, cli_env, capsys):
+    assert main(["latest", address(remote), *cli_env]) == 3       # folder missing
+    seed(remote, tmp_path, {"y_1000.weights": 100, "y_2000.weights": 100, "y_last.weights": 7})
+    capsys.readouterr()
+    assert main(["latest", address(remote), "-q", *cli_env]) == 0
+    assert capsys.readouterr().out.strip() == f"{address(remote)}/y_2000.weights"
+    assert main(["latest", address(remote), "--json", *cli_env]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["path"], doc["family"], doc["role"], doc["number"]) == (
+        "y_2000.weights", "y", "numbered", 2000)
+    assert main(["latest", address(remote), "--family", "zz", *cli_env]) == 3
+    dest = str(tmp_path / "w") + "/"
+    assert main(["latest", address(remote), "--pull", dest, *cli_env]) == 0
+    assert capsys.readouterr().out.strip().endswith("w/y_2000.weights")
+    assert (tmp_path / "w" / "y_2000.weights").read_bytes() == payload("y_2000.weights", 100)
