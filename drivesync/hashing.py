@@ -53,7 +53,8 @@ class HashCache:
                                    check_same_thread=False, timeout=30, isolation_level=None)
         self._lock = threading.Lock()
         with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL" if self.path else "PRAGMA journal_mode=MEMORY")
+            mode = "WAL" if self.path else "MEMORY"
+            self._db.execute(f"PRAGMA journal_mode={mode}")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS md5 (path TEXT PRIMARY KEY, size INTEGER,"

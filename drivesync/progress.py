@@ -71,7 +71,7 @@ class TqdmProgress:
         self._files = self._bytes = None
 
 
-def make_progress(*, quiet: bool, stream=None) -> "Progress":
+def make_progress(*, quiet: bool, stream=None) -> Progress:
     """tqdm when someone is watching (a TTY or a notebook), else the no-op."""
     stream = stream or sys.stderr
     if quiet:

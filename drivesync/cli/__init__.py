@@ -37,12 +37,16 @@ def common_parser() -> argparse.ArgumentParser:
     """Flags every verb accepts (placed after the verb)."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("common options")
-    g.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for each request)")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars, errors only (for cron)")
+    g.add_argument("-v", "--verbose", action="count", default=0,
+                   help="more log output (-vv for each request)")
+    g.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bars, errors only (for cron)")
     g.add_argument("--json", action="store_true", help="print one machine-readable JSON document")
     g.add_argument("--endpoint", dest="api_endpoint", metavar="URL",
-                   help="Drive-v3-compatible server (env DRIVESYNC_API_ENDPOINT), e.g. the emulator")
-    g.add_argument("--config", metavar="FILE", help="config file (default ~/.config/drivesync/config.ini)")
+                   help="a Drive-v3-compatible server, e.g. the emulator "
+                        "(env DRIVESYNC_API_ENDPOINT)")
+    g.add_argument("--config", metavar="FILE",
+                   help="config file (default ~/.config/drivesync/config.ini)")
     return p
 
 
@@ -94,6 +98,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_INTERRUPTED
     except OSError as exc:
         _report(ctx, f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), EXIT_ERROR)
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - a bug must still end in one line
+        if getattr(args, "verbose", 0) >= 2:
+            log.exception("internal error")
+        _report(ctx, f"internal error: {type(exc).__name__}: {exc} (run with -vv for the "
+                     "traceback, and please report it)", EXIT_ERROR)
         return EXIT_ERROR
 
 

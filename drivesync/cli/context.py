@@ -23,6 +23,18 @@ class _Redact(logging.Filter):
         return True
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is now (tests swap it between CLI calls)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 @dataclass
 class Context:
     settings: Settings
@@ -71,7 +83,7 @@ def make_context(args: Any) -> Context:
     root = logging.getLogger("drivesync")
     root.setLevel(level)
     if not any(getattr(h, "_drivesync", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("drivesync: %(levelname)s: %(message)s"))
         handler.addFilter(_Redact())
         handler._drivesync = True  # type: ignore[attr-defined]
