@@ -15,6 +15,7 @@ import logging
 import random
 import shutil
 import socket
+import struct
 import tempfile
 import threading
 import time
@@ -217,9 +218,6 @@ class Api:
     def handle(self, req: Request) -> Response:
         op = self._op_name(req)
         self.emu._count("requests", op=op, method=req.method)
-        cfg = self.emu.config
-        if cfg.latency > 0 and not req.inner:
-            time.sleep(cfg.latency)
         try:
             if req.headers.get("authorization", "") != f"Bearer {self.emu.token}":
                 raise errors.auth_error()
@@ -765,11 +763,14 @@ class _Handler(BaseHTTPRequestHandler):
                 resp = emu._control(req)
             else:
                 total = body.remaining
+                if emu.config.latency > 0:
+                    time.sleep(emu.config.latency)
+                self.throttle.restart()  # latency is not bandwidth credit
                 resp = emu.api.handle(req)
                 emu._count("bytes_in", total - body.remaining)
                 if resp.drop:
                     body.read(body.remaining // 2)
-                    self.close_connection = True
+                    self._reset_connection()
                     return
             body.drain()
             self._send(resp)
@@ -783,6 +784,22 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(error_response(errors.backend_error(500)))
             except OSError:
                 pass
+
+    def _reset_connection(self) -> None:
+        """Abort with a TCP reset, not a clean close.
+
+        A clean close reads as a stale keep-alive connection to httplib2, which
+        then silently resends the request, whose streamed body is already
+        spent, and hangs until its timeout; a reset surfaces as an error at once,
+        as a dropped network does.
+        """
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.connection.close()
+        except OSError:
+            pass
 
     def _read_chunked(self) -> bytes:
         out = []
@@ -807,8 +824,8 @@ class _Handler(BaseHTTPRequestHandler):
         raw_head = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
         try:
             if not streamed:
-                self.wfile.write(raw_head + resp.body)
                 emu._count("bytes_out", len(resp.body))
+                self.wfile.write(raw_head + resp.body)
                 return
             self.wfile.write(raw_head)
             self._stream(resp)
@@ -831,10 +848,10 @@ class _Handler(BaseHTTPRequestHandler):
             if not data:
                 break
             self._pace(len(data))
+            emu._count("bytes_out", len(data))
             self.wfile.write(data)
             sent += len(data)
             left -= len(data)
-            emu._count("bytes_out", len(data))
         if left > 0:  # a dropped download (or a file shrunk under us): cut the connection
             self.close_connection = True
             try:

@@ -139,21 +139,24 @@ class FaultPlan:
 
 
 class Throttle:
-    """Paces one connection's body bytes to ``rate`` bytes/s (read at each call)."""
+    """Paces one connection's body bytes to ``rate`` bytes/s (read at each call).
+
+    :meth:`restart` at each request, so idle time (or injected latency) is not
+    banked as credit for a burst.
+    """
 
     def __init__(self) -> None:
+        self.restart()
+
+    def restart(self) -> None:
         self.start = time.monotonic()
-        self.sent = 0.0
+        self.sent = 0
 
     def pace(self, nbytes: int, rate: Optional[float]) -> None:
         if not rate:
-            self.start, self.sent = time.monotonic(), 0.0
             return
-        now = time.monotonic()
-        if now - self.start > 1.0 and self.sent / rate < now - self.start - 1.0:
-            # idle for a while: don't let the connection bank a huge credit
-            self.start, self.sent = now, 0.0
         self.sent += nbytes
         due = self.start + self.sent / rate
+        now = time.monotonic()
         if due > now:
             time.sleep(due - now)
