@@ -270,7 +270,10 @@ def select_prunable(entries: Sequence[Entry], policy: PrunePolicy, *,
             free += sum(c.entry.size for c in gone)
         remaining = [c for c in remaining if id(c) not in p.delete]
     plan.delete = [Decision(c.entry, reason) for c, reason in deleted]
-    plan.keep = [Decision(c.entry, p.why[id(c)]) for c in order_newest_first(remaining)]
+    plan.keep = [Decision(c.entry, p.why[id(c)] if p.level[id(c)] != CANDIDATE else
+                          f"not protected, but the budget is met without deleting it "
+                          f"({p.why[id(c)]})")
+                 for c in order_newest_first(remaining)]
     plan.bytes_freed = sum(c.entry.size for c, _ in deleted)
     plan.checkpoint_bytes_after = plan.checkpoint_bytes - plan.bytes_freed
     plan.free_after = free
