@@ -191,12 +191,12 @@ def test_resumable_upload_in_chunks(svc, emulator):
     assert download(svc, out["id"]) == data
 
 
-def test_resumable_status_query_after_drop(svc, emulator):
+def test_resumable_status_query_after_reset(svc, emulator):
     data = os.urandom(2 * CHUNK + 10)
     request = resumable(svc, "r.bin", data)
     status, response = request.next_chunk()
     assert response is None and status.resumable_progress == CHUNK
-    emulator.inject("drop", method="PUT")
+    emulator.inject("reset", method="PUT")
     with pytest.raises(Exception):  # noqa: B017 - the transport error type is httplib2's
         request.next_chunk()
     # The client now asks where to resume (PUT, empty body, Content-Range: bytes */N).
@@ -438,6 +438,13 @@ def test_injected_faults(svc, emulator, kind, status, why):
         assert info.value.resp["content-type"].startswith("application/json")
     svc.files().create(body={"name": "x"}).execute()
     assert emulator.counters["faults"] == 2
+
+
+def test_clean_drop_is_resent_by_httplib2(svc, emulator):
+    put(svc, "there", b"1")
+    emulator.inject("drop", method="GET")
+    assert names(svc, "trashed = false") == ["there"]  # httplib2 re-sent it on a new connection
+    assert emulator.counters["faults"] == 1 and emulator.counters["ops"]["files.list"] == 2
 
 
 def test_injected_401_and_drop(emulator):

@@ -119,6 +119,7 @@ class Response:
     stream: Optional[BinaryIO] = None   # media download, ``length`` bytes from its position
     length: int = 0
     drop: bool = False                  # close the connection without answering
+    reset: bool = False                 # ... abruptly (TCP reset) rather than cleanly
     drop_after: Optional[int] = None    # send headers and this many body bytes, then close
 
 
@@ -235,6 +236,10 @@ class Api:
             return error_response(err)
 
     def _fault(self, req: Request, kind: str) -> Optional[Response]:
+        if kind == "reset":
+            if req.inner:
+                raise errors.backend_error(503)
+            return Response(0, drop=True, reset=True)
         if kind == "drop":
             if req.inner:
                 raise errors.backend_error(503)
@@ -769,8 +774,7 @@ class _Handler(BaseHTTPRequestHandler):
                 resp = emu.api.handle(req)
                 emu._count("bytes_in", total - body.remaining)
                 if resp.drop:
-                    body.read(body.remaining // 2)
-                    self._reset_connection()
+                    self._drop(body, reset=resp.reset)
                     return
             body.drain()
             self._send(resp)
@@ -785,15 +789,25 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
 
-    def _reset_connection(self) -> None:
-        """Abort with a TCP reset, not a clean close.
+    def _drop(self, body: Body, *, reset: bool) -> None:
+        """End the connection without an answer.
 
-        A clean close reads as a stale keep-alive connection to httplib2, which
-        then silently resends the request, whose streamed body is already
-        spent, and hangs until its timeout; a reset surfaces as an error at once,
-        as a dropped network does.
+        ``drop``: take the whole request, then close cleanly; httplib2 reads that
+        as a stale keep-alive connection and re-sends the request once by itself
+        (a streamed body it cannot rewind then hangs until the client's timeout,
+        as it would against Google). ``reset``: take half the body, then abort
+        with a TCP reset, which surfaces at once as a connection error.
         """
         self.close_connection = True
+        if not reset:
+            body.drain()
+            try:
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        body.read(body.remaining // 2)
         try:
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                        struct.pack("ii", 1, 0))

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, fields
 from typing import List, Optional, Sequence, Tuple
 
 FAULT_KINDS = ("500", "503", "429", "403rate", "drop")
-INJECT_KINDS = ("500", "503", "429", "403rate", "403daily", "quota", "drop",
-                "expire_session", "401")
+RANDOM_KINDS = FAULT_KINDS + ("reset",)          # what fail_rate may draw from
+INJECT_KINDS = RANDOM_KINDS + ("403daily", "quota", "expire_session", "401")
 
 
 @dataclass
@@ -38,9 +38,9 @@ class Config:
         return [f.name for f in fields(cls)]
 
     def validate(self) -> None:
-        bad = [k for k in self.fault_kinds if k not in FAULT_KINDS]
+        bad = [k for k in self.fault_kinds if k not in RANDOM_KINDS]
         if bad:
-            raise ValueError(f"unknown fault kinds {bad}; expected a subset of {FAULT_KINDS}")
+            raise ValueError(f"unknown fault kinds {bad}; expected a subset of {RANDOM_KINDS}")
         if not 0.0 <= self.fail_rate <= 1.0:
             raise ValueError(f"fail_rate must be within 0..1, got {self.fail_rate}")
         if self.latency < 0:
