@@ -163,3 +163,44 @@ def test_pull_mirror_skips_identical_and_fixes_changed(tmp_path, remote):
     assert (dest / "data/train.txt").read_bytes() == files["data/train.txt"]
     dry = pull(remote, tmp_path / "none", dry_run=True)
     assert dry.plan["download"] == len(files) and not (tmp_path / "none").exists()
+
+
+class RecordingProgress:
+    """A fake subscriber (our own seam): records what push reports."""
+
+    def __init__(self):
+        self.started, self.files, self.bytes, self.done = None, 0, 0, 0
+
+    def on_start(self, *, files, bytes, desc=""):
+        self.started = (files, bytes)
+
+    def on_progress(self, *, files=0, bytes=0):
+        self.files += files
+        self.bytes += bytes
+
+    def on_done(self):
+        self.done += 1
+
+
+def test_progress_reports_files_and_bytes(tmp_path, remote):
+    src = tmp_path / "src"
+    files = make_tree(src, shards=1)
+    prog = RecordingProgress()
+    run_push(src, remote, progress=prog)
+    total = sum(len(v) for v in files.values())
+    assert prog.started == (len(files), total)
+    assert prog.files == len(files) and prog.bytes == total and prog.done == 1
+
+
+def test_pull_never_follows_a_link_out_of_local(tmp_path, remote):
+    src = tmp_path / "src"
+    make_tree(src, shards=1, extra=False)
+    run_push(src, remote)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    os.symlink(outside, dest / "data")
+    res = pull(remote, dest, hash_cache=HashCache(None))
+    assert os.listdir(outside) == []
+    assert res.failed >= 1 and res.problems
