@@ -554,3 +554,19 @@ def test_cli_serves_in_a_subprocess(tmp_path):
         proc.terminate()
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("tail", [b"\r", b"\n", b"\r\n", b"\n\r", b"\r\n\r\n"])
+def test_multipart_keeps_trailing_line_breaks(svc, tail):
+    data = b"payload" + tail
+    fid = put(svc, "t.bin", data)["id"]
+    assert download(svc, fid) == data
+
+
+def test_multipart_with_crlf_framing(emulator):
+    body = (b"--XX\r\nContent-Type: application/json\r\n\r\n{\"name\": \"c.bin\"}\r\n"
+            b"--XX\r\nContent-Type: application/octet-stream\r\n\r\nab\r\n\r\n--XX--\r\n")
+    resp = requests.post(f"{emulator.url}upload/drive/v3/files?uploadType=multipart&fields=size",
+                         data=body, headers={"Authorization": f"Bearer {emulator.token}",
+                                             "Content-Type": "multipart/related; boundary=XX"})
+    assert resp.status_code == 200 and resp.json() == {"size": "4"}

@@ -659,41 +659,42 @@ def _param(header: str, name: str) -> Optional[str]:
 
 
 def _split_multipart(raw: bytes, boundary: bytes) -> List[Tuple[Dict[str, str], bytes]]:
-    """Split a MIME multipart body; the newline before a delimiter belongs to it (RFC 2046)."""
+    """Split a MIME multipart body; the line break before a delimiter belongs to it.
+
+    The client's email generator writes LF line breaks, others write CRLF; the
+    first delimiter line tells which, so a part whose bytes end in ``\r`` keeps it.
+    """
     delim = b"--" + boundary
     parts: List[Tuple[Dict[str, str], bytes]] = []
     pos = raw.find(delim)
     if pos < 0:
         return parts
+    first_eol = raw.find(b"\n", pos)
+    nl = b"\r\n" if first_eol > 0 and raw[first_eol - 1:first_eol] == b"\r" else b"\n"
     while True:
         pos += len(delim)
         if raw[pos:pos + 2] == b"--":
             break
-        nxt = raw.find(b"\n" + delim, pos)
+        eol = raw.find(b"\n", pos)  # the rest of the delimiter line
+        if eol < 0:
+            break
+        start = eol + 1
+        nxt = raw.find(nl + delim, start - len(nl))
         if nxt < 0:
             break
-        chunk = raw[pos:nxt]
-        if chunk.endswith(b"\r"):
-            chunk = chunk[:-1]
-        # drop the rest of the delimiter line
-        eol = chunk.find(b"\n")
-        chunk = chunk[eol + 1:] if eol >= 0 else b""
-        sep = chunk.find(b"\r\n\r\n")
-        sep_len = 4
-        lf = chunk.find(b"\n\n")
-        if sep < 0 or (0 <= lf < sep):
-            sep, sep_len = lf, 2
+        chunk = raw[start:nxt] if nxt >= start else b""
+        sep = chunk.find(nl + nl)
         if sep < 0:
             head, body = chunk, b""
         else:
-            head, body = chunk[:sep], chunk[sep + sep_len:]
+            head, body = chunk[:sep], chunk[sep + 2 * len(nl):]
         headers: Dict[str, str] = {}
         for line in head.decode("latin-1").splitlines():
             key, colon, value = line.partition(":")
             if colon:
                 headers[key.strip().lower()] = value.strip()
         parts.append((headers, body))
-        pos = nxt + 1
+        pos = nxt + len(nl)
     return parts
 
 
