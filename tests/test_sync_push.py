@@ -139,13 +139,21 @@ def test_pack_round_trip_and_unchanged_shard_not_reuploaded(tmp_path, remote):
     assert res.packed == 1
     assert all(len(v) == 1 for v in remote_files(remote, "ds").values())
     dest = tmp_path / "dest"
-    res = pull(remote, dest, path="ds", hash_cache=HashCache(None), state_dir=state)
+    first_cache = HashCache(None)
+    res = pull(remote, dest, path="ds", hash_cache=first_cache, state_dir=state)
     assert res.unpacked == 3 and res.downloaded == 2 and not res.problems
+    reads = first_cache.reads
+    again = pull(remote, dest, path="ds", hash_cache=first_cache, state_dir=state)
+    assert again.skipped == 5 and first_cache.reads == reads  # md5s learned while pulling
     for rel, data in files.items():
         assert (dest / rel).read_bytes() == data
     assert not [n for n in os.listdir(state) if n.endswith(".tar")]  # temp tars removed
-    res = pull(remote, dest, path="ds", hash_cache=HashCache(None), state_dir=state)
+    pcache = HashCache(None)
+    res = pull(remote, dest, path="ds", hash_cache=pcache, state_dir=state)
     assert res.unpacked == 0 and res.downloaded == 0 and res.skipped == 5
+    assert pcache.reads == len(files)  # a fresh cache: every local file read once
+    res = pull(remote, dest, path="ds", hash_cache=pcache, state_dir=state)
+    assert res.skipped == 5 and pcache.reads == len(files)
     kept = pull(remote, tmp_path / "raw", path="ds", unpack=False, hash_cache=HashCache(None))
     assert kept.downloaded == 8 and (tmp_path / "raw/data/imgs/000.tar").is_file()
 

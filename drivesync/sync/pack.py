@@ -162,13 +162,16 @@ def check_member_name(name: str) -> str:
 
 
 def unpack_tar(tar_path: Union[str, Path], manifest: Manifest, dest_dir: Union[str, Path], *,
-               on_bytes: Optional[Callable[[int], None]] = None) -> list[tuple[str, str]]:
+               on_bytes: Optional[Callable[[int], None]] = None,
+               on_member: Optional[Callable[[str, str], None]] = None
+               ) -> list[tuple[str, str]]:
     """Stream ``tar_path`` into ``dest_dir``, verifying each member against the manifest.
 
     Each member goes to a temporary sibling and is renamed into place only when
     its size and md5 match, so a bad or truncated archive never leaves a wrong
     file. Returns problems as (member, reason); links, devices, unsafe names and
-    members the manifest does not list are refused.
+    members the manifest does not list are refused. ``on_member(path, md5)`` is
+    told about each verified file written.
     """
     from .names import ensure_dir, inside, safe_part
 
@@ -218,6 +221,8 @@ def unpack_tar(tar_path: Union[str, Path], manifest: Manifest, dest_dir: Union[s
                 continue
             os.replace(tmp, final)
             seen.add(name)
+            if on_member is not None:
+                on_member(final, m.md5 or "")
     for name in sorted(set(want) - seen):
         if not any(p[0] == name for p in problems):
             problems.append((name, "listed in the manifest but missing from the archive"))

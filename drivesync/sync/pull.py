@@ -56,7 +56,8 @@ def pull(remote: Remote, local_dir: Union[str, Path], *, path: str = "", jobs: i
         result = SyncResult(plan=plan.summary(), dry_run=dry_run, problems=list(plan.problems),
                             warnings=warnings,
                             actions=[a.to_dict() for a in plan.actions if a.kind != SKIP])
-        runner = _PullRunner(remote=remote, root=root, progress=progress, tmp_dir=state_path)
+        runner = _PullRunner(remote=remote, root=root, progress=progress, tmp_dir=state_path,
+                             cache=cache)
         report = apply_plan(plan, runner.run, jobs=jobs, dry_run=dry_run, progress=progress,
                             desc="pull")
         cache.flush()
@@ -235,8 +236,10 @@ def _shard_present(cache: HashCache, root: str, dest: str, man: Manifest) -> boo
 
 
 class _PullRunner:
-    def __init__(self, *, remote: Remote, root: str, progress: Progress, tmp_dir: Path):
+    def __init__(self, *, remote: Remote, root: str, progress: Progress, tmp_dir: Path,
+                 cache: HashCache):
         self.remote = remote
+        self.cache = cache
         self.root = root
         self.progress = progress
         self.tmp_dir = tmp_dir
@@ -260,11 +263,17 @@ class _PullRunner:
             return 0
         if a.kind == DOWNLOAD:
             dest = self._dest(a.data)
-            self.remote.download(a.targets[0], dest, progress=self.progress)
+            got = self.remote.download(a.targets[0], dest, progress=self.progress)
+            self._learn(dest, got.md5)
             return a.size
         if a.kind == UNPACK:
             return self._unpack(a)
         raise ValueError(f"pull cannot run a {a.kind!r} action")
+
+    def _learn(self, path: str, md5: Optional[str]) -> None:
+        """The bytes were verified against this md5: a re-pull need not read them."""
+        if md5:
+            self.cache.remember(path, md5, st=os.stat(path))
 
     def _unpack(self, a: Action) -> int:
         sub, man = a.data
@@ -273,7 +282,7 @@ class _PullRunner:
         tar_tmp = self.tmp_dir / f".drivesync-pull-{man.tar_md5}.tar"
         try:
             self.remote.download(a.targets[0], tar_tmp, progress=self.progress)
-            problems = unpack_tar(tar_tmp, man, dest)
+            problems = unpack_tar(tar_tmp, man, dest, on_member=self._learn)
         finally:
             try:
                 os.unlink(tar_tmp)
