@@ -746,7 +746,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._serve()
 
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_GET
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
     def _pace(self, n: int) -> None:
         self.throttle.pace(n, self.server.emu.config.bandwidth)
