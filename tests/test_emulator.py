@@ -25,9 +25,11 @@ from googleapiclient.discovery import build_from_document
 from googleapiclient.discovery_cache import get_static_doc
 from googleapiclient.errors import HttpError
 from googleapiclient.http import MediaIoBaseDownload, MediaIoBaseUpload
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivesync.emulator import Emulator, EmulatorClient
-from drivesync.emulator.query import parse_fields, parse_time
+from drivesync.emulator.query import compile_query, format_time, parse_fields, parse_time
 
 FOLDER = "application/vnd.google-apps.folder"
 CHUNK = 256 * 1024
@@ -163,6 +165,26 @@ def test_fields_parser():
         "nextPageToken": None, "files": {"id": None, "name": None}}
     assert parse_fields("files/id,files/name") == {"files": {"id": None, "name": None}}
     assert parse_fields("*") is None
+
+
+class _Rec:
+    def __init__(self, name: str):
+        self.name, self.mime_type, self.parents, self.trashed = name, "text/plain", ["p"], False
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(min_size=1, max_size=30), st.text(min_size=1, max_size=30))
+def test_name_queries_escape_any_name(name, other):
+    escaped = name.replace("\\", "\\\\").replace("'", "\\'")
+    query = compile_query(f"name = '{escaped}' and 'p' in parents", resolve=lambda i: i)
+    assert query.parent == "p"
+    assert query.match(_Rec(name)) and query.match(_Rec(other)) == (other == name)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=0, max_value=4_000_000_000_000))
+def test_times_round_trip_to_the_millisecond(millis):
+    assert parse_time(format_time(millis / 1000)) == pytest.approx(millis / 1000, abs=1e-6)
 
 
 # ---------------------------------------------------------------------------- uploads

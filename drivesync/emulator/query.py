@@ -56,7 +56,7 @@ _TOKEN = re.compile(r"""\s*(?:
   | (?P<op>!=|<=|>=|=|<|>)
   | (?P<paren>[()])
   | (?P<word>[A-Za-z_][A-Za-z0-9_.]*)
-)""", re.X)
+)""", re.X | re.S)
 
 
 def _tokenize(q: str) -> List[Tuple[str, str]]:
