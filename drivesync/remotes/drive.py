@@ -333,7 +333,7 @@ class DriveRemote(Remote):
         what = f"upload of {self.address}/{rel}"
         self._writes.acquire()
         try:
-            if st.st_size <= self.settings.resumable_threshold:
+            if st.st_size <= self.settings.resumable_threshold and not _ends_with_cr(source):
                 meta = self._upload_multipart(source, body, mimetype, what=what)
                 progress.on_progress(bytes=st.st_size)
             else:
@@ -577,3 +577,14 @@ class DriveRemote(Remote):
         user = about.get("user", {})
         return {"email": user.get("emailAddress"), "name": user.get("displayName")}
 
+
+def _ends_with_cr(source: Path) -> bool:
+    """The client frames multipart bodies with bare LF; a server that expects CRLF
+    framing would eat a final 0x0D. Such files (1 in 256) go resumable instead,
+    where the bytes are sent unframed."""
+    with open(source, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() == 0:
+            return False
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\r"
