@@ -106,13 +106,21 @@ class Counts:
 
 @dataclass
 class Conversion:
-    items: List[Item] = field(default_factory=list)
+    """Items (a list, or a key-sorted stream when asked for), classes and counts.
+
+    With a stream, ``classes`` and ``counts`` are complete once it is consumed.
+    """
+
+    items: Any = field(default_factory=list)
+    expected: int = 0  # items the converter will try (for progress bars)
     classes: List[str] = field(default_factory=list)
     counts: Counts = field(default_factory=Counts)
 
 
 def relkey(root: str, path: str) -> str:
     """The POSIX path of ``path`` relative to ``root`` (the manifest key)."""
+    if os.sep == "/" and path.startswith(root) and path[len(root) : len(root) + 1] == "/":
+        return path[len(root) + 1 :]  # the common case, without relpath's cost
     return os.path.relpath(path, root).replace(os.sep, "/")
 
 
@@ -126,38 +134,83 @@ def open_image(
     that is not plain ASCII is kept for reading but gets a safe output stem
     (noted in the report), so train.txt never holds a line darknet chokes on.
     """
-    from .imageinfo import BadImage, probe_image
-    from .report import NOTE
+    info = probe(path)
+    if isinstance(info, tuple):
+        report_bad_image(report, root, path, info, origin=origin, moved=moved)
+        return None
+    return image_item(root, path, info, report, origin=origin)
 
-    shown = display(path)
+
+def probe(path: str) -> Any:
+    """ImageInfo, or a picklable ``(kind, reason)`` tuple when the image is bad."""
+    from .imageinfo import BadImage, probe_image
+
     try:
-        info = probe_image(path)
+        return probe_image(path)
     except FileNotFoundError:
-        if relkey(root, path) in moved:
-            return None
-        report.add(origin or shown, "", f"image not found: {shown}")
-        return None
+        return ("missing", "")
     except BadImage as exc:
-        report.add(shown, "", f"unreadable image: {exc}")
-        return None
+        return ("bad", f"unreadable image: {exc}")
     except OSError as exc:
-        report.add(shown, "", f"cannot read image: {exc.strerror or exc}")
-        return None
+        return ("bad", f"cannot read image: {exc.strerror or exc}")
+
+
+def report_bad_image(
+    report: Any,
+    root: str,
+    path: str,
+    bad: Tuple[str, str],
+    *,
+    origin: str = "",
+    moved: Container[str] = (),
+) -> None:
+    kind, reason = bad
+    shown = display(path)
+    if kind == "missing":
+        if relkey(root, path) not in moved:
+            report.add(origin or shown, "", f"image not found: {shown}")
+    else:
+        report.add(shown, "", reason)
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def name_fields(root: str, path: str) -> Tuple[str, str, str, Optional[str]]:
+    """(key, safe stem, lower-case ext, why the stem was changed or None); pure."""
     base = os.path.basename(path)
     stem, ext = os.path.splitext(base)
+    if _PLAIN.fullmatch(stem) and stem[-1] not in "._-":
+        return relkey(root, path), stem, ext.lower(), None
     new = safe_stem(stem)
-    if new != stem:
-        try:
-            base.encode("utf-8")
-            why = "name is not plain ASCII or has unsafe characters"
-        except UnicodeEncodeError:
-            why = "name is not valid UTF-8"
-        report.add(shown, "name", f"{why}; written as {new}{ext.lower()}", skipped=NOTE)
+    try:
+        base.encode("utf-8")
+        why = "name is not plain ASCII or has unsafe characters"
+    except UnicodeEncodeError:
+        why = "name is not valid UTF-8"
+    return relkey(root, path), new, ext.lower(), (None if new == stem else why)
+
+
+def image_item(
+    root: str,
+    path: str,
+    info: Any,
+    report: Any,
+    *,
+    origin: str = "",
+    names: Optional[Tuple[str, str, str, Optional[str]]] = None,
+) -> Item:
+    """An Item for a probed image; a renamed stem is noted in the report."""
+    from .report import NOTE
+
+    key, stem, ext, why = names or name_fields(root, path)
+    if why:
+        report.add(display(path), "name", f"{why}; written as {stem}{ext}", skipped=NOTE)
     return Item(
-        key=relkey(root, path),
+        key=key,
         image=path,
-        stem=new,
-        ext=ext.lower(),
+        stem=stem,
+        ext=ext,
         width=info.width,
         height=info.height,
         size=info.size,

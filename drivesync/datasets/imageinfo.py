@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import struct
 from dataclasses import dataclass
 from typing import BinaryIO, Tuple
@@ -67,25 +68,41 @@ def read_image_info(path: str) -> ImageInfo:
 
 
 def probe_image(path: str) -> ImageInfo:
-    """Format, size, byte count and md5 in one pass over the file."""
-    md5 = hashlib.md5()
-    size = 0
-    with open(path, "rb") as f:
-        head = f.read(CHUNK)
-        md5.update(head)
-        size += len(head)
-        try:
+    """Format, size, byte count and md5 in one pass over the file.
+
+    Uses os.open/os.read: for the small files of a detection dataset this is
+    three system calls per image instead of six with a file object.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        head = os.read(fd, HEAD)
+        if len(head) < HEAD:  # the whole file (a short read of a regular file is EOF)
             fmt, w, h = image_size(head)
-        except _NeedMore:  # a JPEG with over 1 MiB of metadata before the frame header
-            fmt, w, h = _jpeg_file(f)
+            return ImageInfo(fmt, w, h, len(head), hashlib.md5(head).hexdigest())
+        with os.fdopen(os.dup(fd), "rb") as f:
+            f.seek(len(head))
+            rest = f.read(CHUNK - HEAD)
+            head += rest
+            md5 = hashlib.md5(head)
+            size = len(head)
+            fmt, w, h = _size_of(head, f)
             f.seek(size)
-        while True:
-            block = f.read(CHUNK)
-            if not block:
-                break
-            md5.update(block)
-            size += len(block)
-    return ImageInfo(fmt, w, h, size, md5.hexdigest())
+            while True:
+                block = f.read(CHUNK)
+                if not block:
+                    break
+                md5.update(block)
+                size += len(block)
+        return ImageInfo(fmt, w, h, size, md5.hexdigest())
+    finally:
+        os.close(fd)
+
+
+def _size_of(head: bytes, f: BinaryIO) -> Tuple[str, int, int]:
+    try:
+        return image_size(head)
+    except _NeedMore:  # a JPEG with over 1 MiB of metadata before the frame header
+        return _jpeg_file(f)
 
 
 class _NeedMore(BadImage):

@@ -119,8 +119,11 @@ def convert(
     exclude: Optional[str] = None,
     moved: Container[str] = (),
     progress: Progress = NULL_PROGRESS,
+    lazy: bool = False,
 ) -> Conversion:
-    """Read a dataset in any supported format into items (nothing is written)."""
+    """Read a dataset in any supported format into items (nothing is written).
+
+    ``lazy`` (YOLO input only for now) makes ``items`` a key-sorted stream."""
     from .coco import convert_coco
     from .crowdhuman import convert_crowdhuman
     from .voc import convert_voc
@@ -221,6 +224,7 @@ def _read(
         exclude=exclude,
         moved=moved,
         progress=progress,
+        lazy=fmt == "yolo" and not dry_run,
         **opts,
     )
 
@@ -285,7 +289,20 @@ def prepare(
         head_class=head_class,
         images=images,
     )
-    if not conv.items and not (load_manifest(out) or None):
+    sh = write_shards(
+        conv.items,
+        out,
+        name=name,
+        classes=lambda: conv.classes,
+        max_files=max_files,
+        mode=mode,
+        report=res.report,
+        progress=progress,
+        dry_run=dry_run,
+        on_step=on_step,
+        total=conv.expected,
+    )
+    if sh.placed + sh.kept == 0:
         raise DatasetError(
             f"{display(src)}: no usable {fmt} images found"
             + (
@@ -294,18 +311,6 @@ def prepare(
                 else ""
             )
         )
-    sh = write_shards(
-        conv.items,
-        out,
-        name=name,
-        classes=conv.classes,
-        max_files=max_files,
-        mode=mode,
-        report=res.report,
-        progress=progress,
-        dry_run=dry_run,
-        on_step=on_step,
-    )
     _fill(res, conv, sh)
     cfg = make_configs(
         out,
@@ -444,13 +449,14 @@ def shard_dataset(
         conv.items,
         out,
         name=name,
-        classes=conv.classes,
+        classes=lambda: conv.classes,
         max_files=max_files,
         mode=mode,
         report=res.report,
         progress=progress,
         dry_run=dry_run,
         on_step=on_step,
+        total=conv.expected,
     )
     _fill(res, conv, sh)
     res.images = sh.kept + sh.placed
@@ -501,7 +507,7 @@ def convert_dataset(
         conv.items,
         out,
         name=name,
-        classes=conv.classes,
+        classes=lambda: conv.classes,
         max_files=None,
         mode=mode,
         flat=True,
