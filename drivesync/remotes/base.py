@@ -11,7 +11,7 @@ import logging
 import posixpath
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Iterable, Iterator, Union
+from typing import Iterable, Iterator, Optional, Union
 
 from ..errors import DriveSyncError, NotFound
 from ..progress import NULL_PROGRESS, Progress
@@ -136,6 +136,10 @@ class Remote(ABC):
                 except NotFound:
                     pass  # already gone: a local upload renames over the old file
         return new
+
+    def set_write_rate(self, rate: Optional[float]) -> None:  # noqa: B027 - optional hook
+        """Pace creates of new items to ``rate`` per second (Drive allows ~3 per
+        user). Transports without such a limit (a local folder) ignore it."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release connections; the default has nothing to release."""

@@ -316,6 +316,10 @@ class DriveRemote(Remote):
         rel = clean_relpath(path)
         return Entry(path=rel, kind=FOLDER, id=self._folder_id(self._parts(rel), create=True))
 
+    def set_write_rate(self, rate: Optional[float]) -> None:
+        """Every create (files and folders) of this remote waits on one token bucket."""
+        self._writes = RateLimiter(rate, burst=3)
+
     # ---- transfers ----------------------------------------------------------------
     def upload(self, source: Union[str, Path], path: str, *,
                progress: Progress = NULL_PROGRESS) -> Entry:

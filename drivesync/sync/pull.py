@@ -26,7 +26,6 @@ from .apply import apply_plan
 from .names import assign_names, ensure_dir, inside, raw_name, safe_part
 from .pack import FORMAT, MANIFEST_SUFFIX, TAR_SUFFIX, Manifest, parse_manifest, unpack_tar
 from .plan import DOWNLOAD, MKDIR, SKIP, UNPACK, Action, Plan, PullItem, plan_pull
-from .push import share_cache
 from .result import SyncResult
 
 log = logging.getLogger(__name__)
@@ -48,7 +47,6 @@ def pull(remote: Remote, local_dir: Union[str, Path], *, path: str = "", jobs: i
     state_path = Path(state_dir) if state_dir else default_cache_path().parent
     own_cache = hash_cache is None
     cache = hash_cache if hash_cache is not None else HashCache(state_path / "hashes.sqlite")
-    share_cache(remote, cache)
     try:
         if not dry_run:
             os.makedirs(root, exist_ok=True)

@@ -22,10 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from ..config import Settings
 from ..errors import DriveSyncError, NotFound, QuotaExceeded, UsageError
 from ..hashing import HashCache, default_cache_path
-from ..pacer import RateLimiter
 from ..progress import NULL_PROGRESS, Progress, human_bytes
 from ..remotes.base import Remote
 from ..types import Entry, is_internal
@@ -157,16 +155,6 @@ def list_remote(remote: Remote, path: str) -> tuple[list[Entry], bool]:
     return out, True
 
 
-def share_cache(remote: Remote, cache: HashCache) -> None:
-    """Let a local-folder remote use our md5 cache instead of opening its own.
-
-    Two HashCache connections to one SQLite file in one process block each other
-    (each holds a write transaction between its batched commits).
-    """
-    if getattr(remote, "_hashes", False) is None:
-        remote._hashes = cache  # type: ignore[attr-defined]
-
-
 def push(local_dir: Union[str, Path], *, remote: Remote, path: str = "", jobs: int = 4,
          pack: bool = False, delete: bool = False, excludes: Sequence[str] = (),
          dry_run: bool = False, write_rate: Optional[float] = None,
@@ -186,7 +174,8 @@ def push(local_dir: Union[str, Path], *, remote: Remote, path: str = "", jobs: i
     own_cache = hash_cache is None
     cache = hash_cache if hash_cache is not None else HashCache(state_path / "hashes.sqlite")
     packs_db = PackState(state_path / "packs.sqlite")
-    share_cache(remote, cache)
+    if write_rate is not None:
+        remote.set_write_rate(write_rate)
     try:
         tree = scan(local_dir, excludes=excludes)
         shards = tree.shards() if pack else []
@@ -199,8 +188,7 @@ def push(local_dir: Union[str, Path], *, remote: Remote, path: str = "", jobs: i
         result = SyncResult(plan=plan.summary(), dry_run=dry_run,
                             problems=list(plan.problems), warnings=list(tree.warnings),
                             actions=[a.to_dict() for a in plan.actions if a.kind != SKIP])
-        rate = Settings().write_rate if write_rate is None else write_rate
-        runner = _Runner(remote=remote, limiter=RateLimiter(rate), progress=progress,
+        runner = _Runner(remote=remote, progress=progress,
                          tmp_dir=state_path, packs_db=packs_db, cache=cache)
         report = apply_plan(plan, runner.run, jobs=jobs, dry_run=dry_run, progress=progress,
                             desc="push")
@@ -322,11 +310,10 @@ def _remote_manifest(remote: Remote, rfiles: dict[str, list[Entry]], tar_rel: st
 class _Runner:
     """Executes one action of a push plan (called from apply's threads)."""
 
-    def __init__(self, *, remote: Remote, limiter: RateLimiter, progress: Progress,
+    def __init__(self, *, remote: Remote, progress: Progress,
                  tmp_dir: Path, packs_db: PackState, cache: HashCache):
         self.remote = remote
         self.cache = cache
-        self.limiter = limiter
         self.progress = progress
         self.tmp_dir = tmp_dir
         self.packs_db = packs_db
@@ -336,11 +323,9 @@ class _Runner:
 
     def run(self, a: Action) -> int:
         if a.kind == MKDIR:
-            self.limiter.acquire()  # a folder create counts against Drive's write rate
             self.remote.mkdir(a.path)
             return 0
         if a.kind in (UPLOAD, REPLACE):
-            self.limiter.acquire()
             before = os.stat(a.local)
             new = self.remote.upload(a.local, a.path, progress=self.progress)
             self._learn(a.local, before, new)
@@ -391,14 +376,12 @@ class _Runner:
             if have_tar:
                 keep.append(have_tar[0])
             else:
-                self.limiter.acquire()
                 keep.append(self.remote.upload(tar_tmp, tar_path, progress=self.progress))
             man_path = tar_path[: -len(TAR_SUFFIX)] + MANIFEST_SUFFIX
             have_man = [t for t in a.targets if t.path == man_path and t.md5 == man.md5]
             if have_man:
                 keep.append(have_man[0])
             else:
-                self.limiter.acquire()
                 keep.append(self.remote.upload(man_tmp, man_path))
             keep_ids = {k.id for k in keep}
             self._remove([t for t in a.targets if t.id not in keep_ids], permanent=True)
