@@ -9,11 +9,13 @@ leave two copies. Drive file ids stay inside this module except as the opaque
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import mimetypes
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
@@ -61,7 +63,7 @@ FIELDS = "id,name,mimeType,size,md5Checksum,modifiedTime,createdTime,parents,tra
 LIST_FIELDS = f"nextPageToken,files({FIELDS})"
 MY_DRIVE = "root"              # Drive's alias for the My Drive folder
 SOCKET_TIMEOUT = 60            # seconds without a byte before a request fails
-DOWNLOAD_CHUNK = 4 * 1024 * 1024
+DOWNLOAD_CHUNK = 8 * 1024 * 1024
 BATCH_MAX = 100                # Drive's limit of calls per batch
 SESSION_RESTARTS = 3           # new resumable sessions after the old one expired
 
@@ -422,19 +424,34 @@ class DriveRemote(Remote):
         if have > entry.size:
             tmp.unlink()
             have = 0
-        with open(tmp, "ab") as out:
-            pos = have
+        digest = hashlib.md5()
+        if have:  # resuming: the bytes already on disk count towards the md5
+            with open(tmp, "rb") as part:
+                for block in iter(lambda: part.read(1 << 20), b""):
+                    digest.update(block)
+        def store(data: bytes) -> None:
+            out.write(data)
+            digest.update(data)  # hash while writing: no second pass over the file
+            progress.on_progress(bytes=len(data))
+            with self._lock:
+                self.stats.bytes_down += len(data)
+
+        # One writer thread: chunk N is written and hashed while chunk N+1 is
+        # fetched, so the connection is never idle waiting for the disk.
+        with open(tmp, "ab") as out, ThreadPoolExecutor(max_workers=1) as writer:
+            pos, pending = have, None
             while pos < entry.size:
                 data = self._call(lambda p=pos: self._fetch_range(entry.id, p, entry.size),
                                   what=f"download of {label}")
-                out.write(data)
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(store, data)
                 pos += len(data)
-                progress.on_progress(bytes=len(data))
-                with self._lock:
-                    self.stats.bytes_down += len(data)
+            if pending is not None:
+                pending.result()
             out.flush()
             os.fsync(out.fileno())
-        got = md5_file(tmp)
+        got = digest.hexdigest()
         if got != entry.md5:
             tmp.unlink(missing_ok=True)
             raise ChecksumMismatch(f"{label}: downloaded md5 {got}, expected {entry.md5}")
