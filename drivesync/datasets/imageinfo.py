@@ -17,6 +17,7 @@ from typing import BinaryIO, Tuple
 log = logging.getLogger(__name__)
 
 HEAD = 64 * 1024
+_RDONLY = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 CHUNK = 1 << 20
 
 
@@ -73,7 +74,7 @@ def probe_image(path: str) -> ImageInfo:
     Uses os.open/os.read: for the small files of a detection dataset this is
     three system calls per image instead of six with a file object.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    fd = os.open(path, _RDONLY)
     try:
         head = os.read(fd, HEAD)
         if len(head) < HEAD:  # the whole file (a short read of a regular file is EOF)

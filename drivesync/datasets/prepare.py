@@ -194,6 +194,11 @@ def _finish(res: PrepareResult, out: str, *, write: bool) -> PrepareResult:
     return res
 
 
+def _exclude(src: str, out: str, name: str, *, flat: bool = False) -> str:
+    """What the source scan must skip: the output, when it sits inside the source."""
+    return out if flat or _inside(out, src) else os.path.join(out, name)
+
+
 def _read(
     src: str,
     out: str,
@@ -213,8 +218,7 @@ def _read(
     m = load_manifest(out)
     moved = set(m.entries) if m is not None else set()
     base = m.classes if (m is not None and classes is None) else []
-    dataset = out if flat else os.path.join(out, name)
-    exclude = out if _inside(out, src) else dataset
+    exclude = _exclude(src, out, name, flat=flat)
     return convert(
         src,
         fmt=fmt,
@@ -434,30 +438,35 @@ def shard_dataset(
         mode=mode,
         dry_run=dry_run,
     )
-    conv = _read(
-        src,
-        out,
-        name,
-        "yolo",
-        res,
-        dry_run=dry_run,
-        classes=names,
-        flat=False,
-        progress=progress,
-    )
-    sh = write_shards(
-        conv.items,
-        out,
-        name=name,
-        classes=lambda: conv.classes,
-        max_files=max_files,
-        mode=mode,
-        report=res.report,
-        progress=progress,
-        dry_run=dry_run,
-        on_step=on_step,
-        total=conv.expected,
-    )
+    if dry_run:
+        conv = _read(
+            src, out, name, "yolo", res, dry_run=True, classes=names, flat=False, progress=progress
+        )
+        sh = write_shards(
+            conv.items,
+            out,
+            name=name,
+            classes=conv.classes,
+            max_files=max_files,
+            mode=mode,
+            report=res.report,
+            dry_run=True,
+        )
+    else:
+        from .yolo import shard_yolo
+
+        sh, conv = shard_yolo(
+            src,
+            out,
+            name=name,
+            report=res.report,
+            classes=names,
+            max_files=max_files,
+            mode=mode,
+            exclude=_exclude(src, out, name),
+            progress=progress,
+            on_step=on_step,
+        )
     _fill(res, conv, sh)
     res.images = sh.kept + sh.placed
     return _finish(res, out, write=not dry_run)

@@ -493,8 +493,13 @@ def recover(
     m.max_files = header.get("max_files", m.max_files)
     m.classes = header.get("classes") or m.classes
     log.warning("finishing an interrupted run (%d items in its journal)", len(entries))
-    ex = _Executor(out, header.get("mode", "copy"), report)
-    done = _run_entries(ex, m, entries, progress=progress, on_step=on_step)
+    if header.get("pairs"):  # the YOLO fast path: validated and placed pair by pair
+        from .yolo import recover_pairs
+
+        done = recover_pairs(out, header, entries, m, report, progress, on_step)
+    else:
+        ex = _Executor(out, header.get("mode", "copy"), report)
+        done = _run_entries(ex, m, entries, progress=progress, on_step=on_step)
     save_manifest(out, m)
     os.unlink(path)
     return done

@@ -14,8 +14,21 @@ import logging
 import multiprocessing
 import os
 import threading
-from typing import Container, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import (
+    Any,
+    Callable,
+    Container,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+)
 
+from ..errors import UsageError
 from ..progress import NULL_PROGRESS, Progress
 from . import (
     IMAGE_EXTS,
@@ -45,16 +58,25 @@ NOT_LABELS = {
     "license.txt",
 }
 _IMAGE_EXTS = frozenset(IMAGE_EXTS)
+_RDONLY = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+_EMPTY_MD5 = hashlib.md5(b"").hexdigest()
 
 
 def parse_label(data: bytes, *, nc: Optional[int]) -> Tuple[int, List[Tuple[int, str]]]:
     """(box count, [(line number, reason), ...]) for the bytes of one label file."""
+    count, errors, _ = _parse(data, nc)
+    return count, errors
+
+
+def _parse(data: bytes, nc: Optional[int]) -> Tuple[int, List[Tuple[int, str]], int]:
+    """(box count, errors, highest class id) of one label file."""
     errors: List[Tuple[int, str]] = []
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return 0, [(0, "label is not UTF-8 text")]
+        return 0, [(0, "label is not UTF-8 text")], -1
     boxes = 0
+    top = -1
     for n, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
@@ -74,7 +96,9 @@ def parse_label(data: bytes, *, nc: Optional[int]) -> Tuple[int, List[Tuple[int,
             errors.append((n, "values must be in [0, 1] with w, h > 0"))
         else:
             boxes += 1
-    return boxes, errors
+            if c > top:
+                top = c
+    return boxes, errors, top
 
 
 def _label_for(image: str) -> str:
@@ -289,3 +313,380 @@ def _classes_in(src: str) -> Optional[List[str]]:
                 log.info("classes from %s", display(p))
                 return names
     return None
+
+
+# ---------------------------------------------------------------- fast shard path
+#
+# For YOLO input the files are only validated and passed through, so the
+# layout can be planned from the scan alone (a pair found bad later leaves
+# its planned name unused). Workers then validate and place whole pairs in
+# parallel, and the parent only plans, journals and records. The journal is
+# written and fsynced before any file moves; its entries carry no md5 (not
+# known yet), so recovery validates again and reads each file where it is.
+
+# (key, image src, label src or None, image dst, label dst, expected (4 values) or None, fresh)
+PairTask = Tuple[str, str, Optional[str], str, str, Optional[tuple], bool]
+
+
+def _read_small(path: str) -> bytes:
+    fd = os.open(path, _RDONLY)
+    try:
+        data = os.read(fd, 1 << 16)
+        if len(data) == 1 << 16:
+            with os.fdopen(os.dup(fd), "rb") as f:
+                f.seek(len(data))
+                data += f.read()
+        return data
+    finally:
+        os.close(fd)
+
+
+def _place_pairs(args: tuple, ex: Any = None) -> List[tuple]:
+    """Validate and place a batch of pairs (runs in a worker, or in-process)."""
+    from .shard import _Executor
+
+    out, mode, nc, recovering, tasks = args
+    ex = ex or _Executor(out, mode, Report())
+    results = []
+    for key, img, lab, img_dst, lab_dst, expect, fresh in tasks:
+        img_at, lab_at = img, lab
+        if recovering:  # a move may have happened already: read the file where it is now
+            if not os.path.lexists(img):
+                img_at = os.path.join(out, img_dst)
+            if lab is not None and not os.path.lexists(lab):
+                lab_at = os.path.join(out, lab_dst)
+        info = probe(img_at)
+        if isinstance(info, tuple):
+            results.append(("bad", info))
+            continue
+        lsize, lmd5, count, top = 0, _EMPTY_MD5, 0, -1
+        if lab_at is not None:
+            try:
+                data = _read_small(lab_at)
+            except OSError as exc:
+                results.append(("label", [(0, f"cannot read label: {exc.strerror or exc}")]))
+                continue
+            count, errors, top = _parse(data, nc)
+            if errors:
+                results.append(("label", errors))
+                continue
+            lsize, lmd5 = len(data), hashlib.md5(data).hexdigest()
+        got = (info.size, info.md5, lsize, lmd5)
+        if (
+            expect == got
+            and os.path.exists(os.path.join(out, img_dst))
+            and os.path.exists(os.path.join(out, lab_dst))
+        ):
+            results.append(("kept", got, count, top, ()))
+            continue
+        seen = len(ex.report.problems)
+        ok = ex.run((img, img_dst, info.size, info.md5, None), fresh=fresh)
+        if lab is None:
+            ok = ex.run((key, lab_dst, 0, lmd5, ""), fresh=fresh) and ok
+        else:
+            ok = ex.run((lab, lab_dst, lsize, lmd5, None), fresh=fresh) and ok
+        problems = tuple((p.file, p.where, p.reason) for p in ex.report.problems[seen:])
+        results.append(("ok" if ok else "failed", got, count, top, problems))
+    return results
+
+
+def _run_pairs(
+    out: str,
+    mode: str,
+    nc: Optional[int],
+    batches: Iterable[List[PairTask]],
+    *,
+    recovering: bool,
+    progress: Progress,
+    on_result: Callable[[PairTask, tuple], None],
+    parallel: bool,
+) -> None:
+    """Run task batches in order; in forked workers when big enough.
+
+    ``batches`` is consumed lazily (by the pool's feeder thread when parallel),
+    so planning and journaling the next batch overlaps with placing this one.
+    """
+    cpus = os.cpu_count() or 1
+    ctx = None
+    if parallel and cpus > 1 and threading.active_count() == 1:
+        try:
+            ctx = multiprocessing.get_context("fork")  # before any thread of ours starts
+        except ValueError:
+            ctx = None
+    if ctx is None:
+        from .shard import _Executor
+
+        ex = _Executor(out, mode, Report())
+        for batch in batches:
+            for task in batch:  # one at a time, so on_step sees each placed pair
+                (res,) = _place_pairs((out, mode, nc, recovering, [task]), ex)
+                on_result(task, res)
+            progress.on_progress(files=2 * len(batch))
+        return
+    keep: List[List[PairTask]] = []
+
+    def args() -> Iterator[tuple]:
+        for batch in batches:
+            keep.append(batch)
+            yield (out, mode, nc, recovering, batch)
+
+    with ctx.Pool(min(8, cpus)) as pool:
+        for i, results in enumerate(pool.imap(_place_pairs, args())):
+            batch = keep[i]
+            keep[i] = []  # let it go: memory stays flat
+            for task, res in zip(batch, results):
+                on_result(task, res)
+            progress.on_progress(files=2 * len(results))
+
+
+def shard_yolo(
+    src: str,
+    out: str,
+    *,
+    name: str,
+    report: Report,
+    classes: Optional[Sequence[str]] = None,
+    max_files: Optional[int] = 2000,
+    mode: str = "link",
+    exclude: Optional[str] = None,
+    progress: Progress = NULL_PROGRESS,
+    on_step: Optional[Callable[[int], None]] = None,
+) -> Tuple[Any, Conversion]:
+    """Validate and shard a YOLO folder in one pass; returns (ShardResult, Conversion)."""
+    from .shard import (
+        JOURNAL,
+        MODES,
+        ShardPlanner,
+        ShardResult,
+        _dst,
+        _entry_line,
+        _foreign,
+        _Journal,
+        load_manifest,
+        recover,
+        save_manifest,
+    )
+
+    if mode not in MODES:
+        raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+    src, out = os.path.abspath(src), os.path.abspath(out)
+    os.makedirs(out, exist_ok=True)
+    result = ShardResult(
+        dataset=os.path.join(out, name), manifest=os.path.join(out, "manifest.jsonl")
+    )
+    result.recovered = recover(out, report=report, progress=progress)
+    m = load_manifest(out)
+    if m is None:
+        from .shard import Manifest
+
+        m = Manifest()
+    if m.entries and m.name and m.name != name:
+        raise UsageError(
+            f"{display(out)} already holds dataset {m.name!r}; use --name {m.name} "
+            "or another output folder"
+        )
+    images, texts = _scan(src, exclude)
+    names = list(classes) if classes is not None else _classes_in(src)
+    nc = len(names) if names is not None else None
+    conv = Conversion(classes=names or [], expected=len(images))
+    known = {d for _, _, files in m.entries.values() for _, d, _, _, _ in files}
+    foreign, taken = _foreign(out, name, False, known)
+    before = set(m.entries)
+    planner = ShardPlanner(
+        existing={k: (s, st) for k, (s, st, _) in m.entries.items()},
+        foreign=foreign,
+        taken=taken,
+        max_files=max_files,
+    )
+    used: Set[str] = set()
+    slots: Dict[str, Any] = {}
+    sep_images = f"{os.sep}images{os.sep}"
+    header = {
+        "mode": mode,
+        "name": name,
+        "max_files": max_files,
+        "classes": names or m.classes,
+        "pairs": True,
+        "nc": nc,
+    }
+    journal = _Journal(out, header)
+
+    def plan(batch: List[str]) -> List[PairTask]:
+        """Plan a batch and make its journal lines durable before it is handed out."""
+        tasks: List[PairTask] = []
+        for image in batch:
+            label = image.rsplit(".", 1)[0] + ".txt"
+            if label not in texts and sep_images in image:
+                alt = _label_for(f"{os.sep}labels{os.sep}".join(image.rsplit(sep_images, 1)))
+                if alt in texts:
+                    label = alt
+            used.add(label)
+            key, stem, ext, why = name_fields(src, image)
+            if why:
+                report.add(display(image), "name", f"{why}; written as {stem}{ext}", skipped=NOTE)
+            slot = planner.place(key, stem)
+            slots[key] = slot
+            old = m.entries.get(key)
+            expect = None
+            if old is not None and len(old[2]) == 2:
+                (_, _, s1, h1, _), (_, _, s2, h2, _) = old[2]
+                expect = (s1, h1, s2, h2)
+            tasks.append(
+                (
+                    key,
+                    image,
+                    label if label in texts else None,
+                    _dst(name, slot.shard, slot.stem, ext, False),
+                    _dst(name, slot.shard, slot.stem, ".txt", False),
+                    expect,
+                    key not in before,
+                )
+            )
+        journal.add(
+            [
+                (
+                    key,
+                    slots[key].shard,
+                    slots[key].stem,
+                    ((img, idst, -1, "", None), (lab or key, ldst, -1, "", None if lab else "")),
+                )
+                for key, img, lab, idst, ldst, _, _ in tasks
+            ]
+        )
+        return tasks
+
+    size = 250
+    batches = (plan(images[i : i + size]) for i in range(0, len(images), size))
+    progress.on_start(files=2 * len(images), bytes=0, desc=f"validate and {mode}")
+    state = {"done": 0, "top": -1}
+    shards = {s for s, _, _ in m.entries.values()}
+
+    def on_result(task: PairTask, res: tuple) -> None:
+        key, img, lab, idst, ldst, _, _ = task
+        kind = res[0]
+        if kind == "bad":
+            report_bad_image(report, src, img, res[1])
+        elif kind == "label":
+            for n, reason in res[1]:
+                report.add(lab, f"line {n}" if n else "", reason)
+        else:
+            size, md5, lsize, lmd5 = res[1]
+            conv.counts.boxes += res[2]
+            state["top"] = max(state["top"], res[3])
+            for file, where, reason in res[4]:
+                report.add(file, where, reason)
+            if lab is None:
+                report.add(
+                    img,
+                    "",
+                    "no label file: written as a background image (empty label)",
+                    skipped=NOTE,
+                )
+            if kind != "failed":
+                slot = slots[key]
+                shards.add(slot.shard)
+                files = (
+                    (img, idst, size, md5, None),
+                    (lab or key, ldst, lsize, lmd5, None if lab else ""),
+                )
+                m.entries[key] = (slot.shard, slot.stem, files)
+                # built now, while the workers are busy, not at the end
+                m.lines[key] = _entry_line(key, slot.shard, slot.stem, files, text=False)
+                if kind == "kept":
+                    result.kept += 1
+                else:
+                    result.placed += 1
+        state["done"] += 1
+        if on_step is not None:
+            on_step(state["done"])
+
+    try:
+        _run_pairs(
+            out,
+            mode,
+            nc,
+            batches,
+            recovering=False,
+            progress=progress,
+            on_result=on_result,
+            parallel=len(images) >= PARALLEL_MIN,
+        )
+    finally:
+        progress.on_done()
+        journal.close(remove=False)
+    for t in sorted(texts):
+        if t in used or os.path.basename(t).lower() in NOT_LABELS:
+            continue
+        if relkey(src, t).count("/") == 0 and not _looks_like_label(t):
+            continue
+        report.add(t, "", "label without an image (orphan)")
+    if names is None:
+        names = (
+            m.classes
+            if m.classes and len(m.classes) > state["top"]
+            else [f"class{i}" for i in range(state["top"] + 1)]
+        )
+    conv.classes = list(names)
+    m.name, m.max_files, m.classes = name, max_files, list(names)
+    save_manifest(out, m)
+    os.unlink(os.path.join(out, JOURNAL))
+    result.kept += len(before - set(slots))  # moved earlier, no longer in the source
+    result.shards = len(shards)
+    return result, conv
+
+
+def recover_pairs(
+    out: str,
+    header: dict,
+    entries: list,
+    m: Any,
+    report: Report,
+    progress: Progress,
+    on_step: Optional[Callable[[int], None]],
+) -> int:
+    """Finish a fast-path journal: validate each pair where its files are now, place it."""
+    root = ""
+    tasks: List[PairTask] = []
+    for key, _shard, _stem, files in entries:
+        (img, idst, _, _, _), (lab, ldst, _, _, text) = files
+        tasks.append((key, img, None if text is not None else lab, idst, ldst, None, False))
+    slots = {key: (shard, stem) for key, shard, stem, _ in entries}
+    done = 0
+
+    def on_result(task: PairTask, res: tuple) -> None:
+        nonlocal done
+        key, img, lab, idst, ldst, _, _ = task
+        if res[0] in ("ok", "kept"):
+            size, md5, lsize, lmd5 = res[1]
+            shard, stem = slots[key]
+            m.entries[key] = (
+                shard,
+                stem,
+                (
+                    (img, idst, size, md5, None),
+                    (lab or key, ldst, lsize, lmd5, None if lab else ""),
+                ),
+            )
+        elif res[0] == "bad":
+            report_bad_image(report, root, img, res[1])
+        elif res[0] == "label":
+            for n, reason in res[1]:
+                report.add(lab, f"line {n}" if n else "", reason)
+        else:
+            for file, where, reason in res[4]:
+                report.add(file, where, reason)
+        done += 1
+        if on_step is not None:
+            on_step(done)
+
+    _run_pairs(
+        out,
+        header.get("mode", "copy"),
+        header.get("nc"),
+        (tasks[i : i + 250] for i in range(0, len(tasks), 250)),
+        recovering=True,
+        progress=progress,
+        on_result=on_result,
+        parallel=len(tasks) >= PARALLEL_MIN,
+    )
+    return done
