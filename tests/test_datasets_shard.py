@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -169,8 +170,11 @@ def test_dry_run_writes_nothing(tmp_path):
 
 CHILD = """
 import os, sys, time
+import drivesync.datasets.yolo
 from drivesync.datasets.prepare import shard_dataset
 crash = int(sys.argv[3])
+if len(sys.argv) > 4:
+    drivesync.datasets.yolo.PARALLEL_MIN = 1  # forked workers, even for a small test set
 def step(n):
     if n == crash:
         os._exit(9)
@@ -180,10 +184,11 @@ shard_dataset(sys.argv[1], sys.argv[2], max_files=6, mode="move", name="ds", on_
 """
 
 
-def child(src, out, crash=0, **kw):
+def child(src, out, crash=0, parallel=False, **kw):
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    args = [str(src), str(out), str(crash)] + (["parallel"] if parallel else [])
     return subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(src), str(out), str(crash)],
+        [sys.executable, "-c", CHILD, *args],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -221,14 +226,15 @@ def test_move_crash_after_k_items_then_rerun(tmp_path):
         assert_all_once(src, out, before)
 
 
-def test_move_killed_at_random_points(tmp_path):
+@pytest.mark.parametrize("parallel", [False, True])
+def test_move_killed_at_random_points(tmp_path, parallel):
     rng = random.Random(1)
     src, out = tmp_path / "src", tmp_path / "out"
     make_flat(src, 150)
     before = tree(src)
     mid_run = 0
     for _ in range(6):
-        p = child(src, out, crash=-1)
+        p = child(src, out, crash=-1, parallel=parallel)
         time.sleep(rng.uniform(0.05, 0.5))
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)

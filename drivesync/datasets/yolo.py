@@ -341,6 +341,14 @@ def _read_small(path: str) -> bytes:
         os.close(fd)
 
 
+_PARENT: Optional[int] = None  # set in forked workers
+
+
+def _worker_init(parent: int) -> None:
+    global _PARENT
+    _PARENT = parent
+
+
 def _place_pairs(args: tuple, ex: Any = None) -> List[tuple]:
     """Validate and place a batch of pairs (runs in a worker, or in-process)."""
     from .shard import _Executor
@@ -349,6 +357,8 @@ def _place_pairs(args: tuple, ex: Any = None) -> List[tuple]:
     ex = ex or _Executor(out, mode, Report())
     results = []
     for key, img, lab, img_dst, lab_dst, expect, fresh in tasks:
+        if _PARENT is not None and os.getppid() != _PARENT:
+            os._exit(1)  # the run was killed: stop, the next run finishes the journal
         img_at, lab_at = img, lab
         if recovering:  # a move may have happened already: read the file where it is now
             if not os.path.lexists(img):
@@ -430,7 +440,7 @@ def _run_pairs(
             keep.append(batch)
             yield (out, mode, nc, recovering, batch)
 
-    with ctx.Pool(min(8, cpus)) as pool:
+    with ctx.Pool(min(8, cpus), initializer=_worker_init, initargs=(os.getpid(),)) as pool:
         for i, results in enumerate(pool.imap(_place_pairs, args())):
             batch = keep[i]
             keep[i] = []  # let it go: memory stays flat
