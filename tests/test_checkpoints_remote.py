@@ -210,7 +210,9 @@ class Interrupt:
 
 
 def test_pull_latest_interrupted_then_resumed(remote, tmp_path):
-    size = 4 * 1024 * 1024 + 300_000      # more than one download block on both remotes
+    from drivesync.remotes.drive import DOWNLOAD_CHUNK
+
+    size = DOWNLOAD_CHUNK + 300_000      # more than one download block on both remotes
     seed(remote, tmp_path, {"y_1000.weights": size, "y_last.weights": size})
     want = hashlib.md5(payload("y_last.weights", size)).hexdigest()
     dest = tmp_path / "pulled"
