@@ -135,10 +135,15 @@ def open_image(
     (noted in the report), so train.txt never holds a line darknet chokes on.
     """
     info = probe(path)
-    if isinstance(info, tuple):
+    if is_bad(info):
         report_bad_image(report, root, path, info, origin=origin, moved=moved)
         return None
     return image_item(root, path, info, report, origin=origin)
+
+
+def is_bad(info: Any) -> bool:
+    """True for what :func:`probe` returns instead of an ImageInfo."""
+    return type(info) is tuple
 
 
 def probe(path: str) -> Any:

@@ -11,8 +11,7 @@ import hashlib
 import logging
 import os
 import struct
-from dataclasses import dataclass
-from typing import BinaryIO, Tuple
+from typing import BinaryIO, NamedTuple, Tuple
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +24,9 @@ class BadImage(ValueError):
     """The file is not an image we can read (the message says why)."""
 
 
-@dataclass(frozen=True)
-class ImageInfo:
+class ImageInfo(NamedTuple):
+    """A named tuple: cheap to build and to send back from a worker process."""
+
     format: str
     width: int
     height: int

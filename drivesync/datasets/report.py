@@ -84,12 +84,17 @@ class Report:
         return txt
 
 
-def atomic_write(path: Union[str, Path], text: str) -> None:
-    """Write via a temp file in the same folder and rename, so readers never see half."""
+def atomic_write(path: Union[str, Path], text: str, *, fsync: bool = True) -> None:
+    """Write via a temp file in the same folder and rename, so readers never see half.
+
+    ``fsync=False`` for the many small labels a run writes: their text is also
+    in the journal, and one fsync per label would cost seconds per thousand.
+    """
     path = Path(path)
     tmp = path.with_name(f".drivesync-partial-{path.name}")
     with open(tmp, "w", encoding="utf-8", newline="\n") as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)

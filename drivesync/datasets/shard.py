@@ -224,18 +224,29 @@ def load_manifest(out: str) -> Optional[Manifest]:
     return m
 
 
-def save_manifest(out: str, m: Manifest) -> str:
-    """Atomic: written to a temp file, fsynced, renamed over the old one."""
+def save_manifest(
+    out: str, m: Manifest, *, body: Optional[str] = None, superseded: Container[str] = ()
+) -> str:
+    """Atomic: written to a temp file, fsynced, renamed over the old one.
+
+    ``body`` is a file of entry lines written while a run streamed its
+    results; they follow the entries of ``m`` not in ``superseded``.
+    """
     path = os.path.join(out, MANIFEST)
     tmp = os.path.join(out, TEMP_PREFIX + MANIFEST)
     with open(tmp, "w", encoding="utf-8", newline="\n") as f:
         f.write(json.dumps(m.header()) + "\n")
         for key in sorted(m.entries):
+            if key in superseded:
+                continue
             line = m.lines.get(key)
             if line is None:
                 shard, stem, files = m.entries[key]
                 line = _entry_line(key, shard, stem, files, text=False)
             f.write(line)
+        if body is not None:
+            with open(body, encoding="utf-8") as b:
+                shutil.copyfileobj(b, f, 1 << 20)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -333,7 +344,7 @@ class _Executor:
                 pass  # another filesystem, or the source is gone: take the careful path
         if text is not None:
             if not (os.path.exists(dst) and _file_md5(dst) == (size, md5)):
-                atomic_write(dst, text)
+                atomic_write(dst, text, fsync=False)  # the journal holds the text
             return True
         if self.mode == "move":
             return self._move(src, dst, size, md5)

@@ -30,12 +30,14 @@ from typing import (
 
 from ..errors import UsageError
 from ..progress import NULL_PROGRESS, Progress
+from ..types import TEMP_PREFIX
 from . import (
     IMAGE_EXTS,
     Conversion,
     Item,
     display,
     image_item,
+    is_bad,
     name_fields,
     probe,
     relkey,
@@ -149,7 +151,7 @@ def _check_pair(root: str, image: str, label: Optional[str], nc: Optional[int]) 
     ``("ok", size, md5, boxes, max class id)``.
     """
     info = probe(image)
-    if isinstance(info, tuple):
+    if is_bad(info):
         return info, None, None
     names = name_fields(root, image)
     if label is None:
@@ -261,7 +263,7 @@ def _items(
 ) -> Iterator[Item]:
     max_class = -1
     for (image, label), (info, lab, names) in zip(pairs, _check_all(src, pairs, nc, progress)):
-        if isinstance(info, tuple):
+        if is_bad(info):
             report_bad_image(report, src, image, info, moved=moved)
             continue
         if lab is not None and lab[0] == "err":
@@ -366,7 +368,7 @@ def _place_pairs(args: tuple, ex: Any = None) -> List[tuple]:
             if lab is not None and not os.path.lexists(lab):
                 lab_at = os.path.join(out, lab_dst)
         info = probe(img_at)
-        if isinstance(info, tuple):
+        if is_bad(info):
             results.append(("bad", info))
             continue
         lsize, lmd5, count, top = 0, _EMPTY_MD5, 0, -1
@@ -509,7 +511,7 @@ def shard_yolo(
         max_files=max_files,
     )
     used: Set[str] = set()
-    slots: Dict[str, Any] = {}
+    handled: Set[str] = set()
     sep_images = f"{os.sep}images{os.sep}"
     header = {
         "mode": mode,
@@ -524,6 +526,7 @@ def shard_yolo(
     def plan(batch: List[str]) -> List[PairTask]:
         """Plan a batch and make its journal lines durable before it is handed out."""
         tasks: List[PairTask] = []
+        places = []
         for image in batch:
             label = image.rsplit(".", 1)[0] + ".txt"
             if label not in texts and sep_images in image:
@@ -535,7 +538,7 @@ def shard_yolo(
             if why:
                 report.add(display(image), "name", f"{why}; written as {stem}{ext}", skipped=NOTE)
             slot = planner.place(key, stem)
-            slots[key] = slot
+            places.append(slot)
             old = m.entries.get(key)
             expect = None
             if old is not None and len(old[2]) == 2:
@@ -556,20 +559,23 @@ def shard_yolo(
             [
                 (
                     key,
-                    slots[key].shard,
-                    slots[key].stem,
+                    slot.shard,
+                    slot.stem,
                     ((img, idst, -1, "", None), (lab or key, ldst, -1, "", None if lab else "")),
                 )
-                for key, img, lab, idst, ldst, _, _ in tasks
+                for (key, img, lab, idst, ldst, _, _), slot in zip(tasks, places)
             ]
         )
         return tasks
 
-    size = 250
+    size = 500
     batches = (plan(images[i : i + size]) for i in range(0, len(images), size))
     progress.on_start(files=2 * len(images), bytes=0, desc=f"validate and {mode}")
     state = {"done": 0, "top": -1}
     shards = {s for s, _, _ in m.entries.values()}
+    # new manifest lines go straight to a file (in key order), not into memory
+    body_path = os.path.join(out, TEMP_PREFIX + "manifest-body")
+    body = open(body_path, "w", encoding="utf-8", newline="\n")
 
     def on_result(task: PairTask, res: tuple) -> None:
         key, img, lab, idst, ldst, _, _ = task
@@ -593,15 +599,15 @@ def shard_yolo(
                     skipped=NOTE,
                 )
             if kind != "failed":
-                slot = slots[key]
-                shards.add(slot.shard)
+                shard = int(idst.rsplit("/", 2)[-2])
+                stem = ldst.rsplit("/", 1)[-1][: -len(".txt")]
+                shards.add(shard)
                 files = (
                     (img, idst, size, md5, None),
                     (lab or key, ldst, lsize, lmd5, None if lab else ""),
                 )
-                m.entries[key] = (slot.shard, slot.stem, files)
-                # built now, while the workers are busy, not at the end
-                m.lines[key] = _entry_line(key, slot.shard, slot.stem, files, text=False)
+                body.write(_entry_line(key, shard, stem, files, text=False))
+                handled.add(key)
                 if kind == "kept":
                     result.kept += 1
                 else:
@@ -624,6 +630,7 @@ def shard_yolo(
     finally:
         progress.on_done()
         journal.close(remove=False)
+        body.close()
     for t in sorted(texts):
         if t in used or os.path.basename(t).lower() in NOT_LABELS:
             continue
@@ -638,9 +645,10 @@ def shard_yolo(
         )
     conv.classes = list(names)
     m.name, m.max_files, m.classes = name, max_files, list(names)
-    save_manifest(out, m)
+    save_manifest(out, m, body=body_path, superseded=handled)
+    os.unlink(body_path)
     os.unlink(os.path.join(out, JOURNAL))
-    result.kept += len(before - set(slots))  # moved earlier, no longer in the source
+    result.kept += len(before - handled)  # moved earlier, no longer in the source
     result.shards = len(shards)
     return result, conv
 
