@@ -121,6 +121,11 @@ def test_convert_then_shard_then_configs(voc, tmp_path, capsys):
     assert (
         (out / "v" / "obj.data").read_text().startswith("classes = 3\ntrain = /content/v/train.txt")
     )
+    code, doc = run_json(
+        capsys, ["prepare", str(flat), str(tmp_path / "p"), "-f", "yolo", "--name", "y"]
+    )
+    assert code == 0 and doc["images"] == 30 and doc["classes"] == ["car", "dog", "person"]
+    assert doc["train"] + doc["valid"] == 30 and doc["boxes"] > 30
 
 
 def test_dry_run_and_usage_errors(voc, tmp_path, capsys):

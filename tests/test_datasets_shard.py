@@ -244,3 +244,27 @@ def test_move_killed_at_random_points(tmp_path, parallel):
     assert res.ok, [p.line() for p in res.report.problems]
     assert_all_once(src, out, before)
     assert mid_run >= 1  # at least one kill landed while files were being moved
+
+
+def test_move_leaves_bad_pairs_in_place_and_writes_background_labels(tmp_path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    make_flat(src, 3)
+    (src / "bg.png").write_bytes(png_bytes(5, 5))  # no label: background image
+    (src / "bad.png").write_bytes(png_bytes(5, 5))
+    (src / "bad.txt").write_text("0 0.5 0.5 1.5 0.5\n")  # w > 1
+    (src / "broken.png").write_bytes(b"")  # zero-byte image
+    (src / "broken.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    res = shard_dataset(src, out, mode="move", name="ds")
+    assert not res.ok and res.images == 4 and res.skipped_items == 2
+    assert sorted(p.name for p in src.iterdir()) == [
+        "bad.png",
+        "bad.txt",
+        "broken.png",
+        "broken.txt",
+    ]
+    files = shard_files(out, "ds")
+    assert files["000/bg.txt"] == hashlib.md5(b"").hexdigest()
+    lines = [p.line() for p in res.report.problems]
+    assert any("bad.txt:line 1: values must be in [0, 1]" in x for x in lines)
+    assert any("broken.png" in x and "0 bytes" in x for x in lines)
+    assert any("bg.png" in x and "background" in x for x in lines)

@@ -277,35 +277,51 @@ def prepare(
         mode=mode,
         dry_run=dry_run,
     )
-    conv = _read(
-        src,
-        out,
-        name,
-        fmt,
-        res,
-        dry_run=dry_run,
-        classes=names,
-        flat=False,
-        progress=progress,
-        keep_difficult=keep_difficult,
-        keep_crowd=keep_crowd,
-        box=box,
-        head_class=head_class,
-        images=images,
-    )
-    sh = write_shards(
-        conv.items,
-        out,
-        name=name,
-        classes=lambda: conv.classes,
-        max_files=max_files,
-        mode=mode,
-        report=res.report,
-        progress=progress,
-        dry_run=dry_run,
-        on_step=on_step,
-        total=conv.expected,
-    )
+    if fmt == "yolo" and not dry_run:  # validated and placed pair by pair, in parallel
+        from .yolo import shard_yolo
+
+        sh, conv = shard_yolo(
+            src,
+            out,
+            name=name,
+            report=res.report,
+            classes=names,
+            max_files=max_files,
+            mode=mode,
+            exclude=_exclude(src, out, name),
+            progress=progress,
+            on_step=on_step,
+        )
+    else:
+        conv = _read(
+            src,
+            out,
+            name,
+            fmt,
+            res,
+            dry_run=dry_run,
+            classes=names,
+            flat=False,
+            progress=progress,
+            keep_difficult=keep_difficult,
+            keep_crowd=keep_crowd,
+            box=box,
+            head_class=head_class,
+            images=images,
+        )
+        sh = write_shards(
+            conv.items,
+            out,
+            name=name,
+            classes=lambda: conv.classes,
+            max_files=max_files,
+            mode=mode,
+            report=res.report,
+            progress=progress,
+            dry_run=dry_run,
+            on_step=on_step,
+            total=conv.expected,
+        )
     if sh.placed + sh.kept == 0:
         raise DatasetError(
             f"{display(src)}: no usable {fmt} images found"

@@ -397,7 +397,9 @@ def _place_pairs(args: tuple, ex: Any = None) -> List[tuple]:
             ok = ex.run((key, lab_dst, 0, lmd5, ""), fresh=fresh) and ok
         else:
             ok = ex.run((lab, lab_dst, lsize, lmd5, None), fresh=fresh) and ok
-        problems = tuple((p.file, p.where, p.reason) for p in ex.report.problems[seen:])
+        problems = ()
+        if len(ex.report.problems) != seen:
+            problems = tuple((p.file, p.where, p.reason) for p in ex.report.problems[seen:])
         results.append(("ok" if ok else "failed", got, count, top, problems))
     return results
 
@@ -576,6 +578,7 @@ def shard_yolo(
     # new manifest lines go straight to a file (in key order), not into memory
     body_path = os.path.join(out, TEMP_PREFIX + "manifest-body")
     body = open(body_path, "w", encoding="utf-8", newline="\n")
+    pending: List[str] = []
 
     def on_result(task: PairTask, res: tuple) -> None:
         key, img, lab, idst, ldst, _, _ = task
@@ -606,7 +609,10 @@ def shard_yolo(
                     (img, idst, size, md5, None),
                     (lab or key, ldst, lsize, lmd5, None if lab else ""),
                 )
-                body.write(_entry_line(key, shard, stem, files, text=False))
+                pending.append(_entry_line(key, shard, stem, files, text=False))
+                if len(pending) >= 500:
+                    body.write("".join(pending))
+                    pending.clear()
                 handled.add(key)
                 if kind == "kept":
                     result.kept += 1
@@ -630,6 +636,7 @@ def shard_yolo(
     finally:
         progress.on_done()
         journal.close(remove=False)
+        body.write("".join(pending))
         body.close()
     for t in sorted(texts):
         if t in used or os.path.basename(t).lower() in NOT_LABELS:
