@@ -7,11 +7,17 @@ to it (nothing from the Google libraries is mocked).
 
 from __future__ import annotations
 
+import os
+import uuid
+
 import pytest
 
-from drivesync.config import Settings
+from drivesync.config import Settings, load_settings
 
 TOKEN = "test-token"
+# Read before the autouse fixture below clears the environment: live tests use
+# the developer's real credentials (DRIVESYNC_TOKEN, a cached login, ADC...).
+_LIVE_ENV = dict(os.environ)
 
 
 @pytest.fixture(autouse=True)
@@ -75,3 +81,24 @@ def local_remote(tmp_path):
 def remote(request):
     """The same test against both Remote implementations (the contract suite)."""
     return request.getfixturevalue(f"{request.param}_remote")
+
+
+@pytest.fixture
+def live_remote():
+    """A fresh folder on the developer's real Drive; only with DRIVESYNC_LIVE=1.
+
+    Everything is written under ``drivesync-live-test/<random>`` and deleted for
+    good afterwards.
+    """
+    if _LIVE_ENV.get("DRIVESYNC_LIVE") != "1":
+        pytest.skip("live Drive tests run only with DRIVESYNC_LIVE=1")
+    from drivesync.remotes import open_remote
+
+    settings = load_settings({}, env=_LIVE_ENV)
+    name = uuid.uuid4().hex[:12]
+    parent = open_remote("drive:drivesync-live-test", settings=settings)
+    remote = open_remote(f"drive:drivesync-live-test/{name}", settings=settings)
+    yield remote
+    remote.close()
+    parent.delete(name, permanent=True)
+    parent.close()

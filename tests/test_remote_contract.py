@@ -1,7 +1,8 @@
 """The one contract every Remote keeps, run against the local folder and Drive.
 
 The Drive leg talks HTTP to the emulator through google-api-python-client;
-nothing is mocked.
+nothing is mocked. With DRIVESYNC_LIVE=1 (and real credentials) the same suite
+also runs against a scratch folder on real Drive: ``pytest -m live``.
 """
 
 from __future__ import annotations
@@ -49,9 +50,10 @@ def write(tmp: Path, name: str, data: bytes) -> Path:
     return p
 
 
-@pytest.fixture
-def r(remote):
+@pytest.fixture(params=["local", "drive", pytest.param("live", marks=pytest.mark.live)])
+def r(request):
     """The remote with its root folder made (Drive creates it on the first write)."""
+    remote = request.getfixturevalue(f"{request.param}_remote")
     remote.mkdir("")
     return remote
 
