@@ -214,3 +214,25 @@ def test_missing_root_reads_not_found_and_writes_create_it(drive_settings, tmp_p
     remote.upload(src(tmp_path, "w", b"w"), "w")
     assert [e.path for e in remote.list("")] == ["w"]
     assert sorted(f["name"] for f in emulator.state.all_files()) == ["space_Colab", "w", "x"]
+
+
+def test_unusable_drive_names_are_shown_with_look_alikes_and_addressable(drive_remote, emulator,
+                                                                         tmp_path):
+    root_id = drive_remote.mkdir("").id
+    files = drive_remote._service().files()
+    for name in ("a/b", "..", "x\\y", "n\x00l", "a\uff0fb"):
+        files.create(body={"name": name, "parents": [root_id]}).execute()
+    odd = files.create(body={"name": ".", "parents": [root_id], "mimeType": FOLDER_MIME},
+                       fields="id").execute()["id"]
+    files.create(body={"name": "in", "parents": [odd]}).execute()
+    fresh = DriveRemote("space_Colab", settings=drive_remote.settings)
+    listed = [e.path for e in fresh.list("")]
+    assert listed == sorted(["a\uff0fb", "a\uff0fb", "\uff0e\uff0e", "x\uff3cy", "n\u2400l",
+                             "\uff0e"])
+    assert fresh.stat("x\uff3cy").id and fresh.stat("n\u2400l").id
+    assert [e.path for e in fresh.list("\uff0e")] == ["\uff0e/in"]   # the folder "."
+    assert [e.path for e in fresh.walk("")][-1] == "\uff0e/in"
+    # Two items shown alike are same-named duplicates: the oldest is chosen.
+    assert fresh.stat("a\uff0fb").id == min(
+        (f for f in emulator.state.all_files() if f["name"] in ("a/b", "a\uff0fb")),
+        key=lambda f: (f.get("createdTime") or "", f["id"]))["id"]

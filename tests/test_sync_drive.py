@@ -178,6 +178,18 @@ def test_pull_hostile_names_stay_inside(tmp_path, emulator, drive_remote):
     assert "ok.txt" in written and "_CON" in written and "_nul.txt" in written
     assert (dest / "_CON").read_bytes() == b"CON!"
     assert all("\x00" not in w and "\x01" not in w for w in written)
+    # Names no path can hold are pulled under look-alike names, never left out.
+    shown = {"../evil": "..\uff0fevil", "a/b": "a\uff0fb", ".": "\uff0e", "x\x00y": "x\u2400y",
+             "": "\u2205", "a\\b": "a\uff3cb"}
+    for name, local in shown.items():
+        assert (dest / local).read_bytes() == name.encode() + b"!", name
+    assert (dest / "\uff0e\uff0e").read_bytes() == b"..!"
+    assert (dest / "\uff0e\uff0e (2)" / "inner").read_bytes() == b"inner"  # the folder ".."
+    assert sorted(written) == sorted(
+        ["ok.txt", "_CON", "_nul.txt", "ctl_.txt", "\uff0e\uff0e", "\uff0e\uff0e (2)/inner"]
+        + list(shown.values()))
+    again = pull(drive_remote, dest, path="ds", hash_cache=HashCache(None))
+    assert again.downloaded == 0 and again.skipped == 12 and not again.problems
 
 
 def test_pull_keeps_both_same_named_files(tmp_path, emulator, drive_remote):

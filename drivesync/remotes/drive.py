@@ -40,7 +40,7 @@ from ..errors import (
 from ..hashing import md5_file
 from ..pacer import Pacer, RateLimiter
 from ..progress import NULL_PROGRESS, Progress
-from ..types import FILE, FOLDER, Entry, Quota, is_internal, join, temp_name
+from ..types import FILE, FOLDER, Entry, Quota, is_internal, temp_name
 from .base import Remote, Target, target_path
 from .drive_errors import classify
 from .drive_support import (
@@ -48,10 +48,12 @@ from .drive_support import (
     CountingHttp,
     FolderCache,
     IdPool,
+    drive_names,
     parse_rfc3339,
     pick,
     q_literal,
     rfc3339,
+    shown_name,
 )
 from .local import clean_relpath
 
@@ -170,17 +172,20 @@ class DriveRemote(Remote):
         return "/".join(parts[len(self._parts("")):])
 
     def _children(self, parent_id: str, *, name: Optional[str] = None) -> list[dict]:
-        """Every untrashed child of a folder (or those named ``name``), all pages."""
+        """Every untrashed child of a folder (or those shown as ``name``), all pages."""
         q = f"{q_literal(parent_id)} in parents and trashed = false"
         if name is not None:
-            q += f" and name = {q_literal(name)}"
+            q += " and (" + " or ".join(f"name = {q_literal(n)}" for n in drive_names(name)) + ")"
         out: list[dict] = []
         token: Optional[str] = None
         while True:
             page = self._run(lambda s, t=token: s.files().list(
                 q=q, pageSize=1000, fields=LIST_FIELDS, pageToken=t, spaces="drive"),
                 what="files.list")
-            out.extend(page.get("files", []))
+            for meta in page.get("files", []):
+                meta["name"] = shown_name(meta.get("name") or "")
+                if name is None or meta["name"] == name:
+                    out.append(meta)
             token = page.get("nextPageToken")
             if not token:
                 return out
@@ -268,12 +273,8 @@ class DriveRemote(Remote):
         folders: dict[str, list[dict]] = {}
         out = []
         for meta in items:
-            name = meta.get("name") or ""
+            name = meta["name"]
             if is_internal(name):
-                continue
-            if name in (".", "..") or "/" in name or "\x00" in name:
-                log.warning("%s: skipping an item with an unusable name %r",
-                            join(self.address, rel), name)
                 continue
             if meta.get("mimeType") == FOLDER_MIME:
                 folders.setdefault(name, []).append(meta)

@@ -114,6 +114,38 @@ def parse_rfc3339(text: Optional[str]) -> float:
         return 0.0
 
 
+# Drive allows names no path can hold: "a/b", "x\\y", NUL, ".", "..", "". Such a name
+# is shown (Entry.path, ls, pull) with look-alike characters instead, so every
+# item stays addressable by path and nothing is silently left out.
+_SHOWN = {"/": "\uff0f", "\\": "\uff3c", "\x00": "\u2400"}   # ／ ＼ ␀
+_DOT = "\uff0e"                                                 # ． for "." and ".."
+_EMPTY = "\u2205"                                               # ∅ for ""
+
+
+def shown_name(name: str) -> str:
+    """The name a Drive item has in our paths (identity for every usable name)."""
+    if name in (".", ".."):
+        return _DOT * len(name)
+    if not name:
+        return _EMPTY
+    for raw, shown in _SHOWN.items():
+        name = name.replace(raw, shown)
+    return name
+
+
+def drive_names(shown: str) -> list[str]:
+    """Every Drive name that :func:`shown_name` turns into ``shown``."""
+    raw = shown
+    if shown in (_DOT, _DOT * 2):
+        raw = "." * len(shown)
+    elif shown == _EMPTY:
+        raw = ""
+    else:
+        for r, s in _SHOWN.items():
+            raw = raw.replace(s, r)
+    return [shown] if raw == shown else [shown, raw]
+
+
 def q_literal(value: str) -> str:
     """A string literal for a files.list query."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
