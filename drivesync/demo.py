@@ -13,6 +13,7 @@ import os
 import shutil
 import struct
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -66,7 +67,7 @@ def run_demo(*, workdir: Optional[Path] = None, images: int = 60, max_files: int
     try:
         # Real Drive: ~50 ms a request, ~3 new files/s. The demo runs 10x faster
         # in both, so the ratios (and the pacing) are those of the real thing.
-        emu.configure(latency=latency, write_rate=DEMO_WRITE_RATE, write_burst=3)
+        emu.configure(latency=latency, write_rate=DEMO_WRITE_RATE, write_burst=5)
         settings = Settings(api_endpoint=url, token=DEMO_TOKEN, state_dir=str(work / "state"),
                             write_rate=DEMO_WRITE_RATE * 0.93)
         hashes = HashCache(work / "state" / "hashes.sqlite")
@@ -110,8 +111,14 @@ def run_demo(*, workdir: Optional[Path] = None, images: int = 60, max_files: int
         ckpt_dir.mkdir(exist_ok=True)
         for it in range(100, 1100, 100):
             _fake_weights(ckpt_dir / f"yolo-obj_{it}.weights", it, 4096)
-        _fake_weights(ckpt_dir / "yolo-obj_last.weights", 1050, 4096)
         _fake_weights(ckpt_dir / "yolo-obj_best.weights", 800, 4096)
+        _fake_weights(ckpt_dir / "yolo-obj_last.weights", 1050, 4096)
+        # as a trainer writes them: one file every 100 iterations, `last` newest
+        now = time.time()
+        for age, name in enumerate(["yolo-obj_last.weights", "yolo-obj_1000.weights",
+                                    "yolo-obj_900.weights", "yolo-obj_800.weights"]):
+            os.utime(ckpt_dir / name, (now - 60 * age, now - 60 * age))
+        os.utime(ckpt_dir / "yolo-obj_best.weights", (now - 180, now - 180))
         push(ckpt_dir, remote=remote, path="backup", hash_cache=hashes,
              write_rate=settings.write_rate)
         policy = PrunePolicy(keep_last=2, keep_every=1000)
