@@ -233,3 +233,21 @@ def test_dedupe_files_and_folders(emulator, drive_remote):
                if f["mimeType"] == FOLDER_MIME and not f["trashed"] and f["name"] != "space_Colab"]
     assert [f["id"] for f in folders] == [old]
     assert dedupe(drive_remote).plan == {"deleted_items": 0}
+
+
+def test_push_delete_is_batched(tmp_path, emulator, drive_remote):
+    src = tmp_path / "src"
+    for i in range(105):
+        (src / "many").mkdir(parents=True, exist_ok=True)
+        (src / "many" / f"{i:03d}.txt").write_bytes(b"%d" % i)
+    push(src, remote=drive_remote, path="ds", write_rate=0, jobs=8, hash_cache=HashCache(None))
+    for i in range(4, 105):
+        os.remove(src / "many" / f"{i:03d}.txt")
+    res = push(src, remote=drive_remote, path="ds", write_rate=0, delete=True,
+               hash_cache=HashCache(None))
+    assert res.deleted == 101 and res.failed == 0 and res.uploaded == 0
+    assert res.requests <= 8  # a listing of 2 folders + 2 batches, not 101 deletes
+    assert sorted(n for _, n in live_files(emulator)) == ["000.txt", "001.txt", "002.txt",
+                                                          "003.txt"]
+    trashed = [f for f in emulator.state.all_files() if f.get("trashed")]
+    assert len(trashed) == 101  # --delete trashes: recoverable for 30 days

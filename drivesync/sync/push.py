@@ -190,8 +190,14 @@ def push(local_dir: Union[str, Path], *, remote: Remote, path: str = "", jobs: i
                             actions=[a.to_dict() for a in plan.actions if a.kind != SKIP])
         runner = _Runner(remote=remote, progress=progress,
                          tmp_dir=state_path, packs_db=packs_db, cache=cache)
-        report = apply_plan(plan, runner.run, jobs=jobs, dry_run=dry_run, progress=progress,
+        # Deletes run last and batched (one request per 100 on Drive), not one by one.
+        deletes = plan.of(DELETE)
+        report = apply_plan(Plan([a for a in plan.actions if a.kind != DELETE], plan.problems),
+                            runner.run, jobs=jobs, dry_run=dry_run, progress=progress,
                             desc="push")
+        if not dry_run and report.fatal is None and deletes:
+            report.problems.extend(runner.delete_all(deletes))
+            report.failed = len(report.problems)
         cache.flush()
         result.uploaded = report.done[UPLOAD] + report.done[REPLACE]
         result.packed = report.done[PACK]
@@ -332,10 +338,6 @@ class _Runner:
             if a.kind == REPLACE:
                 self._remove([t for t in a.targets if t.id != new.id], permanent=True)
             return a.size
-        if a.kind == DELETE:
-            self._remove(list(a.targets), permanent=a.permanent,
-                         duplicates="duplicate" in a.reason)
-            return 0
         if a.kind == PACK:
             return self._pack(a)
         raise ValueError(f"push cannot run a {a.kind!r} action")
@@ -347,17 +349,42 @@ class _Runner:
                 and new.size == before.st_size:
             self.cache.remember(source, new.md5, st=before)
 
-    def _remove(self, targets: list[Entry], *, permanent: bool, duplicates: bool = False) -> None:
-        for t in targets:
-            try:
-                self.remote.delete(t, permanent=permanent)
-            except NotFound:
-                continue  # already gone (a previous run, or someone else)
-            with self._lock:
-                if duplicates:
-                    self.duplicates += 1
-                else:
-                    self.deleted += 1
+    def delete_all(self, actions: Sequence[Action]) -> list[tuple[str, str]]:
+        """Run every DELETE action in batches; the problems of the items that failed."""
+        problems: list[tuple[str, str]] = []
+        for permanent in (True, False):
+            group = [a for a in actions if a.permanent == permanent]
+            targets = [t for a in group for t in a.targets]
+            if not targets:
+                continue
+            failed = self._failures(self.remote.delete_many(targets, permanent=permanent))
+            for a in group:
+                bad = [t for t in a.targets if t.path in failed]
+                ok = len(a.targets) - len(bad)
+                with self._lock:
+                    if "duplicate" in a.reason:
+                        self.duplicates += ok
+                    else:
+                        self.deleted += ok
+                problems.extend((t.path, f"delete: {failed.pop(t.path)}") for t in bad
+                                if t.path in failed)
+        return problems
+
+    @staticmethod
+    def _failures(failed: dict[str, DriveSyncError]) -> dict[str, DriveSyncError]:
+        """Items already gone (a previous run, or someone else) are not failures."""
+        return {p: e for p, e in failed.items() if not isinstance(e, NotFound)}
+
+    def _remove(self, targets: list[Entry], *, permanent: bool) -> None:
+        """Remove old versions of a file just replaced; the first real failure is raised."""
+        if not targets:
+            return
+        failed = self._failures(self.remote.delete_many(targets, permanent=permanent))
+        with self._lock:
+            self.deleted += len(targets) - len(failed)
+        if failed:
+            path, exc = next(iter(failed.items()))
+            raise type(exc)(f"uploaded, but the old copy {path} could not be removed: {exc}")
 
     def _pack(self, a: Action) -> int:
         shard, members = a.data
