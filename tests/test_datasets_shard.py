@@ -170,11 +170,11 @@ def test_dry_run_writes_nothing(tmp_path):
 
 CHILD = """
 import os, sys, time
-import drivesync.datasets.yolo
+import drivesync.datasets.workers
 from drivesync.datasets.prepare import shard_dataset
 crash = int(sys.argv[3])
 if len(sys.argv) > 4:
-    drivesync.datasets.yolo.PARALLEL_MIN = 1  # forked workers, even for a small test set
+    drivesync.datasets.workers.PARALLEL_MIN = 1  # forked workers, even for a small test set
 def step(n):
     if n == crash:
         os._exit(9)

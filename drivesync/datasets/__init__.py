@@ -66,6 +66,44 @@ def box_from_corners(
     return (class_id, round((x0 + x1) / 2 / width, 6), round((y0 + y1) / 2 / height, 6), nw, nh)
 
 
+def skip_box(report: Any, counts: Counts, file: str, where: str, reason: str) -> None:
+    """One box is bad: report it (the rest of the image is kept) and count it."""
+    from .report import BOX
+
+    report.add(file, where, reason, skipped=BOX)
+    counts.skipped_boxes += 1
+
+
+def add_xywh(
+    boxes: List[Box],
+    counts: Counts,
+    report: Any,
+    file: str,
+    where: str,
+    class_id: int,
+    xywh: Any,
+    width: int,
+    height: int,
+) -> None:
+    """Check a ``[x, y, w, h]`` pixel box (COCO, CrowdHuman) and append it, clipped."""
+    if not (
+        isinstance(xywh, list)
+        and len(xywh) == 4
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xywh)
+    ):
+        skip_box(report, counts, file, where, "expected [x, y, w, h] numbers")
+        return
+    x, y, bw, bh = (float(v) for v in xywh)
+    if bw < 0 or bh < 0:
+        skip_box(report, counts, file, where, f"negative width or height ({bw:g}, {bh:g})")
+        return
+    box = box_from_corners(class_id, x, y, x + bw, y + bh, width, height)
+    if box is None:
+        counts.dropped += 1
+    else:
+        boxes.append(box)
+
+
 @dataclass
 class Item:
     """One image with its boxes, ready to be sharded.
@@ -125,7 +163,13 @@ def relkey(root: str, path: str) -> str:
 
 
 def open_image(
-    root: str, path: str, report: Any, *, origin: str = "", moved: Container[str] = ()
+    root: str,
+    path: str,
+    report: Any,
+    *,
+    origin: str = "",
+    where: str = "",
+    moved: Container[str] = (),
 ) -> Optional[Item]:
     """Probe one image (one read: size, md5, dimensions) into an :class:`Item` without boxes.
 
@@ -136,7 +180,7 @@ def open_image(
     """
     info = probe(path)
     if is_bad(info):
-        report_bad_image(report, root, path, info, origin=origin, moved=moved)
+        report_bad_image(report, root, path, info, origin=origin, where=where, moved=moved)
         return None
     return image_item(root, path, info, report, origin=origin)
 
@@ -167,13 +211,14 @@ def report_bad_image(
     bad: Tuple[str, str],
     *,
     origin: str = "",
+    where: str = "",
     moved: Container[str] = (),
 ) -> None:
     kind, reason = bad
     shown = display(path)
     if kind == "missing":
         if relkey(root, path) not in moved:
-            report.add(origin or shown, "", f"image not found: {shown}")
+            report.add(origin or shown, where if origin else "", f"image not found: {shown}")
     else:
         report.add(shown, "", reason)
 

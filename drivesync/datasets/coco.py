@@ -13,8 +13,8 @@ import os
 from typing import Any, Container, Dict, List, Optional, Sequence
 
 from ..progress import NULL_PROGRESS, Progress
-from . import Conversion, box_from_corners, open_image, walk_files
-from .report import BOX, Report
+from . import Conversion, add_xywh, open_image, skip_box, walk_files
+from .report import Report
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,7 @@ def _doc(
         if isinstance(a, dict):
             anns.setdefault(a.get("image_id"), []).append((i, a))
         else:
-            report.add(path, f"annotations[{i}]", "expected an object", skipped=BOX)
-            conv.counts.skipped_boxes += 1
+            skip_box(report, conv.counts, path, f"annotations[{i}]", "expected an object")
     dirs = _dirs(root, path, images)
     for n, im in enumerate(doc["images"]):
         progress.on_progress(files=1)
@@ -154,30 +153,18 @@ def _doc(
             name = cats.get(a.get("category_id"))
             if name is None or name not in index:
                 what = f"category_id {a.get('category_id')!r}" + (f" ({name})" if name else "")
-                report.add(path, f"{where}.category_id", f"unknown class: {what}", skipped=BOX)
-                conv.counts.skipped_boxes += 1
-                continue
-            bbox = a.get("bbox")
-            if (
-                not isinstance(bbox, list)
-                or len(bbox) != 4
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)
-            ):
-                report.add(path, f"{where}.bbox", "expected [x, y, w, h] numbers", skipped=BOX)
-                conv.counts.skipped_boxes += 1
-                continue
-            x, y, bw, bh = (float(v) for v in bbox)
-            if bw < 0 or bh < 0:
-                report.add(
-                    path, f"{where}.bbox", f"negative width or height ({bw:g}, {bh:g})", skipped=BOX
+                skip_box(
+                    report, conv.counts, path, f"{where}.category_id", f"unknown class: {what}"
                 )
-                conv.counts.skipped_boxes += 1
                 continue
-            yb = box_from_corners(index[name], x, y, x + bw, y + bh, w, h)
-            if yb is None:
-                conv.counts.dropped += 1
-                continue
-            boxes.append(yb)
+            add_xywh(
+                boxes, conv.counts, report, path, f"{where}.bbox", index[name], a.get("bbox"), w, h
+            )
         item.boxes = tuple(boxes)
         conv.counts.boxes += len(boxes)
         conv.items.append(item)
+    ids = {im.get("id") for im in doc["images"] if isinstance(im, dict)}
+    for image_id in anns.keys() - ids:
+        for i, _ in anns[image_id]:
+            reason = f'image_id {image_id!r} is not in "images"'
+            skip_box(report, conv.counts, path, f"annotations[{i}].image_id", reason)

@@ -16,8 +16,8 @@ from typing import Any, Container, List, Optional
 
 from ..errors import UsageError
 from ..progress import NULL_PROGRESS, Progress
-from . import IMAGE_EXTS, Conversion, box_from_corners, open_image, walk_files
-from .report import BOX, Report
+from . import IMAGE_EXTS, Conversion, add_xywh, open_image, skip_box, walk_files
+from .report import Report
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def _one(
             if os.path.exists(os.path.join(image_dir, image_id + ext)):
                 image = os.path.join(image_dir, image_id + ext)
                 break
-    item = open_image(root, image, report, origin=path, moved=moved)
+    item = open_image(root, image, report, origin=path, where=f"line {lineno}", moved=moved)
     if item is None:
         return
     w, h = item.width, item.height
@@ -121,8 +121,7 @@ def _one(
     for i, b in enumerate(gtboxes):
         where = f"line {lineno} gtboxes[{i}]"
         if not isinstance(b, dict):
-            report.add(path, where, "expected an object", skipped=BOX)
-            conv.counts.skipped_boxes += 1
+            skip_box(report, conv.counts, path, where, "expected an object")
             continue
         if b.get("tag") != "person":  # "mask": a crowd/reflection region, not an object
             conv.counts.ignored += 1
@@ -135,30 +134,9 @@ def _one(
             if attr == "head_attr" and _ignored(b, attr):
                 conv.counts.ignored += 1
                 continue
-            xywh = b.get(kind)
-            if (
-                not isinstance(xywh, list)
-                or len(xywh) != 4
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xywh)
-            ):
-                report.add(path, f"{where}.{kind}", "expected [x, y, w, h] numbers", skipped=BOX)
-                conv.counts.skipped_boxes += 1
-                continue
-            x, y, bw, bh = (float(v) for v in xywh)
-            if bw < 0 or bh < 0:
-                report.add(
-                    path,
-                    f"{where}.{kind}",
-                    f"negative width or height ({bw:g}, {bh:g})",
-                    skipped=BOX,
-                )
-                conv.counts.skipped_boxes += 1
-                continue
-            yb = box_from_corners(class_id, x, y, x + bw, y + bh, w, h)
-            if yb is None:
-                conv.counts.dropped += 1
-                continue
-            boxes.append(yb)
+            add_xywh(
+                boxes, conv.counts, report, path, f"{where}.{kind}", class_id, b.get(kind), w, h
+            )
     item.boxes = tuple(boxes)
     conv.counts.boxes += len(boxes)
     conv.items.append(item)

@@ -8,18 +8,21 @@ items (those are in the report) - callers turn ``result.ok`` into an exit code.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Container, List, Optional, Sequence, Union
+from typing import Any, Callable, Container, ContextManager, List, Optional, Sequence, Tuple, Union
 
 from ..errors import DatasetError, NotFound, UsageError
 from ..progress import NULL_PROGRESS, Progress
 from . import FORMATS, Conversion, Counts, display, load_classes, safe_stem
 from .check import check_dataset
 from .configs import ConfigResult, check_root, default_root, write_configs
-from .report import Report
-from .shard import MODES, ShardResult, load_manifest, recover, write_shards
+from .lock import out_lock
+from .manifest import load_manifest
+from .report import Report, atomic_write
+from .shard import MODES, ShardResult, recover, write_shards
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +90,7 @@ def _name(src: str, name: Optional[str]) -> str:
 
 
 def _inside(child: str, parent: str) -> bool:
-    child, parent = os.path.abspath(child), os.path.abspath(parent)
+    child, parent = os.path.realpath(child), os.path.realpath(parent)
     return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
 
 
@@ -98,10 +101,54 @@ def _validate(src: str, out: str, fmt: str, mode: str) -> None:
         raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     if not os.path.exists(src):
         raise NotFound(f"{display(src)}: no such file or folder")
-    if _inside(src, out) and os.path.abspath(src) != os.path.abspath(out):
-        raise UsageError(f"the source {display(src)} is inside the output {display(out)}")
-    if os.path.abspath(src) == os.path.abspath(out):
-        raise UsageError("the output folder must differ from the source folder")
+    if os.path.isfile(src) and fmt in ("voc", "yolo"):
+        raise UsageError(f"{display(src)}: for --format {fmt}, SRC is the dataset's folder")
+    tree = os.path.dirname(src) if os.path.isfile(src) else src  # a COCO json: its folder
+    if _inside(out, tree):
+        raise UsageError(
+            f"the output {display(out)} is inside the source {display(tree)}: drivesync "
+            "would write (or, with --mode move, move files) into the tree it reads; "
+            "choose an output folder outside it"
+        )
+    if _inside(tree, out):
+        raise UsageError(f"the source {display(tree)} is inside the output {display(out)}")
+
+
+def _begin(
+    src: PathLike,
+    out: PathLike,
+    *,
+    fmt: str,
+    mode: str,
+    name: Optional[str],
+    classes: Union[str, Sequence[str], None],
+    classes_file: Optional[str],
+    dry_run: bool,
+    flat: bool = False,
+) -> Tuple[PrepareResult, Optional[List[str]]]:
+    """Check the arguments (before anything is written) and start the result."""
+    src, out = os.path.abspath(os.fspath(src)), os.path.abspath(os.fspath(out))
+    _validate(src, out, fmt, mode)
+    if flat:
+        name = os.path.basename(out) or "dataset"
+    else:
+        name = _name(src, name)
+    names = load_classes(classes, classes_file)
+    res = PrepareResult(
+        src=src,
+        out=out,
+        dataset=out if flat else os.path.join(out, name),
+        name=name,
+        format=fmt,
+        mode=mode,
+        dry_run=dry_run,
+    )
+    return res, names
+
+
+def _locked(out: str, dry_run: bool) -> ContextManager[None]:
+    """The output's lock for a run that writes; a dry run writes nothing, not even that."""
+    return contextlib.nullcontext() if dry_run else out_lock(out)
 
 
 def convert(
@@ -180,57 +227,82 @@ def _fill(res: PrepareResult, conv: Conversion, sh: ShardResult) -> None:
     res.shards, res.placed, res.kept = sh.shards, sh.placed, sh.kept
     res.recovered += sh.recovered
     res.manifest_path = sh.manifest
+    res.images = sh.kept + sh.placed
 
 
-def _finish(res: PrepareResult, out: str, *, write: bool) -> PrepareResult:
+def _finish(res: PrepareResult) -> PrepareResult:
     s = res.report.summary()
     res.skipped_items, res.skipped_boxes, res.notes = (
         s["skipped_items"],
         s["skipped_boxes"],
         s["notes"],
     )
-    if write:
-        res.report_path = str(res.report.write(out))
+    if not res.dry_run:
+        res.report_path = str(res.report.write(res.out))
     return res
 
 
-def _exclude(src: str, out: str, name: str, *, flat: bool = False) -> str:
-    """What the source scan must skip: the output, when it sits inside the source."""
-    return out if flat or _inside(out, src) else os.path.join(out, name)
-
-
-def _read(
-    src: str,
-    out: str,
-    name: str,
-    fmt: str,
+def _place(
     res: PrepareResult,
+    names: Optional[List[str]],
     *,
-    dry_run: bool,
-    classes: Optional[List[str]],
-    flat: bool,
+    max_files: Optional[int],
     progress: Progress,
+    on_step: Optional[Callable[[int], None]] = None,
     **opts,
-) -> Conversion:
-    """Finish any interrupted run, then convert (skipping images already moved into shards)."""
-    if not dry_run and os.path.isdir(out):
+) -> Tuple[Conversion, ShardResult]:
+    """Convert and shard (``max_files=None``: one flat folder); the step every verb shares.
+
+    YOLO input into shards takes the fast path (validated and placed pair by
+    pair, in parallel); everything else is converted first, then written.
+    """
+    src, out, name, fmt, flat = res.src, res.out, res.name, res.format, max_files is None
+    if fmt == "yolo" and not res.dry_run and not flat:
+        from .pairs import shard_yolo
+
+        sh, conv = shard_yolo(
+            src,
+            out,
+            name=name,
+            report=res.report,
+            classes=names,
+            max_files=max_files,
+            mode=res.mode,
+            progress=progress,
+            on_step=on_step,
+        )
+        _fill(res, conv, sh)
+        return conv, sh
+    if not res.dry_run and os.path.isdir(out):
         res.recovered = recover(out, report=res.report, progress=progress)
     m = load_manifest(out)
-    moved = set(m.entries) if m is not None else set()
-    base = m.classes if (m is not None and classes is None) else []
-    exclude = _exclude(src, out, name, flat=flat)
-    return convert(
+    conv = convert(
         src,
         fmt=fmt,
         report=res.report,
-        classes=classes,
-        base_classes=base,
-        exclude=exclude,
-        moved=moved,
+        classes=names,
+        base_classes=m.classes if (m is not None and names is None) else [],
+        moved=set(m.entries) if m is not None else set(),
         progress=progress,
-        lazy=fmt == "yolo" and not dry_run,
+        lazy=fmt == "yolo" and not res.dry_run,
         **opts,
     )
+    sh = write_shards(
+        conv.items,
+        out,
+        name=name,
+        classes=lambda: conv.classes,
+        max_files=max_files,
+        mode=res.mode,
+        flat=flat,
+        report=res.report,
+        progress=progress,
+        dry_run=res.dry_run,
+        on_step=on_step,
+        total=conv.expected,
+    )
+    _fill(res, conv, sh)
+    return conv, sh
 
 
 def prepare(
@@ -263,112 +335,62 @@ def prepare(
     on_step: Optional[Callable[[int], None]] = None,
 ) -> PrepareResult:
     """Convert ``src`` and write a Colab-ready, sharded YOLO dataset to ``out/NAME``."""
-    src, out = os.path.abspath(os.fspath(src)), os.path.abspath(os.fspath(out))
-    _validate(src, out, fmt, mode)
-    name = _name(src, name)
-    check_root(root or default_root(name))
-    names = load_classes(classes, classes_file)
-    res = PrepareResult(
-        src=src,
-        out=out,
-        dataset=os.path.join(out, name),
-        name=name,
-        format=fmt,
+    res, names = _begin(
+        src,
+        out,
+        fmt=fmt,
         mode=mode,
+        name=name,
+        classes=classes,
+        classes_file=classes_file,
         dry_run=dry_run,
     )
-    if fmt == "yolo" and not dry_run:  # validated and placed pair by pair, in parallel
-        from .yolo import shard_yolo
-
-        sh, conv = shard_yolo(
-            src,
-            out,
-            name=name,
-            report=res.report,
-            classes=names,
+    check_root(root or default_root(res.name))
+    with _locked(res.out, dry_run):
+        conv, sh = _place(
+            res,
+            names,
             max_files=max_files,
-            mode=mode,
-            exclude=_exclude(src, out, name),
             progress=progress,
             on_step=on_step,
-        )
-    else:
-        conv = _read(
-            src,
-            out,
-            name,
-            fmt,
-            res,
-            dry_run=dry_run,
-            classes=names,
-            flat=False,
-            progress=progress,
             keep_difficult=keep_difficult,
             keep_crowd=keep_crowd,
             box=box,
             head_class=head_class,
             images=images,
         )
-        sh = write_shards(
-            conv.items,
-            out,
-            name=name,
-            classes=lambda: conv.classes,
-            max_files=max_files,
-            mode=mode,
-            report=res.report,
-            progress=progress,
-            dry_run=dry_run,
-            on_step=on_step,
-            total=conv.expected,
-        )
-    if sh.placed + sh.kept == 0:
-        raise DatasetError(
-            f"{display(src)}: no usable {fmt} images found"
-            + (
-                f" ({len(res.report.problems)} problems, first: {res.report.problems[0].line()})"
-                if res.report.problems
-                else ""
+        if res.images == 0:
+            first = res.report.problems[0].line() if res.report.problems else ""
+            raise DatasetError(
+                f"{display(res.src)}: no usable {fmt} images found"
+                + (f" ({len(res.report.problems)} problems, first: {first})" if first else "")
             )
+        cfg = _configs(
+            res.out,
+            name=res.name,
+            classes=conv.classes,
+            root=root,
+            val_fraction=val_fraction,
+            seed=seed,
+            backup=backup,
+            darknet_cfg=darknet_cfg,
+            batch=batch,
+            subdivisions=subdivisions,
+            width=width,
+            height=height,
+            dry_run=dry_run,
+            planned=(sh, conv) if dry_run else None,
         )
-    _fill(res, conv, sh)
-    cfg = make_configs(
-        out,
-        name=name,
-        classes=conv.classes,
-        root=root,
-        val_fraction=val_fraction,
-        seed=seed,
-        backup=backup,
-        darknet_cfg=darknet_cfg,
-        batch=batch,
-        subdivisions=subdivisions,
-        width=width,
-        height=height,
-        dry_run=dry_run,
-        planned=sh if dry_run else None,
-        conv=conv if dry_run else None,
-    )
-    res.train, res.valid, res.root, res.config_files = cfg.train, cfg.valid, cfg.root, cfg.files
-    res.images = cfg.train + cfg.valid
-    if check and not dry_run:
-        m = load_manifest(out)
-        known = {
-            os.path.join(out, d): (n, h)
-            for _, _, files in (m.entries.values() if m else [])
-            for _, d, n, h, _ in files
-        }
-        chk = check_dataset(
-            out,
-            name=name,
-            max_files=max_files,
-            nc=len(conv.classes),
-            known=known,
-            progress=progress,
-        )
-        res.check_problems = sum(1 for p in chk.report.problems if p.skipped != "note")
-        res.report.extend(chk.report)
-    return _finish(res, out, write=not dry_run)
+        res.train, res.valid, res.root, res.config_files = cfg.train, cfg.valid, cfg.root, cfg.files
+        res.images = cfg.train + cfg.valid
+        if check and not dry_run:
+            chk = check_dataset(
+                res.out, name=res.name, max_files=max_files, nc=len(conv.classes), progress=progress
+            )
+            res.boxes = chk.boxes  # every box in the dataset, kept items' included
+            res.check_problems = sum(1 for p in chk.report.problems if p.skipped != "note")
+            res.report.extend(chk.report)
+        return _finish(res)
 
 
 def make_configs(
@@ -386,45 +408,51 @@ def make_configs(
     width: Optional[int] = None,
     height: Optional[int] = None,
     dry_run: bool = False,
-    planned: Optional[ShardResult] = None,
-    conv: Optional[Conversion] = None,
 ) -> ConfigResult:
-    """Write the configs for the images the manifest in ``out`` records (or a dry-run plan)."""
+    """Write the configs for the images the manifest in ``out`` records."""
     out = os.path.abspath(os.fspath(out))
+    if load_manifest(out) is None:
+        raise NotFound(
+            f"{display(out)}: no manifest.jsonl; run `drivesync shard` or `prepare` first"
+        )
+    with _locked(out, dry_run):
+        return _configs(
+            out,
+            name=name,
+            classes=classes,
+            root=root,
+            val_fraction=val_fraction,
+            seed=seed,
+            backup=backup,
+            darknet_cfg=darknet_cfg,
+            batch=batch,
+            subdivisions=subdivisions,
+            width=width,
+            height=height,
+            dry_run=dry_run,
+        )
+
+
+def _configs(
+    out: str,
+    *,
+    name: Optional[str],
+    classes: Optional[Sequence[str]],
+    planned: Optional[Tuple[ShardResult, Conversion]] = None,
+    **opts: Any,
+) -> ConfigResult:
+    """Configs for what the manifest records, plus what a dry run would have placed."""
     m = load_manifest(out)
-    if planned is not None and conv is not None:
+    images = m.images() if m is not None else []
+    if planned is not None:
+        sh, conv = planned
         exts = {it.key: it.ext for it in conv.items}
-        images = [f"{s.shard:03d}/{s.stem}{exts[s.key]}" for s in planned.slots]
-        if m is not None:
-            images = sorted(
-                set(images) | {files[0][1].split("/", 1)[1] for _, _, files in m.entries.values()}
-            )
-    else:
-        if m is None:
-            raise NotFound(
-                f"{display(out)}: no manifest.jsonl; run `drivesync shard` or `prepare` first"
-            )
-        images = sorted(files[0][1].split("/", 1)[1] for _, _, files in m.entries.values())
+        images = sorted(set(images) | {f"{s.shard:03d}/{s.stem}{exts[s.key]}" for s in sh.slots})
     name = name or (m.name if m else None)
     if not name:
         raise UsageError("give --name")
     names = list(classes) if classes else (m.classes if m else [])
-    return write_configs(
-        os.path.join(out, name),
-        name=name,
-        classes=names,
-        images=images,
-        root=root,
-        val_fraction=val_fraction,
-        seed=seed,
-        backup=backup,
-        darknet_cfg=darknet_cfg,
-        batch=batch,
-        subdivisions=subdivisions,
-        width=width,
-        height=height,
-        dry_run=dry_run,
-    )
+    return write_configs(os.path.join(out, name), name=name, classes=names, images=images, **opts)
 
 
 def shard_dataset(
@@ -441,51 +469,19 @@ def shard_dataset(
     on_step: Optional[Callable[[int], None]] = None,
 ) -> PrepareResult:
     """Validate a YOLO folder (image + .txt pairs) and shard it; no configs."""
-    src, out = os.path.abspath(os.fspath(src)), os.path.abspath(os.fspath(out))
-    _validate(src, out, "yolo", mode)
-    name = _name(src, name)
-    names = load_classes(classes, classes_file)
-    res = PrepareResult(
-        src=src,
-        out=out,
-        dataset=os.path.join(out, name),
-        name=name,
-        format="yolo",
+    res, names = _begin(
+        src,
+        out,
+        fmt="yolo",
         mode=mode,
+        name=name,
+        classes=classes,
+        classes_file=classes_file,
         dry_run=dry_run,
     )
-    if dry_run:
-        conv = _read(
-            src, out, name, "yolo", res, dry_run=True, classes=names, flat=False, progress=progress
-        )
-        sh = write_shards(
-            conv.items,
-            out,
-            name=name,
-            classes=conv.classes,
-            max_files=max_files,
-            mode=mode,
-            report=res.report,
-            dry_run=True,
-        )
-    else:
-        from .yolo import shard_yolo
-
-        sh, conv = shard_yolo(
-            src,
-            out,
-            name=name,
-            report=res.report,
-            classes=names,
-            max_files=max_files,
-            mode=mode,
-            exclude=_exclude(src, out, name),
-            progress=progress,
-            on_step=on_step,
-        )
-    _fill(res, conv, sh)
-    res.images = sh.kept + sh.placed
-    return _finish(res, out, write=not dry_run)
+    with _locked(res.out, dry_run):
+        _place(res, names, max_files=max_files, progress=progress, on_step=on_step)
+        return _finish(res)
 
 
 def convert_dataset(
@@ -505,45 +501,31 @@ def convert_dataset(
     progress: Progress = NULL_PROGRESS,
 ) -> PrepareResult:
     """Convert to a flat YOLO folder (``out/<stem>.<ext>`` + ``out/<stem>.txt`` + classes.txt)."""
-    src, out = os.path.abspath(os.fspath(src)), os.path.abspath(os.fspath(out))
-    _validate(src, out, fmt, mode)
-    names = load_classes(classes, classes_file)
-    name = os.path.basename(out) or "dataset"
-    res = PrepareResult(
-        src=src, out=out, dataset=out, name=name, format=fmt, mode=mode, dry_run=dry_run
-    )
-    conv = _read(
+    res, names = _begin(
         src,
         out,
-        name,
-        fmt,
-        res,
-        dry_run=dry_run,
-        classes=names,
-        flat=True,
-        progress=progress,
-        keep_difficult=keep_difficult,
-        keep_crowd=keep_crowd,
-        box=box,
-        head_class=head_class,
-        images=images,
-    )
-    sh = write_shards(
-        conv.items,
-        out,
-        name=name,
-        classes=lambda: conv.classes,
-        max_files=None,
+        fmt=fmt,
         mode=mode,
-        flat=True,
-        report=res.report,
-        progress=progress,
+        name=None,
+        classes=classes,
+        classes_file=classes_file,
         dry_run=dry_run,
+        flat=True,
     )
-    _fill(res, conv, sh)
-    res.images = sh.kept + sh.placed
-    if not dry_run:
-        from .report import atomic_write
-
-        atomic_write(os.path.join(out, "classes.txt"), "".join(f"{c}\n" for c in conv.classes))
-    return _finish(res, out, write=not dry_run)
+    with _locked(res.out, dry_run):
+        conv, _ = _place(
+            res,
+            names,
+            max_files=None,
+            progress=progress,
+            keep_difficult=keep_difficult,
+            keep_crowd=keep_crowd,
+            box=box,
+            head_class=head_class,
+            images=images,
+        )
+        if not dry_run:
+            atomic_write(
+                os.path.join(res.out, "classes.txt"), "".join(f"{c}\n" for c in conv.classes)
+            )
+        return _finish(res)

@@ -13,14 +13,10 @@ journal first: every file ends up present exactly once, nothing overwritten.
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import json
 import logging
 import os
-import shutil
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring_ascii as _q
 from typing import (
     Callable,
     Container,
@@ -38,21 +34,24 @@ from typing import (
 
 from ..errors import DatasetError, UsageError
 from ..progress import NULL_PROGRESS, Progress
-from ..types import TEMP_PREFIX
 from . import LABEL_EXT, Item, display
-from .report import ITEM, Report, atomic_write
+from .manifest import (  # noqa: F401  (JOURNAL, MANIFEST, save_manifest: re-exported)
+    JOURNAL,
+    MANIFEST,
+    Entry,
+    FileOp,
+    Journal,
+    Manifest,
+    load_manifest,
+    read_journal,
+    save_manifest,
+)
+from .place import Executor
+from .report import ITEM, Report
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.jsonl"
-JOURNAL = ".drivesync-journal.jsonl"
 MODES = ("link", "copy", "move")
-_NOLINK = {errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EACCES}
-
-# One file of an entry: (source, dst relative to OUT, size, md5, text). ``source``
-# is an absolute path, or the annotation a generated label came from when
-# ``text`` holds the label itself.
-FileOp = Tuple[str, str, int, str, Optional[str]]
 
 
 @dataclass(frozen=True)
@@ -137,122 +136,6 @@ def plan_shards(
     return [planner.place(k, unique[k]) for k in sorted(unique)]
 
 
-# ---------------------------------------------------------------- manifest
-
-
-@dataclass
-class Manifest:
-    """``OUT/manifest.jsonl``: a header line, then one line per item."""
-
-    name: str = ""
-    max_files: Optional[int] = 2000
-    classes: List[str] = field(default_factory=list)
-    entries: Dict[str, Tuple[int, str, Tuple[FileOp, ...]]] = field(default_factory=dict)
-    # manifest lines already built for the journal (identical when no label text)
-    lines: Dict[str, str] = field(default_factory=dict, repr=False)
-
-    def header(self) -> dict:
-        return {
-            "drivesync_manifest": 1,
-            "name": self.name,
-            "max_files": self.max_files,
-            "classes": self.classes,
-        }
-
-
-def _entry_line(key: str, shard: int, stem: str, files: Sequence[FileOp], *, text: bool) -> str:
-    """One JSON line, built by hand with the C string escaper: the manifest of a
-    60k-pair dataset is written in a blink instead of a second of json.dumps."""
-    parts = []
-    for s, d, n, m, t in files:
-        extra = (
-            f',"text":{_q(t)}'
-            if text and t is not None
-            else (',"generated":true' if t is not None else "")
-        )
-        parts.append(f'{{"src":{_q(s)},"dst":{_q(d)},"size":{int(n)},"md5":{_q(m)}{extra}}}')
-    return (
-        f'{{"key":{_q(key)},"shard":{int(shard)},"stem":{_q(stem)},"files":[{",".join(parts)}]}}\n'
-    )
-
-
-def _read_lines(path: str) -> Iterator[Tuple[int, dict]]:
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield n, json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DatasetError(
-                        f"{display(path)}: line {n}: not JSON ({exc.msg}); "
-                        "move the file away to start a new dataset"
-                    ) from exc
-
-
-def _parse_entry(doc: dict) -> Tuple[str, int, str, Tuple[FileOp, ...]]:
-    files = tuple(
-        (
-            f["src"],
-            f["dst"],
-            int(f["size"]),
-            f["md5"],
-            f.get("text", "" if f.get("generated") else None),
-        )
-        for f in doc["files"]
-    )
-    return doc["key"], int(doc["shard"]), doc["stem"], files
-
-
-def load_manifest(out: str) -> Optional[Manifest]:
-    path = os.path.join(out, MANIFEST)
-    if not os.path.exists(path):
-        return None
-    m = Manifest()
-    for n, doc in _read_lines(path):
-        if n == 1 and "drivesync_manifest" in doc:
-            m.name, m.max_files, m.classes = (
-                doc.get("name", ""),
-                doc.get("max_files"),
-                doc.get("classes", []),
-            )
-            continue
-        try:
-            key, shard, stem, files = _parse_entry(doc)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DatasetError(f"{display(path)}: line {n}: bad manifest entry ({exc})") from exc
-        m.entries[key] = (shard, stem, files)
-    return m
-
-
-def save_manifest(
-    out: str, m: Manifest, *, body: Optional[str] = None, superseded: Container[str] = ()
-) -> str:
-    """Atomic: written to a temp file, fsynced, renamed over the old one.
-
-    ``body`` is a file of entry lines written while a run streamed its
-    results; they follow the entries of ``m`` not in ``superseded``.
-    """
-    path = os.path.join(out, MANIFEST)
-    tmp = os.path.join(out, TEMP_PREFIX + MANIFEST)
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        f.write(json.dumps(m.header()) + "\n")
-        for key in sorted(m.entries):
-            if key in superseded:
-                continue
-            line = m.lines.get(key)
-            if line is None:
-                shard, stem, files = m.entries[key]
-                line = _entry_line(key, shard, stem, files, text=False)
-            f.write(line)
-        if body is not None:
-            with open(body, encoding="utf-8") as b:
-                shutil.copyfileobj(b, f, 1 << 20)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
-
-
 # ---------------------------------------------------------------- writer
 
 
@@ -274,7 +157,7 @@ def dataset_dir(out: str, name: str, *, flat: bool = False) -> str:
     return out if flat else os.path.join(out, name)
 
 
-def _dst(name: str, shard: int, stem: str, ext: str, flat: bool) -> str:
+def dst_path(name: str, shard: int, stem: str, ext: str, flat: bool) -> str:
     return f"{stem}{ext}" if flat else f"{name}/{shard:03d}/{stem}{ext}"
 
 
@@ -308,131 +191,10 @@ def _foreign(out: str, name: str, flat: bool, known: Set[str]) -> Tuple[Dict[int
     return counts, stems
 
 
-def _file_md5(path: str) -> Tuple[int, str]:
-    h = hashlib.md5()
-    n = 0
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-            n += len(block)
-    return n, h.hexdigest()
-
-
-class _Executor:
-    """Carries out one FileOp in a mode; idempotent, never overwrites a stranger's file."""
-
-    def __init__(self, out: str, mode: str, report: Report):
-        self.out, self.mode, self.report = out, mode, report
-        self.can_link = True
-        self.linked = self.copied = self.moved = 0
-        self.dirs: Set[str] = set()
-
-    def run(self, op: FileOp, *, fresh: bool = False) -> bool:
-        """``fresh``: dst was planned as a new name nobody holds, so a plain rename is safe."""
-        src, dst_rel, size, md5, text = op
-        dst = self.out + "/" + dst_rel if os.sep == "/" else os.path.join(self.out, dst_rel)
-        d = dst[: dst.rfind("/")] if os.sep == "/" else os.path.dirname(dst)
-        if d not in self.dirs:
-            os.makedirs(d, exist_ok=True)
-            self.dirs.add(d)
-        if fresh and text is None and self.mode == "move":
-            try:
-                os.rename(src, dst)  # atomic: the file is under exactly one name at any time
-                self.moved += 1
-                return True
-            except OSError:
-                pass  # another filesystem, or the source is gone: take the careful path
-        if text is not None:
-            if not (os.path.exists(dst) and _file_md5(dst) == (size, md5)):
-                atomic_write(dst, text, fsync=False)  # the journal holds the text
-            return True
-        if self.mode == "move":
-            return self._move(src, dst, size, md5)
-        if self.mode == "link" and self.can_link:
-            try:
-                os.link(src, dst)
-                self.linked += 1
-                return True
-            except FileExistsError:
-                if os.path.samefile(src, dst):
-                    return True
-                return self._replace(src, dst, size, md5)
-            except FileNotFoundError:
-                self.report.add(src, "", "source vanished before it could be linked")
-                return False
-            except OSError as exc:
-                if exc.errno not in _NOLINK:
-                    raise
-                log.info("hard links not possible here (%s); copying instead", exc.strerror)
-                self.can_link = False
-        return self._replace(src, dst, size, md5)
-
-    def _replace(self, src: str, dst: str, size: int, md5: str) -> bool:
-        """Copy to a temp name beside dst and rename into place (never half a file)."""
-        if os.path.exists(dst) and _file_md5(dst) == (size, md5):
-            return True
-        tmp = os.path.join(os.path.dirname(dst), TEMP_PREFIX + os.path.basename(dst))
-        try:
-            shutil.copy2(src, tmp)
-        except FileNotFoundError:
-            self.report.add(src, "", "source vanished before it could be copied")
-            return False
-        os.replace(tmp, dst)
-        self.copied += 1
-        return True
-
-    def _move(self, src: str, dst: str, size: int, md5: str) -> bool:
-        # link + unlink instead of rename: a link never replaces an existing file,
-        # and a crash between the two leaves one inode under two names (still one file).
-        if self.can_link:
-            try:
-                os.link(src, dst)
-                os.unlink(src)
-                self.moved += 1
-                return True
-            except FileExistsError:
-                pass
-            except FileNotFoundError:
-                return self._moved_already(src, dst)
-            except OSError as exc:
-                if exc.errno not in _NOLINK:
-                    raise
-                self.can_link = False
-        if not os.path.lexists(src):
-            return self._moved_already(src, dst)
-        if os.path.lexists(dst):
-            if os.path.samefile(src, dst) or _file_md5(dst) == (size, md5):
-                os.unlink(src)  # the copy is complete and verified: drop the source
-                return True
-            self.report.add(
-                dst, "", f"destination exists with other contents; {display(src)} left in place"
-            )
-            return False
-        try:
-            os.rename(src, dst)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            tmp = os.path.join(os.path.dirname(dst), TEMP_PREFIX + os.path.basename(dst))
-            shutil.copy2(src, tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, dst)
-            os.unlink(src)
-        self.moved += 1
-        return True
-
-    def _moved_already(self, src: str, dst: str) -> bool:
-        if os.path.exists(dst):
-            return True
-        self.report.add(src, "", "source is missing and not in the shard either")
-        return False
-
-
 def _run_entries(
-    ex: _Executor,
+    ex: Executor,
     m: Manifest,
-    entries: Iterable[Tuple[str, int, str, Tuple[FileOp, ...]]],
+    entries: Iterable[Entry],
     *,
     progress: Progress,
     on_step: Optional[Callable[[int], None]],
@@ -481,39 +243,59 @@ def recover(
     if not os.path.exists(path):
         return 0
     m = load_manifest(out) or Manifest()
-    header: dict = {}
-    entries = []
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            doc = json.loads(line)
-        except json.JSONDecodeError:
-            if n >= len(lines) - 1:
-                break  # cut short by the crash: nothing in it was started (fsync comes first)
-            raise DatasetError(
-                f"{display(path)}: line {n} is not JSON; the journal is damaged"
-            ) from None
-        if n == 1:
-            header = doc
-            continue
-        entries.append(_parse_entry(doc))
+    header, entries = read_journal(path)
     m.name = header.get("name", m.name)
     m.max_files = header.get("max_files", m.max_files)
     m.classes = header.get("classes") or m.classes
     log.warning("finishing an interrupted run (%d items in its journal)", len(entries))
     if header.get("pairs"):  # the YOLO fast path: validated and placed pair by pair
-        from .yolo import recover_pairs
+        from .pairs import recover_pairs
 
         done = recover_pairs(out, header, entries, m, report, progress, on_step)
     else:
-        ex = _Executor(out, header.get("mode", "copy"), report)
+        ex = Executor(out, header.get("mode", "copy"), report)
         done = _run_entries(ex, m, entries, progress=progress, on_step=on_step)
     save_manifest(out, m)
     os.unlink(path)
     return done
+
+
+def open_output(
+    out: str,
+    *,
+    name: str,
+    mode: str,
+    max_files: Optional[int],
+    report: Report,
+    flat: bool = False,
+    progress: Progress = NULL_PROGRESS,
+    dry_run: bool = False,
+) -> Tuple[ShardResult, Manifest, ShardPlanner]:
+    """What every writer does first: finish an interrupted run, read the manifest,
+    refuse another dataset's folder, and plan around what is already there."""
+    if mode not in MODES:
+        raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+    out = os.path.abspath(out)
+    result = ShardResult(
+        dataset=dataset_dir(out, name, flat=flat), manifest=os.path.join(out, MANIFEST)
+    )
+    if not dry_run:
+        os.makedirs(out, exist_ok=True)
+        result.recovered = recover(out, report=report, progress=progress)
+    m = load_manifest(out) or Manifest()
+    if m.entries and m.name and m.name != name:
+        raise UsageError(
+            f"{display(out)} already holds dataset {m.name!r}; use --name {m.name} "
+            "or another output folder"
+        )
+    foreign, taken = _foreign(out, name, flat, m.destinations())
+    planner = ShardPlanner(
+        existing={k: (s, st) for k, (s, st, _) in m.entries.items()},
+        foreign=foreign,
+        taken=taken,
+        max_files=max_files,
+    )
+    return result, m, planner
 
 
 def _in_key_order(items: Iterable[Item]) -> Iterator[Item]:
@@ -532,31 +314,6 @@ def _in_key_order(items: Iterable[Item]) -> Iterator[Item]:
             yield it
     if buffered:
         raise DatasetError("internal: a streaming converter yielded keys out of order")
-
-
-class _Journal:
-    """Append-only plan of what is about to be done; every chunk is fsynced before it runs."""
-
-    def __init__(self, out: str, header: dict):
-        self.path = os.path.join(out, JOURNAL)
-        self.f = open(self.path, "w", encoding="utf-8", newline="\n")
-        self.f.write(json.dumps(header) + "\n")
-        self.sync()
-
-    def add(self, entries: Sequence[Tuple[str, int, str, Tuple[FileOp, ...]]]) -> List[str]:
-        lines = [_entry_line(*e, text=True) for e in entries]
-        self.f.write("".join(lines))
-        self.sync()
-        return lines
-
-    def sync(self) -> None:
-        self.f.flush()
-        os.fsync(self.f.fileno())
-
-    def close(self, *, remove: bool) -> None:
-        self.f.close()
-        if remove:
-            os.unlink(self.path)
 
 
 def write_shards(
@@ -584,42 +341,30 @@ def write_shards(
     place. ``classes`` may be a callable, read once the stream is consumed.
     ``on_step`` is called after each item (tests use it to crash a run).
     """
-    if mode not in MODES:
-        raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     report = report if report is not None else Report()
-    out = os.path.abspath(out)
-    result = ShardResult(
-        dataset=dataset_dir(out, name, flat=flat), manifest=os.path.join(out, MANIFEST)
-    )
-    if not dry_run:
-        os.makedirs(out, exist_ok=True)
-        result.recovered = recover(out, report=report, progress=progress)
-    m = load_manifest(out) or Manifest()
-    if m.entries and m.name and m.name != name:
-        raise UsageError(
-            f"{display(out)} already holds dataset {m.name!r}; use --name {m.name} "
-            "or another output folder"
-        )
-    known = {d for _, _, files in m.entries.values() for _, d, _, _, _ in files}
-    foreign, taken = _foreign(out, name, flat, known)
-    before = set(m.entries)
-    planner = ShardPlanner(
-        existing={k: (s, st) for k, (s, st, _) in m.entries.items()},
-        foreign=foreign,
-        taken=taken,
+    result, m, planner = open_output(
+        out,
+        name=name,
+        mode=mode,
         max_files=max_files,
+        flat=flat,
+        report=report,
+        progress=progress,
+        dry_run=dry_run,
     )
+    out = os.path.dirname(result.manifest)
+    before = set(m.entries)
     header = {
         "mode": mode,
         "name": name,
         "max_files": max_files,
         "classes": m.classes if callable(classes) else list(classes),
     }
-    journal: Optional[_Journal] = None
-    ex = _Executor(out, mode, report)
+    journal: Optional[Journal] = None
+    ex = Executor(out, mode, report)
     seen: Set[str] = set()
     shards = {s for s, _, _ in m.entries.values()}
-    todo: List[Tuple[str, int, str, Tuple[FileOp, ...]]] = []
+    todo: List[Entry] = []
     done = placed_old = 0
     progress.on_start(files=2 * (total or 0), bytes=0, desc=f"{mode} into shards")
 
@@ -629,7 +374,7 @@ def write_shards(
             todo.clear()
             return
         if journal is None:
-            journal = _Journal(out, header)
+            journal = Journal(out, header)
         lines = journal.add(todo)
         fresh = {t[0] for t in todo if t[0] not in before}
         done += _run_entries(
@@ -673,7 +418,7 @@ def write_shards(
     if dry_run:
         return result
     names = list(classes() if callable(classes) else classes)
-    if journal is not None or m.name != name or m.classes != names or not m.entries:
+    if journal is not None or (m.entries and (m.name != name or m.classes != names)):
         m.name, m.max_files, m.classes = name, max_files, names
         save_manifest(out, m)
     if journal is not None:
@@ -683,8 +428,8 @@ def write_shards(
 
 
 def _ops(it: Item, slot: Slot, *, name: str, flat: bool) -> Tuple[FileOp, ...]:
-    img = (it.image, _dst(name, slot.shard, slot.stem, it.ext, flat), it.size, it.md5, None)
-    dst = _dst(name, slot.shard, slot.stem, LABEL_EXT, flat)
+    img = (it.image, dst_path(name, slot.shard, slot.stem, it.ext, flat), it.size, it.md5, None)
+    dst = dst_path(name, slot.shard, slot.stem, LABEL_EXT, flat)
     if it.label_src is not None:
         lab: FileOp = (it.label_src, dst, it.label_size, it.label_md5, None)
     else:

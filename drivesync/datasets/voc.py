@@ -13,8 +13,17 @@ import xml.etree.ElementTree as ET
 from typing import Container, Dict, List, Optional, Sequence, Tuple
 
 from ..progress import NULL_PROGRESS, Progress
-from . import IMAGE_EXTS, Conversion, Item, box_from_corners, display, open_image, walk_files
-from .report import BOX, Report
+from . import (
+    IMAGE_EXTS,
+    Conversion,
+    Item,
+    box_from_corners,
+    display,
+    open_image,
+    skip_box,
+    walk_files,
+)
+from .report import Report
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +152,7 @@ def _one(
         name = (obj.findtext("name") or "").strip()
         if name not in index:
             reason = f"class {name!r} is not in --classes" if strict else "object has no <name>"
-            report.add(path, f"{where}/name", reason, skipped=BOX)
-            conv.counts.skipped_boxes += 1
+            skip_box(report, conv.counts, path, f"{where}/name", reason)
             continue
         if (obj.findtext("difficult") or "0").strip() == "1" and not keep_difficult:
             conv.counts.difficult += 1
@@ -157,19 +165,12 @@ def _one(
             if any(v != v for v in (x0, y0, x1, y1)):
                 raise ValueError("missing")
         except ValueError:
-            report.add(
-                path, f"{where}/bndbox", "expected numbers in xmin, ymin, xmax, ymax", skipped=BOX
-            )
-            conv.counts.skipped_boxes += 1
+            reason = "expected numbers in xmin, ymin, xmax, ymax"
+            skip_box(report, conv.counts, path, f"{where}/bndbox", reason)
             continue
         if x0 > x1 or y0 > y1:
-            report.add(
-                path,
-                f"{where}/bndbox",
-                f"xmin > xmax or ymin > ymax ({x0:g},{y0:g},{x1:g},{y1:g})",
-                skipped=BOX,
-            )
-            conv.counts.skipped_boxes += 1
+            reason = f"xmin > xmax or ymin > ymax ({x0:g},{y0:g},{x1:g},{y1:g})"
+            skip_box(report, conv.counts, path, f"{where}/bndbox", reason)
             continue
         box = box_from_corners(index[name], x0 - 1, y0 - 1, x1, y1, w, h)
         if box is None:
