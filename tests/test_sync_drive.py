@@ -251,3 +251,62 @@ def test_push_delete_is_batched(tmp_path, emulator, drive_remote):
                                                           "003.txt"]
     trashed = [f for f in emulator.state.all_files() if f.get("trashed")]
     assert len(trashed) == 101  # --delete trashes: recoverable for 30 days
+
+
+def _interrupt(cmd, emulator, *, ready, env_extra=None):
+    """Run the CLI in a subprocess, send SIGINT once ``ready()``; (rc, stderr, seconds to stop)."""
+    env = dict(os.environ, DRIVESYNC_TOKEN=TOKEN, DRIVESYNC_BACKOFF_BASE="0.01",
+               DRIVESYNC_BACKOFF_CAP="0.05", DRIVESYNC_CHUNK_SIZE=str(256 * 1024),
+               DRIVESYNC_RESUMABLE_THRESHOLD=str(256 * 1024), **(env_extra or {}))
+    proc = subprocess.Popen([sys.executable, "-m", "drivesync", *cmd, "--endpoint", emulator.url],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not ready() and proc.poll() is None:
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    return proc.returncode, err.decode(), time.monotonic() - t0
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_push_at_once_and_a_rerun_finishes(tmp_path, emulator, drive_remote):
+    src = tmp_path / "src"
+    files = {f"f{i}.bin": os.urandom(1536 * 1024) for i in range(6)}
+    src.mkdir()
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    emulator.configure(bandwidth=1024 * 1024)  # 1.5 s per file and connection
+    rc, err, took = _interrupt(["push", str(src), "drive:space_Colab/ds", "-q"], emulator,
+                               ready=lambda: emulator.counters["bytes_in"] >= 1024 * 1024)
+    assert rc == 130 and "re-run the same command" in err and "Traceback" not in err
+    assert took < 1.0  # the 4 uploads in flight were cut, not finished
+    live = [f for f in emulator.state.all_files() if f["name"] in files]
+    assert all(f["md5Checksum"] == md5(files[f["name"]]) for f in live)  # nothing partial
+    assert len(live) < len(files)
+    emulator.configure(bandwidth=None)
+    res = push(src, remote=drive_remote, path="ds", write_rate=0, hash_cache=HashCache(None))
+    assert res.failed == 0
+    assert_exactly_once(emulator, {f"ds/{n}": d for n, d in files.items()})
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_pull_at_once_and_a_rerun_finishes(tmp_path, emulator, drive_remote):
+    files = {f"f{i}.bin": os.urandom(1536 * 1024) for i in range(4)}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        drive_remote.upload(tmp_path / name, f"ds/{name}")
+    emulator.configure(bandwidth=1024 * 1024)
+    dest = tmp_path / "dest"
+    sent = emulator.counters["bytes_out"]
+    rc, err, took = _interrupt(["pull", "drive:space_Colab/ds", str(dest), "-q"], emulator,
+                               ready=lambda: emulator.counters["bytes_out"] > sent + 2**20)
+    assert rc == 130 and "re-run the same command" in err and "Traceback" not in err
+    assert took < 1.0
+    for p in dest.iterdir():  # only whole, verified files under their own names
+        assert p.name.startswith(".drivesync-partial-") or p.read_bytes() == files[p.name]
+    emulator.configure(bandwidth=None)
+    res = pull(drive_remote, dest, path="ds", hash_cache=HashCache(None))
+    assert res.failed == 0
+    assert sorted(os.listdir(dest)) == sorted(files)
+    assert all((dest / n).read_bytes() == d for n, d in files.items())

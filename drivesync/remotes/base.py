@@ -141,6 +141,11 @@ class Remote(ABC):
         """Pace creates of new items to ``rate`` per second (Drive allows ~3 per
         user). Transports without such a limit (a local folder) ignore it."""
 
+    def set_interrupted(self, flag: bool) -> None:  # noqa: B027 - optional hook
+        """While ``flag`` is set, transfers in other threads stop at once by raising
+        :class:`TransferInterrupted` (Ctrl-C). A transfer that stops never leaves
+        a partial file at its destination. Cleared again once they stopped."""
+
     def close(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release connections; the default has nothing to release."""
 
@@ -149,6 +154,10 @@ class Remote(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class TransferInterrupted(KeyboardInterrupt):
+    """Raised in a worker thread whose transfer was stopped by Ctrl-C."""
 
 
 def target_path(target: Target) -> str:

@@ -41,13 +41,15 @@ from ..hashing import md5_file
 from ..pacer import Pacer, RateLimiter
 from ..progress import NULL_PROGRESS, Progress
 from ..types import FILE, FOLDER, Entry, Quota, is_internal, temp_name
-from .base import Remote, Target, target_path
+from .base import Remote, Target, TransferInterrupted, target_path
 from .drive_errors import classify
 from .drive_support import (
     ChunkedFileUpload,
     CountingHttp,
     FolderCache,
     IdPool,
+    StopClock,
+    cut_connections,
     drive_names,
     parse_rfc3339,
     pick,
@@ -88,10 +90,12 @@ class DriveRemote(Remote):
         self._doc: Optional[str] = None
         self._folders = FolderCache()
         self._ids = IdPool(self._generate_ids)
-        self._writes = RateLimiter(self.settings.write_rate, burst=3)
+        self._interrupted = threading.Event()
+        self._clock = StopClock(self._interrupted)
+        self._writes = RateLimiter(self.settings.write_rate, burst=3, clock=self._clock)
         self._pacer = Pacer(max_tries=self.settings.max_tries, base=self.settings.backoff_base,
                             cap=self.settings.backoff_cap, classify=is_retryable,
-                            on_retry=self._on_retry)
+                            on_retry=self._on_retry, clock=self._clock)
         chunk = max(256 * 1024, self.settings.chunk_size)
         self._chunk = chunk - chunk % (256 * 1024)
 
@@ -142,6 +146,8 @@ class DriveRemote(Remote):
     def _call(self, fn: Callable[[], T], *, what: str) -> T:
         """Run ``fn`` through the pacer with every error classified into ours."""
         def attempt() -> T:
+            if self._interrupted.is_set():
+                raise TransferInterrupted(f"{what}: interrupted")
             try:
                 return fn()
             except Exception as exc:
@@ -321,7 +327,20 @@ class DriveRemote(Remote):
 
     def set_write_rate(self, rate: Optional[float]) -> None:
         """Every create (files and folders) of this remote waits on one token bucket."""
-        self._writes = RateLimiter(rate, burst=3)
+        self._writes = RateLimiter(rate, burst=3, clock=self._clock)
+
+    def set_interrupted(self, flag: bool) -> None:
+        """Ctrl-C: requests in flight are cut (an unfinished upload never becomes a
+        Drive file; a download keeps its finished chunks for the next run) and no
+        new request starts. Clearing drops the cut connections."""
+        if flag:
+            self._interrupted.set()
+            with self._lock:
+                https = list(self._https)
+            cut_connections(https)
+        elif self._interrupted.is_set():
+            self._interrupted.clear()
+            self.close()
 
     # ---- transfers ----------------------------------------------------------------
     def upload(self, source: Union[str, Path], path: str, *,

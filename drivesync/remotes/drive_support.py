@@ -7,13 +7,16 @@ Kept apart so drive.py reads as the list of Remote operations.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
 from googleapiclient.http import MediaFileUpload
 
+from ..pacer import Clock
 from ..types import Stats
+from .base import TransferInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,34 @@ class ChunkedFileUpload(MediaFileUpload):
 
     def has_stream(self) -> bool:
         return False
+
+
+class StopClock(Clock):
+    """The pacer's clock: retry and rate-limit waits end at once on Ctrl-C."""
+
+    def __init__(self, stop: threading.Event):
+        self._stop = stop
+
+    def sleep(self, seconds: float) -> None:
+        if self._stop.wait(seconds) if seconds > 0 else self._stop.is_set():
+            raise TransferInterrupted("interrupted")
+
+
+def cut_connections(https: list[Any]) -> None:
+    """Shut down the sockets of requests in flight (from another thread), so a
+    transfer blocked in send/recv fails now instead of finishing its chunk."""
+    for http in https:
+        try:
+            conns = list(getattr(http, "connections", {}).values())
+        except RuntimeError:  # the dict changed while we copied it: a new connection
+            conns = []
+        for conn in conns:
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
 
 class IdPool:

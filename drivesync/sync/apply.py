@@ -39,10 +39,14 @@ class ApplyReport:
 def apply_plan(plan: Plan, run: Callable[[Action], int], *, jobs: int = 4,
                dry_run: bool = False, progress: Progress = NULL_PROGRESS,
                serial: Sequence[str] = (MKDIR,), last: Sequence[str] = (DELETE,),
-               desc: str = "") -> ApplyReport:
+               desc: str = "", interrupt: Callable[[bool], None] = lambda flag: None
+               ) -> ApplyReport:
     """Execute ``plan`` by calling ``run(action)`` (returns bytes moved) for each action.
 
-    With ``dry_run`` nothing is called and the report is empty.
+    With ``dry_run`` nothing is called and the report is empty. On Ctrl-C,
+    ``interrupt(True)`` makes running transfers stop (``Remote.set_interrupted``),
+    the workers are joined, ``interrupt(False)`` is called and KeyboardInterrupt
+    is raised: no thread goes on uploading after the call returned.
     """
     report = ApplyReport()
     if dry_run:
@@ -61,7 +65,7 @@ def apply_plan(plan: Plan, run: Callable[[Action], int], *, jobs: int = 4,
             if report.fatal is not None:
                 _count_left(report, phase)
                 continue
-            _run_phase(phase, run, width, report, lock, progress)
+            _run_phase(phase, run, width, report, lock, progress, interrupt)
     finally:
         progress.on_done()
     return report
@@ -75,7 +79,8 @@ def _count_left(report: ApplyReport, actions: Sequence[Action]) -> None:
 
 
 def _run_phase(actions: Sequence[Action], run: Callable[[Action], int], width: int,
-               report: ApplyReport, lock: threading.Lock, progress: Progress) -> None:
+               report: ApplyReport, lock: threading.Lock, progress: Progress,
+               interrupt: Callable[[bool], None]) -> None:
     if not actions:
         return
     stop = threading.Event()
@@ -126,7 +131,9 @@ def _run_phase(actions: Sequence[Action], run: Callable[[Action], int], width: i
                     fut.cancel()
     except BaseException:
         stop.set()
-        pool.shutdown(wait=False, cancel_futures=True)
+        interrupt(True)
+        pool.shutdown(wait=True, cancel_futures=True)  # prompt: transfers stop at once
+        interrupt(False)
         raise
     pool.shutdown(wait=True)
 

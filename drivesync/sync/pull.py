@@ -57,7 +57,7 @@ def pull(remote: Remote, local_dir: Union[str, Path], *, path: str = "", jobs: i
         runner = _PullRunner(remote=remote, root=root, progress=progress, tmp_dir=state_path,
                              cache=cache)
         report = apply_plan(plan, runner.run, jobs=jobs, dry_run=dry_run, progress=progress,
-                            desc="pull")
+                            desc="pull", interrupt=remote.set_interrupted)
         cache.flush()
         result.downloaded = report.done[DOWNLOAD]
         result.unpacked = report.done[UNPACK]

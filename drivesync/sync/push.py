@@ -194,7 +194,7 @@ def push(local_dir: Union[str, Path], *, remote: Remote, path: str = "", jobs: i
         deletes = plan.of(DELETE)
         report = apply_plan(Plan([a for a in plan.actions if a.kind != DELETE], plan.problems),
                             runner.run, jobs=jobs, dry_run=dry_run, progress=progress,
-                            desc="push")
+                            desc="push", interrupt=remote.set_interrupted)
         if not dry_run and report.fatal is None and deletes:
             report.problems.extend(runner.delete_all(deletes))
             report.failed = len(report.problems)
@@ -277,8 +277,13 @@ def _md5_many(cache: HashCache, items: list[tuple[str, str, os.stat_result]],
               jobs: int) -> dict[str, str]:
     if not items:
         return {}
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
         digests = list(pool.map(lambda it: cache.md5(it[1], st=it[2]), items))
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: don't hash the rest first
+        raise
+    pool.shutdown()
     return {rel: d for (rel, _, _), d in zip(items, digests)}
 
 
