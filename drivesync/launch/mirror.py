@@ -5,24 +5,35 @@ the same for ``settle_polls`` polls, no process of the trainer has it open
 (Linux ``/proc``), and its header passes the checks in :mod:`.weights`. The
 file is then copied to a private snapshot (the trainer may start rewriting it
 at any moment), re-stat'ed to prove the copy saw one version, and the snapshot
-is uploaded under ``types.temp_name(NAME)``, md5-verified by the Remote, and
-renamed to ``NAME``; only then is the copy it replaces deleted (by its Entry,
-so a racing newer copy is never hit). The Remote therefore always holds at
-least one complete checkpoint, and content is never updated in place (Drive
-would keep the old bytes as a revision counting against the quota).
+is uploaded under one temporary name per folder (:data:`UPLOAD_TEMP`, hidden
+from listings, so never taken for a checkpoint, and removed when the next
+launch starts: a kill between upload and rename leaves no lasting garbage),
+md5-verified by the Remote, and renamed to ``NAME``; only then is the copy it
+replaces deleted (by its Entry, so a racing newer copy is never hit). The
+Remote therefore always holds at least one complete checkpoint, and content is
+never updated in place (Drive would keep the old bytes as a revision counting
+against the quota).
+
+A darknet file smaller than a checkpoint of the same family mirrored earlier
+in this run is refused as truncated: every checkpoint of one network has the
+same size, and darknet killed while writing leaves a shorter file whose header
+still parses. A full Drive (QuotaExceeded) never stops training: a warning
+says what to do, uploads pause for ``quota_retry`` seconds, and mirroring
+resumes by itself once space is freed.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from ..errors import DriveSyncError, NotFound
+from ..errors import DriveSyncError, NotFound, QuotaExceeded
 from ..hashing import md5_file
 from ..progress import NULL_PROGRESS, Progress
 from ..remotes.base import Remote
@@ -32,6 +43,15 @@ from .weights import CheckpointError, WeightsInfo
 log = logging.getLogger(__name__)
 
 Key = tuple  # (size, mtime_ns, inode)
+
+# The one in-flight name the mirror uploads to (one upload at a time per folder).
+UPLOAD_TEMP = temp_name("mirror-upload")
+_DARKNET_ROLE = re.compile(r"_(\d+|last|final|best)$", re.IGNORECASE)
+
+
+def darknet_family(name: str) -> str:
+    """``yolo-obj_1000.weights`` / ``yolo-obj_last.weights`` -> ``yolo-obj``."""
+    return _DARKNET_ROLE.sub("", os.path.splitext(name)[0])
 
 
 @dataclass(frozen=True)
@@ -50,6 +70,7 @@ class MirrorStats:
     skipped_same: int = 0
     rejected: int = 0
     pruned: int = 0
+    quota_blocked: int = 0   # times an upload was refused for lack of space
 
 
 def process_tree(root_pid: int) -> list[int]:
@@ -111,7 +132,9 @@ class Mirror:
                  policy: object = None,
                  progress: Progress = NULL_PROGRESS,
                  on_event: Callable[[str], None] = lambda message: None,
-                 on_warning: Callable[[str], None] = lambda message: None):
+                 on_warning: Callable[[str], None] = lambda message: None,
+                 quota_retry: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic):
         self.remote = remote
         self.watch_dir = Path(watch_dir)
         self.path = path
@@ -129,6 +152,10 @@ class Mirror:
         self._baseline: dict[str, Key] = {}        # files that predate this launch
         self._done: dict[str, Key] = {}            # versions already handled
         self._seen: dict[str, tuple[Key, int]] = {}
+        self._sizes: dict[str, int] = {}           # darknet family -> size mirrored this run
+        self.quota_retry = quota_retry
+        self.clock = clock
+        self._blocked_at: Optional[float] = None   # when Drive last said it is full
 
     # ---- start ------------------------------------------------------------
     def start(self) -> list[Entry]:
@@ -138,6 +165,7 @@ class Mirror:
         leftovers of a killed run: they are never uploaded unless they change.
         """
         entries = self._list()
+        self._clear()
         entries = self._dedupe(entries)
         self.known = {(e.name, e.md5) for e in entries if e.md5}
         self._baseline = {p.name: _key(p.stat()) for p in self._candidates()}
@@ -190,8 +218,17 @@ class Mirror:
         return out
 
     # ---- polling ----------------------------------------------------------
-    def poll(self) -> list[Mirrored]:
-        """One look at the folder; mirrors every file that became complete."""
+    def blocked(self) -> bool:
+        """True while uploads wait for Drive space (``quota_retry`` after a refusal)."""
+        return self._blocked_at is not None and \
+            self.clock() - self._blocked_at < self.quota_retry
+
+    def poll(self, *, force: bool = False) -> list[Mirrored]:
+        """One look at the folder; mirrors every file that became complete.
+
+        While Drive is full (see :meth:`blocked`) files are only watched, not
+        uploaded, unless ``force`` (the last tries after the trainer stopped).
+        """
         ready: list[tuple[int, Path, Key]] = []
         for p in self._candidates():
             try:
@@ -207,15 +244,33 @@ class Mirror:
             self._seen[name] = (key, count)
             if count >= self.settle_polls:
                 ready.append((st.st_mtime_ns, p, key))
-        out = []
+        out: list[Mirrored] = []
+        if self.blocked() and not force:
+            return out
         for _mtime, p, key in sorted(ready, key=lambda t: (t[0], t[1].name)):
             if open_by(self.pids(), p):
                 log.debug("%s is still open by the trainer", p.name)
                 continue
-            result = self._mirror_one(p, key)
+            try:
+                result = self._mirror_one(p, key)
+            except QuotaExceeded as exc:
+                self._on_full(p.name, exc)
+                break
             if result is not None:
                 out.append(result)
         return out
+
+    def _on_full(self, name: str, exc: QuotaExceeded) -> None:
+        """Warn once per full spell; uploads pause for ``quota_retry`` seconds."""
+        self.stats.quota_blocked += 1
+        first = self._blocked_at is None
+        self._blocked_at = self.clock()
+        if first:
+            self.on_warning(
+                f"Drive is full, {name} not mirrored ({exc}); training continues and the "
+                "checkpoints already on Drive are kept. Free space (empty Drive's trash, "
+                "`drivesync prune ... --max-bytes`) and mirroring resumes by itself "
+                f"(next try in {self.quota_retry:g}s)")
 
     def pending(self) -> list[str]:
         """Files seen changing that have not been handled yet."""
@@ -227,15 +282,19 @@ class Mirror:
         """After the trainer stopped: poll until every changed file is handled."""
         out: list[Mirrored] = []
         deadline = time.monotonic() + timeout
+        refusals = self.stats.quota_blocked
         for _ in range(self.settle_polls + 1):
-            out += self.poll()
+            out += self.poll(force=True)
             sleep(interval)
-        while self.pending() and time.monotonic() < deadline:
-            out += self.poll()
+        while self.pending() and time.monotonic() < deadline \
+                and self.stats.quota_blocked == refusals:
+            out += self.poll(force=True)
             if self.pending():
                 sleep(interval)
+        why = "Drive is full" if self.stats.quota_blocked > refusals else \
+            "it never became complete"
         for name in self.pending():
-            self.on_warning(f"{name}: not mirrored (it never became complete)")
+            self.on_warning(f"{name}: not mirrored ({why})")
         return out
 
     # ---- one file ---------------------------------------------------------
@@ -251,6 +310,7 @@ class Mirror:
                 return None
             try:
                 info = self.check(snap)
+                self._check_size(name, key[0], info)
             except CheckpointError as exc:
                 self._done[name] = key
                 self.stats.rejected += 1
@@ -270,6 +330,12 @@ class Mirror:
             snap.unlink(missing_ok=True)
         self.known.add((name, md5))
         self._done[name] = key
+        if info is not None and info.kind == "darknet":
+            family = darknet_family(name)
+            self._sizes[family] = max(self._sizes.get(family, 0), key[0])
+        if self._blocked_at is not None:
+            self._blocked_at = None
+            self.on_event("Drive has space again; mirroring resumed")
         result = Mirrored(name=name, size=key[0], md5=md5, info=info,
                           seconds=time.monotonic() - t0)
         self.stats.mirrored.append(result)
@@ -280,12 +346,22 @@ class Mirror:
         self._prune()
         return result
 
+    def _check_size(self, name: str, size: int, info: Optional[WeightsInfo]) -> None:
+        if info is None or info.kind != "darknet":
+            return
+        family = darknet_family(name)
+        want = self._sizes.get(family)
+        if want is not None and size < want:
+            raise CheckpointError(
+                f"{size} bytes, but the {family} checkpoints mirrored in this run have {want}: "
+                "truncated (the trainer stopped while writing it?)")
+
     def _upload(self, snap: Path, name: str) -> Entry:
         """Temp name -> verify -> rename -> delete the replaced copies."""
         final_path = join(self.path, name)
-        tmp_path = join(self.path, temp_name(name))
+        tmp_path = join(self.path, UPLOAD_TEMP)
         old = [e for e in self._list() if e.name == name]
-        self._clear(tmp_path)
+        self._clear()
         self.progress.on_start(files=1, bytes=snap.stat().st_size, desc=f"mirror {name}")
         try:
             new = self.remote.upload(snap, tmp_path, progress=self.progress)
@@ -301,8 +377,9 @@ class Mirror:
                 self._delete(e)
         return final
 
-    def _clear(self, tmp_path: str) -> None:
+    def _clear(self) -> None:
         """Remove in-flight copies a killed run left under the temp name."""
+        tmp_path = join(self.path, UPLOAD_TEMP)
         for _ in range(10):
             try:
                 entry = self.remote.stat(tmp_path)

@@ -236,8 +236,61 @@ def _trainer_env() -> dict:
     return env
 
 
+class SignalForwarder:
+    """SIGINT/SIGTERM handling for one launch, from the trainer's start to our exit.
+
+    While the trainer runs, a signal is passed on to it (darknet dies, Ultralytics
+    stops) and the launch goes on to mirror the newest checkpoint. Once the
+    trainer is gone, the first signal only warns that the last upload is being
+    finished; a second one stops at once (KeyboardInterrupt, exit 130): the
+    checkpoints already on the remote are complete either way.
+    """
+
+    def __init__(self, *, reporter: Reporter):
+        self.reporter = reporter
+        self.proc: Optional[subprocess.Popen] = None
+        self.got: list[int] = []
+        self.wake = threading.Event()
+        self.finishing = False
+        self._late = 0
+        self._previous: dict = {}
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        self.got.append(signum)
+        self.wake.set()
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            try:
+                proc.send_signal(signum)
+            except ProcessLookupError:
+                pass
+            return
+        if self.finishing:
+            self._late += 1
+            if self._late >= 2:
+                raise KeyboardInterrupt
+            self.reporter.warn("finishing the upload of the newest checkpoint; "
+                               "signal again to stop now (Drive keeps the complete ones)")
+
+    def __enter__(self) -> SignalForwarder:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    @property
+    def first(self) -> Optional[int]:
+        return self.got[0] if self.got else None
+
+
 def run_trainer(argv: list, *, mirror: Optional[Mirror], interval: float, reporter: Reporter,
-                on_start: Callable[[int], None] = lambda pid: None) -> tuple[int, Optional[int]]:
+                on_start: Callable[[int], None] = lambda pid: None,
+                signals: Optional[SignalForwarder] = None) -> tuple[int, Optional[int]]:
     """Start the trainer, mirror while it runs, forward SIGINT/SIGTERM; (code, signal)."""
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -248,21 +301,11 @@ def run_trainer(argv: list, *, mirror: Optional[Mirror], interval: float, report
         raise ConfigError(f"trainer command not executable: {argv[0]}") from None
     on_start(proc.pid)
     pump = _stream(proc, reporter)
-    got: list[int] = []
-    wake = threading.Event()
-
-    def forward(signum, _frame) -> None:
-        got.append(signum)
-        try:
-            proc.send_signal(signum)
-        except ProcessLookupError:
-            pass
-        wake.set()
-
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, forward)
+    own = signals is None
+    fwd = signals if signals is not None else SignalForwarder(reporter=reporter)
+    fwd.proc = proc
+    if own:
+        fwd.__enter__()
     try:
         while proc.poll() is None:
             if mirror is not None:
@@ -270,16 +313,27 @@ def run_trainer(argv: list, *, mirror: Optional[Mirror], interval: float, report
                     mirror.poll()
                 except DriveSyncError as exc:  # a network hiccup must not stop training
                     reporter.warn(f"mirroring: {exc} (will retry)")
-            wake.wait(interval)
-            wake.clear()
+            fwd.wake.wait(interval)
+            fwd.wake.clear()
         code = proc.wait()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if own:
+            fwd.__exit__()
     pump.join(timeout=5)
     if code < 0:
         code = 128 - code
-    return code, (got[0] if got else None)
+    return code, fwd.first
+
+
+def finish_mirror(mirror: Mirror, *, interval: float, reporter: Reporter) -> None:
+    """Mirror what the trainer left; errors are warnings (the exit code stays the trainer's)."""
+    reporter.say("trainer stopped; mirroring the newest checkpoints")
+    try:
+        mirror.finish(interval=interval)
+    except DriveSyncError as exc:
+        reporter.warn(f"mirroring after the trainer stopped failed: {exc}; the checkpoints "
+                      "already on the remote are complete, and the newer local ones stay in "
+                      f"{mirror.watch_dir}")
 
 
 # ---- the whole launch ----------------------------------------------------------
@@ -356,11 +410,12 @@ def launch(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
         pids: list[int] = []
         if mirror is not None:
             mirror.pids = lambda: [p for root in pids for p in process_tree(root)]
-        code, sig = run_trainer(argv, mirror=mirror, interval=opts.interval,
-                                reporter=reporter, on_start=pids.append)
-        if mirror is not None:
-            reporter.say("trainer stopped; mirroring the newest checkpoints")
-            mirror.finish(interval=opts.interval)
+        with SignalForwarder(reporter=reporter) as signals:
+            code, sig = run_trainer(argv, mirror=mirror, interval=opts.interval,
+                                    reporter=reporter, on_start=pids.append, signals=signals)
+            signals.finishing = True
+            if mirror is not None:
+                finish_mirror(mirror, interval=opts.interval, reporter=reporter)
         stats = mirror.stats if mirror is not None else None
         return LaunchResult(
             exit_code=code, command=argv, resume=resume, staged=staged, signal=sig,
