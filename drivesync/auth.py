@@ -10,6 +10,7 @@ cache file is written atomically with mode 0600 in a 0700 directory.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -95,13 +96,39 @@ def _application_default() -> Optional[CredentialSource]:
     return CredentialSource(creds, "adc", f"Application Default Credentials{where}")
 
 
-def load_user_token(path: Path) -> Any:
-    """The cached user credentials, refreshed (and rewritten) when expired."""
-    from google.auth.exceptions import RefreshError, TransportError
+@functools.cache
+def _saving_credentials_class() -> Any:
+    """google.oauth2 user Credentials that write themselves back after a refresh.
+
+    google-auth refreshes an expired access token by itself in the middle of a
+    run (every hour); without this the next run would refresh again, and a
+    rotated refresh token would be lost.
+    """
     from google.oauth2.credentials import Credentials
 
+    class SavingCredentials(Credentials):
+        token_file: Optional[Path] = None
+
+        def refresh(self, request: Any) -> None:
+            super().refresh(request)
+            if self.token_file is not None:
+                try:
+                    save_user_token(self, self.token_file)
+                except OSError as exc:  # the run goes on with the token in memory
+                    log.warning("could not save the refreshed token to %s: %s",
+                                self.token_file, exc.strerror or exc)
+
+    return SavingCredentials
+
+
+def load_user_token(path: Path) -> Any:
+    """The cached user credentials, refreshed (and rewritten) when expired, and
+    rewritten again whenever they are refreshed later in the run."""
+    from google.auth.exceptions import RefreshError, TransportError
+
     try:
-        creds = Credentials.from_authorized_user_file(str(path), SCOPES)
+        creds = _saving_credentials_class().from_authorized_user_file(str(path), SCOPES)
+        creds.token_file = Path(path)
     except (ValueError, KeyError, json.JSONDecodeError) as exc:
         raise AuthError(f"{path}: the cached token is unreadable ({type(exc).__name__}); "
                         "run `drivesync auth login` again") from None
@@ -116,7 +143,6 @@ def load_user_token(path: Path) -> Any:
         except TransportError as exc:
             raise TransientError(f"cannot reach the Google token server to refresh "
                                  f"the cached token: {type(exc).__name__}") from None
-        save_user_token(creds, path)
     return creds
 
 

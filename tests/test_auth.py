@@ -6,6 +6,7 @@ flow exchanges its code over HTTP with a small local token endpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -204,3 +205,46 @@ def test_logout_deletes_the_cached_token(capsys):
     assert not path.exists() and "removed" in capsys.readouterr().out
     assert main(["auth", "logout"]) == 0
     assert "no cached token" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("expired", [True, False])
+def test_a_token_refreshed_during_a_run_is_written_back(emulator, drive_settings, tmp_path,
+                                                        expired):
+    """google-auth refreshes an expired token (or after a 401) in the middle of a run;
+    the new token must reach the cache file (0600) so the next run need not refresh."""
+    from drivesync.remotes.drive import DriveRemote
+
+    class Endpoint(_TokenEndpoint):
+        def do_POST(self):  # noqa: N802 - stdlib name
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            doc = json.dumps({"access_token": emulator.token, "expires_in": 3600,
+                              "token_type": "Bearer"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(doc)))
+            self.end_headers()
+            self.wfile.write(doc)
+
+    server = HTTPServer(("127.0.0.1", 0), Endpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    path = tmp_path / "cfg" / "token.json"
+    auth.save_user_token(user_creds(token="stale-token"), path)
+    loaded = auth.load_user_token(path)
+    assert loaded.token == "stale-token" and loaded.token_file == path
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    creds = type(loaded)(token="stale-token", refresh_token="refresh-secret",
+                         client_id="cid", client_secret="csecret", scopes=auth.SCOPES,
+                         token_uri=f"http://127.0.0.1:{server.server_port}/token",
+                         expiry=now + timedelta(hours=-1 if expired else 1))
+    creds.token_file = path
+    settings = dataclasses.replace(drive_settings, token=None)
+    remote = DriveRemote("space_Colab", settings=settings, credentials=creds)
+    try:
+        remote.mkdir("x")  # 401 with the stale token -> refresh -> retried, or refresh first
+    finally:
+        remote.close()
+        server.shutdown()
+    saved = json.loads(path.read_text())
+    assert saved["token"] == emulator.token and saved["refresh_token"] == "refresh-secret"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in path.parent.iterdir()) == ["token.json"]
