@@ -53,6 +53,39 @@ def test_policy_validates_its_numbers():
         PrunePolicy(keep_last=-1)
     with pytest.raises(UsageError, match="keep_every"):
         PrunePolicy(keep_every=0)
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(UsageError, match="min_age"):
+            PrunePolicy(min_age=bad)
+
+
+# ---- min_age: a checkpoint still being written -----------------------------------------------
+def test_min_age_keeps_young_checkpoints_out_of_the_plan():
+    """A trainer writing into the folder: y_10000 and _last were modified within a minute."""
+    entries = darknet()                      # y_N000 at t=N, _last at 10.5, _best at 3.5
+    now = 69.0
+    unsafe = select_prunable(entries, PrunePolicy(keep_last=0), now=now)
+    assert "y_10000.weights" in paths(unsafe.delete)   # what min_age is there to prevent
+    plan = select_prunable(entries, PrunePolicy(keep_last=0, min_age=60), now=now)
+    reasons = {d.entry.path: d.reason for d in plan.keep}
+    assert reasons["y_10000.weights"] == ("modified 59s ago, younger than --min-age 60s: "
+                                          "may still be being written")
+    assert "younger than --min-age" in reasons["y_last.weights"]
+    # the settled files are planned as if the young ones were not there yet
+    assert reasons["y_9000.weights"] == "newest complete checkpoint of family 'y'"
+    assert paths(plan.delete) == sorted(f"y_{i}000.weights" for i in range(1, 9))
+    # ... but their bytes still count towards a budget
+    tight = select_prunable(entries, PrunePolicy(keep_last=0, min_age=60, max_bytes=300),
+                            now=now)
+    assert not tight.budget_met and "protected and young" in tight.notes[0]
+    assert {"y_10000.weights", "y_last.weights"} <= set(paths(tight.keep))
+
+
+def test_min_age_a_modified_time_in_the_future_is_young():
+    entries = [E("m_1.pt", modified=0.0), E("m_2.pt", modified=10.0), E("m_3.pt", modified=500.0)]
+    plan = select_prunable(entries, PrunePolicy(keep_last=0, min_age=60), now=100.0)
+    reasons = {d.entry.path: d.reason for d in plan.keep}
+    assert "400s in the future" in reasons["m_3.pt"]
+    assert paths(plan.delete) == ["m_1.pt"]    # m_2 is the newest settled complete one
 
 
 # ---- rules -----------------------------------------------------------------------------------
@@ -229,7 +262,9 @@ policies = st.builds(
     keep_every=st.one_of(st.none(), st.sampled_from([2, 5, 10, 1000])),
     max_bytes=st.one_of(st.none(), st.integers(0, 20000)),
     min_free=st.one_of(st.none(), st.integers(0, 20000)),
+    min_age=st.sampled_from([0.0, 0.0, 20.0, 150.0]),
 )
+NOW = 200.0   # folder times are 0..199
 quotas = st.builds(lambda used, trash, limit: Quota(limit=limit, usage=used + trash,
                                                     trash=trash),
                    st.integers(0, 30000), st.integers(0, 3000),
@@ -245,7 +280,7 @@ def key(e: Entry):
 
 def run(entries, policy, quota, permanent, empty_trash):
     return select_prunable(entries, policy, quota=quota, permanent=permanent,
-                           empty_trash=empty_trash)
+                           empty_trash=empty_trash, now=NOW)
 
 
 @PROPS
@@ -262,6 +297,8 @@ def test_invariants(entries, policy, quota, permanent, empty_trash):
     assert {key(e) for e in plan.ignored} == {key(e) for e, c in ckpts if c is None}
     assert all(parse_checkpoint(d.entry) is not None for d in plan.delete)
     assert all(d.reason for d in plan.delete + plan.keep)
+    # nothing modified within min_age of now is ever deleted
+    assert all(NOW - d.entry.modified >= policy.min_age for d in plan.delete)
 
     by_family: dict = {}
     for e, c in ckpts:
@@ -288,10 +325,11 @@ def test_invariants(entries, policy, quota, permanent, empty_trash):
                 assert "identical copy" in next(d.reason for d in plan.delete
                                                 if key(d.entry) == key(e))
 
-    # identical content is kept once, except under protected names
+    # identical content is kept once, except under protected names (young files are
+    # outside the plan until they settle)
     seen: dict = {}
     for d in plan.keep:
-        if d.entry.size > 0:
+        if d.entry.size > 0 and "younger than --min-age" not in d.reason:
             seen.setdefault((d.entry.md5, d.entry.size), []).append(d)
     for copies in seen.values():
         assert len(copies) == 1 or sum(not d.reason.startswith("newest ") for d in copies) <= 1

@@ -7,17 +7,20 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
 from drivesync.checkpoints import PrunePolicy, find_latest, prune, pull_latest
 from drivesync.checkpoints.lock import FolderLock, lock_path
 from drivesync.cli import main
-from drivesync.errors import LockedError, NotFound
+from drivesync.errors import LockedError, NotFound, UsageError
 from drivesync.types import temp_name
 
 TOKEN = "test-token"  # the token tests/conftest.py gives the emulator
@@ -31,15 +34,24 @@ def payload(name: str, size: int) -> bytes:
     return (seed * (size // len(seed) + 1))[:size]
 
 
-def seed(remote, tmp_path: Path, files: dict) -> None:
-    """Upload ``{name: size or bytes}`` into SUB, in the given order (= mtime order)."""
+SETTLED = time.time() - 3600   # seeded files were written an hour ago unless said otherwise
+
+
+def seed(remote, tmp_path: Path, files: dict, *, sub: str = SUB,
+         written: Optional[float] = SETTLED) -> None:
+    """Upload ``{name: size or bytes}`` into ``sub``, in the given order (= mtime order),
+    modified ``written`` + i (None: now, as a trainer writing into the folder leaves them)."""
     src = tmp_path / "seed"
     src.mkdir(exist_ok=True)
-    for name, spec in files.items():
+    for i, (name, spec) in enumerate(files.items()):
         data = spec if isinstance(spec, bytes) else payload(name, spec)
         p = src / name.replace("/", "_")
         p.write_bytes(data)
-        remote.upload(p, f"{SUB}/{name}")
+        if written is not None:     # the Drive remote uploads the source's mtime
+            os.utime(p, (written + i, written + i))
+        remote.upload(p, f"{sub}/{name}")
+        if written is not None and remote.address.startswith("local:"):
+            os.utime(remote.root / sub / name, (written + i, written + i))
 
 
 def names(remote, sub: str = SUB) -> list[str]:
@@ -294,3 +306,144 @@ def test_cli_latest(remote, tmp_path, cli_env, capsys):
     assert main(["latest", address(remote), "--pull", dest, *cli_env]) == 0
     assert capsys.readouterr().out.strip().endswith("w/y_2000.weights")
     assert (tmp_path / "w" / "y_2000.weights").read_bytes() == payload("y_2000.weights", 100)
+
+
+# ---- min_age: checkpoints still being written --------------------------------------------
+def test_prune_never_deletes_a_checkpoint_younger_than_min_age(remote, tmp_path):
+    """Files written just now (a trainer writing into the folder) survive --keep-last 0."""
+    seed(remote, tmp_path, DARKNET, written=None)
+    policy = PrunePolicy(keep_last=0, min_age=60)
+    young = prune(remote, SUB, policy=policy, lock_dir=tmp_path / "l")
+    assert young.deleted == [] and len(names(remote)) == len(DARKNET)
+    assert all("younger than --min-age 60s" in d.reason for d in young.plan.keep)
+    later = prune(remote, SUB, policy=policy, lock_dir=tmp_path / "l", now=time.time() + 3600)
+    assert len(later.deleted) == 10                 # everything but _last (and the others)
+
+
+def test_latest_prefers_a_settled_checkpoint(remote, tmp_path):
+    seed(remote, tmp_path, {"y_1000.weights": 100, "y_2000.weights": 100})
+    seed(remote, tmp_path, {"y_last.weights": 100}, written=None)
+    assert find_latest(remote, SUB).entry.name == "y_last.weights"
+    assert find_latest(remote, SUB, min_age=60).entry.name == "y_2000.weights"
+    assert find_latest(remote, SUB, min_age=60, now=time.time() + 61).entry.name == (
+        "y_last.weights")
+
+
+@pytest.mark.parametrize("min_age, deleted", [([], 0), (["--min-age", "0"], 9)])
+def test_cli_min_age_defaults_to_60s_on_a_local_folder(local_remote, tmp_path, capsys,
+                                                       min_age, deleted):
+    seed(local_remote, tmp_path, DARKNET, written=None)
+    folder = str(local_remote.root / SUB)
+    assert main(["prune", folder, "--keep-last", "1", "--yes", *min_age]) == 0
+    out = capsys.readouterr().out
+    assert len(names(local_remote)) == len(DARKNET) - deleted
+    if not deleted:
+        assert "y_1000.weights  modified 0s ago, younger than --min-age 60s" in out
+    # latest: only young files, so the newest young one, with a warning
+    assert main(["latest", folder, *min_age]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip().endswith("y_last.weights")
+    assert ("y_last.weights: modified 0s ago, younger than --min-age 60s: may still be being "
+            "written; no settled checkpoint to prefer" in captured.err) is not bool(min_age)
+    assert main(["latest", folder, "--json", *min_age]) == 0
+    assert json.loads(capsys.readouterr().out)["settled"] is bool(min_age)
+
+
+def test_cli_min_age_is_0_on_drive(drive_remote, tmp_path, monkeypatch):
+    """On Drive a file appears only once its upload completed: fresh files are settled."""
+    monkeypatch.setenv("DRIVESYNC_TOKEN", TOKEN)
+    seed(drive_remote, tmp_path, DARKNET, written=None)
+    assert main(["prune", address(drive_remote), "--keep-last", "1", "--yes", "-q",
+                 "--endpoint", drive_remote.settings.api_endpoint]) == 0
+    assert len(names(drive_remote)) == len(DARKNET) - 9
+
+
+# ---- --recursive ---------------------------------------------------------------------------
+RUNS = {f"{run}/weights/{name}": 50 for run in ("a", "b")
+        for name in ("epoch1.pt", "epoch2.pt", "epoch3.pt", "last.pt")}
+RUNS.update({"a/results.csv": 4, "a/weights/a_copy.txt": 3})
+
+
+def test_recursive_prunes_each_folder_as_its_own_families(remote, tmp_path):
+    seed(remote, tmp_path, RUNS)
+    remote.list(SUB)                    # warm the Drive remote's folder-id cache
+    start = remote.stats.requests
+    result = prune(remote, SUB, policy=PrunePolicy(keep_last=1), recursive=True,
+                   permanent=True, lock_dir=tmp_path / "l")
+    # one listing per folder (5 folders), then one delete per file (local) or one batch
+    assert remote.stats.requests - start <= 5 + 4
+    assert sorted(e.path for e in result.deleted) == sorted(
+        f"{SUB}/{r}/weights/epoch{i}.pt" for r in "ab" for i in (1, 2))
+    assert names(remote, f"{SUB}/a/weights") == ["a_copy.txt", "epoch3.pt", "last.pt"]
+    assert names(remote, f"{SUB}/b/weights") == ["epoch3.pt", "last.pt"]
+    assert names(remote, f"{SUB}/a") == ["results.csv", "weights"]
+    assert sorted(e.path for e in result.plan.ignored) == [f"{SUB}/a/weights/a_copy.txt"]
+
+
+def test_recursive_takes_every_folders_lock_before_deleting(local_remote, tmp_path):
+    seed(local_remote, tmp_path, RUNS)
+    locks = tmp_path / "l"
+    with FolderLock(lock_path(locks, local_remote.address, f"{SUB}/b/weights")):
+        with pytest.raises(LockedError):
+            prune(local_remote, SUB, policy=PrunePolicy(keep_last=1), recursive=True,
+                  lock_dir=locks)
+    assert len(names(local_remote, f"{SUB}/a/weights")) == 5      # nothing deleted anywhere
+    with pytest.raises(UsageError, match="--min-free cannot be combined with --recursive"):
+        prune(local_remote, SUB, policy=PrunePolicy(min_free=1), recursive=True,
+              lock_dir=locks)
+
+
+def test_cli_recursive_dry_run_and_the_hint_without_it(remote, tmp_path, cli_env, capsys):
+    seed(remote, tmp_path, RUNS)
+    assert main(["prune", address(remote), "--keep-last", "1", "--yes", "-q", *cli_env]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "no checkpoints directly in" in captured.err and "(a, b)" in captured.err
+    assert main(["prune", address(remote), "--recursive", "--keep-last", "1", "--dry-run",
+                 *cli_env]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^delete +50 B +a/weights/epoch1.pt +older than the newest 1 numbered$",
+                     out, re.M)
+    assert "would free 200 B (4 files)" in out and "re-run with --yes" not in out
+    assert main(["latest", address(remote), *cli_env]) == 3
+    assert "it has subfolders (a, b)" in capsys.readouterr().err
+
+
+# ---- the CLI as cron and as a user with a wrong path ------------------------------------------
+def test_cli_cron_prints_nothing_on_success_and_one_line_otherwise(local_remote, tmp_path,
+                                                                    capsys):
+    seed(local_remote, tmp_path, DARKNET)
+    folder = str(local_remote.root / SUB)
+    # -q without --yes off a terminal would silently do nothing forever: one warning line
+    assert main(["prune", folder, "--keep-last", "1", "-q"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert "no --yes and stdin is not a terminal; would free" in captured.err
+    assert main(["prune", folder, "--keep-last", "1", "-q", "--yes"]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert len(names(local_remote)) == len(DARKNET) - 9
+    with FolderLock(lock_path(Path(os.environ["DRIVESYNC_STATE_DIR"]), local_remote.address
+                              + f"/{SUB}", "")):
+        assert main(["prune", folder, "-q", "--yes"]) == 8
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+
+
+def test_cli_empty_folder_says_so(remote, tmp_path, cli_env, capsys):
+    remote.mkdir(SUB)
+    assert main(["prune", address(remote), "--yes", *cli_env]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("no checkpoints in ") and "nothing to prune" in out
+    assert "ACTION" not in out
+
+
+def test_cli_remote_that_is_a_file(remote, tmp_path, cli_env, capsys):
+    seed(remote, tmp_path, {"y_1000.weights": 10})
+    target = f"{address(remote)}/y_1000.weights"
+    for verb in (["prune", "--yes"], ["latest"]):
+        assert main([verb[0], target, *verb[1:], *cli_env]) == 2
+        err = capsys.readouterr().err
+        assert err.strip() == (f"drivesync: error: {target} is a file, not a folder: give the "
+                               f"folder that holds the checkpoints ({address(remote)})")
+    assert main(["prune", f"{address(remote)}/nope", "--yes", *cli_env]) == 3
+    assert "no such folder" in capsys.readouterr().err

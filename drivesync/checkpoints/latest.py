@@ -10,6 +10,11 @@
 * ``final`` wins within its family (training finished);
 * at equal times: final > last > numbered > ema > best.
 
+"Settled" (``min_age``): a checkpoint modified less than ``min_age`` seconds
+before ``now`` may still be being written (a trainer writing straight into the
+Colab mount, which lists a file while it grows); :func:`find_latest` prefers
+settled checkpoints and falls back to a young one only when nothing is settled.
+
 "Complete" excludes zero-size files, drivesync's own temporary/internal names
 (uploads still in flight), and truncated writes: a file smaller than the
 largest sibling of its family. Darknet ``.weights``/``.backup`` of one model are
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import time
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
@@ -49,6 +55,9 @@ log = logging.getLogger(__name__)
 SIZE_TOLERANCE = 0.05
 #: tie-break at equal times, higher is newer
 ROLE_RANK = {FINAL: 4, LAST: 3, NUMBERED: 2, EMA: 1, BEST: 0}
+#: seconds a checkpoint on a local folder must be unmodified before prune may
+#: delete it or latest prefers it (see :func:`default_min_age`)
+DEFAULT_LOCAL_MIN_AGE = 60.0
 
 
 def _size_group(c: Checkpoint) -> tuple:
@@ -77,6 +86,28 @@ def incomplete_reasons(checkpoints: Iterable[Checkpoint]) -> dict[int, str]:
             if c.entry.size < ref * (1.0 - tol):
                 out[id(c)] = f"truncated? {c.entry.size} bytes, siblings have {ref}"
     return out
+
+
+def young_reason(c: Checkpoint, *, min_age: float, now: float) -> Optional[str]:
+    """Why ``c`` is too young to trust (None when it is settled or min_age is 0)."""
+    if min_age <= 0:
+        return None
+    age = now - c.entry.modified
+    if age >= min_age:
+        return None
+    when = (f"modified {age:.0f}s ago" if age >= 0 else
+            f"modified time {-age:.0f}s in the future (clock skew?)")
+    return f"{when}, younger than --min-age {min_age:g}s: may still be being written"
+
+
+def default_min_age(remote: Remote) -> float:
+    """The ``--min-age`` a CLI run uses when none is given: 60 s for a local folder.
+
+    A local folder (the Colab mount, Drive for desktop) shows a checkpoint while
+    the trainer is still writing it, and its modified time is live. Through the
+    Drive API a file only appears once its upload has completed, so 0 there.
+    """
+    return DEFAULT_LOCAL_MIN_AGE if remote.address.startswith("local:") else 0.0
 
 
 def order_newest_first(checkpoints: Iterable[Checkpoint]) -> list[Checkpoint]:
@@ -120,14 +151,32 @@ def _describe(remote: Remote, path: str, family: Optional[str]) -> str:
     return where + (f" (family {family!r})" if family is not None else "")
 
 
-def find_latest(remote: Remote, path: str = "", *, family: Optional[str] = None) -> Checkpoint:
-    """The newest complete checkpoint in folder ``path``; NotFound (exit 3) if none."""
+def find_latest(remote: Remote, path: str = "", *, family: Optional[str] = None,
+                min_age: float = 0.0, now: Optional[float] = None) -> Checkpoint:
+    """The newest complete checkpoint in folder ``path``; NotFound (exit 3) if none.
+
+    With ``min_age`` the newest *settled* one (unmodified for ``min_age`` seconds
+    before ``now``, default the current time) wins; a younger one is chosen only
+    when no complete checkpoint is settled (:func:`young_reason` then says why
+    it may be unsafe).
+    """
     entries = remote.list(path)
     found = complete_checkpoints(entries, family=family)
     if not found:
-        raise NotFound(f"no complete checkpoint in {_describe(remote, path, family)}")
-    log.info("latest checkpoint: %s", found[0].entry.path)
-    return found[0]
+        hint = ""
+        if not classify(entries) and any(e.is_dir for e in entries):
+            sub = sorted(e.name for e in entries if e.is_dir)
+            hint = (f"; it has subfolders ({', '.join(sub[:3])}{', ...' if len(sub) > 3 else ''})"
+                    ": point at the folder that holds the checkpoints (e.g. .../weights)")
+        raise NotFound(f"no complete checkpoint in {_describe(remote, path, family)}{hint}")
+    now = time.time() if now is None else now
+    settled = [c for c in found if young_reason(c, min_age=min_age, now=now) is None]
+    chosen = settled[0] if settled else found[0]
+    if chosen is not found[0]:
+        log.info("skipping %s: %s", found[0].entry.path,
+                 young_reason(found[0], min_age=min_age, now=now))
+    log.info("latest checkpoint: %s", chosen.entry.path)
+    return chosen
 
 
 def safe_local_name(name: str) -> str:
@@ -148,14 +197,15 @@ def local_target(dest: Union[str, Path], checkpoint: Checkpoint) -> Path:
 
 
 def pull_latest(remote: Remote, path: str = "", *, dest: Union[str, Path],
-                family: Optional[str] = None, progress: Progress = NULL_PROGRESS) -> Checkpoint:
+                family: Optional[str] = None, min_age: float = 0.0,
+                now: Optional[float] = None, progress: Progress = NULL_PROGRESS) -> Checkpoint:
     """Download the newest complete checkpoint to ``dest`` (a file, or a folder).
 
     ``remote.download`` writes to a temporary sibling, resumes one left by an
     interrupted pull, verifies the md5 and renames into place, so ``dest`` is
     either the old file or the complete new one, never half of it.
     """
-    found = find_latest(remote, path, family=family)
+    found = find_latest(remote, path, family=family, min_age=min_age, now=now)
     target = local_target(dest, found)
     progress.on_start(files=1, bytes=found.entry.size, desc=found.entry.name)
     try:

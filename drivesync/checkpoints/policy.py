@@ -2,6 +2,10 @@
 
 Rules, in order of strength (docs/prune.md has the user-facing version):
 
+0. *young* (never deleted, and left out of the rules below): a checkpoint
+   modified less than ``min_age`` seconds ago may still be being written; the
+   folder is planned as if it were not there yet (its bytes still count
+   towards ``max_bytes``), and the next run decides about it;
 1. *protected* (never deleted): the newest ``last``/``.backup``, ``best``,
    ``final`` and ``ema`` file of each family, and the family's newest complete
    checkpoint (so no family is ever left without something to resume from);
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -30,7 +35,7 @@ from ..errors import UsageError
 from ..progress import human_bytes
 from ..types import Entry, Quota
 from .families import NAMED_ROLES, NUMBERED, Checkpoint, classify, group_families
-from .latest import incomplete_reasons, order_newest_first
+from .latest import incomplete_reasons, order_newest_first, young_reason
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +50,11 @@ class PrunePolicy:
     keep_every: Optional[int] = None
     max_bytes: Optional[int] = None
     min_free: Optional[int] = None
+    min_age: float = 0.0         # seconds; younger checkpoints are never deleted
 
     def __post_init__(self) -> None:
+        if not self.min_age >= 0:   # also refuses NaN
+            raise UsageError(f"min_age must be >= 0 seconds, got {self.min_age}")
         if self.keep_last < 0:
             raise UsageError(f"keep_last must be >= 0, got {self.keep_last}")
         if self.keep_every is not None and self.keep_every < 1:
@@ -153,7 +161,8 @@ def _candidate_reason(c: Checkpoint, policy: PrunePolicy, incomplete: Optional[s
     if incomplete:
         return f"incomplete ({incomplete}), not the newest of its role"
     if c.role == NUMBERED:
-        parts = [f"older than the newest {policy.keep_last} numbered"]
+        parts = [f"older than the newest {policy.keep_last} numbered" if policy.keep_last
+                 else "numbered, and --keep-last is 0"]
         if policy.keep_every:
             parts.append(f"{c.number} not a multiple of {policy.keep_every}")
         return "; ".join(parts)
@@ -179,8 +188,10 @@ def _dedupe(checkpoints: list[Checkpoint], p: _Pass, rank: dict[int, int]) -> No
 
 
 def _plan_once(checkpoints: list[Checkpoint], policy: PrunePolicy, *,
-               free: Optional[int], frees_space: bool) -> tuple[_Pass, bool, list[str]]:
-    """One pass; ``free`` is the projected quota free space before this pass."""
+               free: Optional[int], frees_space: bool,
+               pinned_bytes: int = 0) -> tuple[_Pass, bool, list[str]]:
+    """One pass; ``free`` is the projected quota free space before this pass;
+    ``pinned_bytes`` are checkpoints outside the plan (young) that stay anyway."""
     ordered = order_newest_first(checkpoints)
     rank = {id(c): i for i, c in enumerate(ordered)}   # 0 = newest
     p = _protect(checkpoints, policy)
@@ -191,7 +202,7 @@ def _plan_once(checkpoints: list[Checkpoint], policy: PrunePolicy, *,
     # oldest first; incomplete files first of all
     candidates.sort(key=lambda c: (id(c) not in bad, -rank[id(c)]))
     removed = sum(c.entry.size for c in checkpoints if id(c) in p.delete)
-    total = sum(c.entry.size for c in checkpoints) - removed
+    total = sum(c.entry.size for c in checkpoints) - removed + pinned_bytes
     if free is not None and frees_space:
         free += removed
     notes: list[str] = []
@@ -220,8 +231,9 @@ def _plan_once(checkpoints: list[Checkpoint], policy: PrunePolicy, *,
             free += c.entry.size
     met = not over_bytes() and not short_free()
     if over_bytes():
-        notes.append(f"--max-bytes {human_bytes(policy.max_bytes)} not reachable: the protected "
-                     f"and retained checkpoints alone hold {human_bytes(total)}")
+        young = " and young" if pinned_bytes else ""
+        notes.append(f"--max-bytes {human_bytes(policy.max_bytes)} not reachable: the protected"
+                     f"{young} and retained checkpoints alone hold {human_bytes(total)}")
     if short_free():
         if frees_space:
             notes.append(f"--min-free {human_bytes(policy.min_free)} not reachable: deleting every "
@@ -235,12 +247,13 @@ def _plan_once(checkpoints: list[Checkpoint], policy: PrunePolicy, *,
 
 def select_prunable(entries: Sequence[Entry], policy: PrunePolicy, *,
                     quota: Optional[Quota] = None, permanent: bool = False,
-                    empty_trash: bool = False) -> PrunePlan:
+                    empty_trash: bool = False, now: Optional[float] = None) -> PrunePlan:
     """Decide, for one folder listing, which checkpoints to delete and why.
 
     ``quota`` is needed when ``policy.min_free`` is set. Deleted files only stop
     counting against it when ``permanent`` is set or the trash is emptied
     afterwards (``empty_trash``, which also frees what the trash held already).
+    ``now`` (default: the current time) is what ``policy.min_age`` counts from.
     """
     if policy.min_free is not None and quota is None:
         raise UsageError("--min-free needs the remote's storage quota")
@@ -257,10 +270,20 @@ def select_prunable(entries: Sequence[Entry], policy: PrunePolicy, *,
         if empty_trash:
             free += quota.trash
 
-    remaining = checkpoints
+    now = time.time() if now is None else now
+    young: list[Decision] = []
+    remaining = []
+    for c in checkpoints:
+        why = young_reason(c, min_age=policy.min_age, now=now)
+        if why is None:
+            remaining.append(c)
+        else:
+            young.append(Decision(c.entry, why))
+    pinned = sum(d.entry.size for d in young)
     deleted: list[tuple[Checkpoint, str]] = []
     while True:
-        p, met, notes = _plan_once(remaining, policy, free=free, frees_space=frees_space)
+        p, met, notes = _plan_once(remaining, policy, free=free, frees_space=frees_space,
+                                   pinned_bytes=pinned)
         by_id = {id(c): c for c in remaining}
         gone = [by_id[i] for i in p.delete]   # in decision order: copies, then oldest
         if not gone:
@@ -273,7 +296,7 @@ def select_prunable(entries: Sequence[Entry], policy: PrunePolicy, *,
     plan.keep = [Decision(c.entry, p.why[id(c)] if p.level[id(c)] != CANDIDATE else
                           f"not protected, but the budget is met without deleting it "
                           f"({p.why[id(c)]})")
-                 for c in order_newest_first(remaining)]
+                 for c in order_newest_first(remaining)] + young
     plan.bytes_freed = sum(c.entry.size for c, _ in deleted)
     plan.checkpoint_bytes_after = plan.checkpoint_bytes - plan.bytes_freed
     plan.free_after = free

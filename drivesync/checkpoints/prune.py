@@ -1,15 +1,23 @@
-"""Run a prune plan against a Remote: one listing, batched deletes, under a lock."""
+"""Run a prune plan against a Remote: one listing per folder, batched deletes, under a lock.
+
+``recursive`` prunes every folder below ``path`` that holds checkpoints, each
+as its own set of families with its own plan (Ultralytics writes one
+``runs/detect/<name>/weights/`` per run); the merged plan is what runs.
+"""
 
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
 from ..config import load_settings
+from ..errors import UsageError
 from ..remotes.base import Remote
 from ..types import Entry, Quota
+from .families import parse_checkpoint
 from .lock import FolderLock, lock_path
 from .policy import PrunePlan, PrunePolicy, select_prunable
 
@@ -36,24 +44,68 @@ def default_lock_dir(remote: Remote) -> Path:
     return load_settings().resolved_state_dir()
 
 
+def checkpoint_folders(entries: list[Entry]) -> dict[str, list[Entry]]:
+    """Walked ``entries`` by parent folder, only for folders holding a checkpoint."""
+    by_folder: dict[str, list[Entry]] = {}
+    for e in entries:
+        by_folder.setdefault(e.parent, []).append(e)
+    return {folder: items for folder, items in sorted(by_folder.items())
+            if any(parse_checkpoint(e) is not None for e in items)}
+
+
+def merge_plans(plans: dict[str, PrunePlan]) -> PrunePlan:
+    """One plan from per-folder plans (notes name their folder)."""
+    out = PrunePlan()
+    for folder, plan in plans.items():
+        out.keep += plan.keep
+        out.delete += plan.delete
+        out.ignored += plan.ignored
+        out.bytes_freed += plan.bytes_freed
+        out.checkpoint_bytes += plan.checkpoint_bytes
+        out.checkpoint_bytes_after += plan.checkpoint_bytes_after
+        out.budget_met = out.budget_met and plan.budget_met
+        out.notes += [f"{folder or '.'}: {note}" for note in plan.notes]
+    return out
+
+
 def prune(remote: Remote, path: str = "", *, policy: PrunePolicy, permanent: bool = False,
           empty_trash: bool = False, dry_run: bool = False, lock_dir: Optional[Path] = None,
-          confirm: Optional[Callable[[PrunePlan], bool]] = None) -> PruneResult:
+          confirm: Optional[Callable[[PrunePlan], bool]] = None, recursive: bool = False,
+          now: Optional[float] = None) -> PruneResult:
     """List folder ``path`` once, plan with ``policy`` and delete (unless ``dry_run``).
 
     ``confirm`` is asked with the plan before anything is deleted (the CLI's
     interactive prompt); it runs under the lock, so what it shows is exactly what
     gets deleted. ``empty_trash`` empties the remote's whole trash afterwards.
-    Raises LockedError (exit 8) when another run holds this folder's lock.
+    ``recursive``: every folder below ``path`` with checkpoints gets its own plan
+    (``max_bytes`` applies per folder; ``min_free`` is refused, since which run's
+    checkpoints should go first is the user's call) and its own lock, taken
+    before anything is deleted. ``now`` is what ``policy.min_age`` counts from.
+    Raises LockedError (exit 8) when another run holds a folder's lock.
     """
+    if recursive and policy.min_free is not None:
+        raise UsageError("--min-free cannot be combined with --recursive: prune each run's "
+                         "folder with --min-free, or use --max-bytes (per folder)")
     where = remote.address + (f"/{path}" if path else "")
+    locks = lock_dir or default_lock_dir(remote)
     start = remote.stats.requests
-    with FolderLock(lock_path(lock_dir or default_lock_dir(remote), remote.address, path),
-                    where):
-        entries = remote.list(path)
-        quota = remote.quota() if policy.min_free is not None else None
-        plan = select_prunable(entries, policy, quota=quota, permanent=permanent,
-                               empty_trash=empty_trash)
+    with ExitStack() as held:
+        held.enter_context(FolderLock(lock_path(locks, remote.address, path), where))
+        if recursive:
+            folders = checkpoint_folders(list(remote.walk(path)))
+            for folder in folders:
+                if folder.strip("/") != path.strip("/"):
+                    held.enter_context(FolderLock(lock_path(locks, remote.address, folder),
+                                                  f"{remote.address}/{folder}"))
+            quota = None
+            plan = merge_plans({folder: select_prunable(items, policy, permanent=permanent,
+                                                        empty_trash=empty_trash, now=now)
+                                for folder, items in folders.items()})
+        else:
+            entries = remote.list(path)
+            quota = remote.quota() if policy.min_free is not None else None
+            plan = select_prunable(entries, policy, quota=quota, permanent=permanent,
+                                   empty_trash=empty_trash, now=now)
         result = PruneResult(plan=plan, dry_run=dry_run, quota=quota)
         if dry_run:
             result.requests = remote.stats.requests - start

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any, Optional
 
-from ..checkpoints.latest import find_latest, local_target, pull_latest
+from ..checkpoints.latest import (
+    default_min_age,
+    find_latest,
+    local_target,
+    pull_latest,
+    young_reason,
+)
 from ..checkpoints.policy import Decision, PrunePlan, PrunePolicy, parse_size
 from ..checkpoints.prune import PruneResult, prune
-from ..errors import PartialFailure, UsageError
+from ..config import Settings
+from ..errors import NotFound, PartialFailure, UsageError
 from ..progress import human_bytes
-from ..remotes import open_remote
+from ..remotes import is_drive_address, open_remote
+from ..remotes.base import Remote
 from . import add_verb
+
+MIN_AGE_HELP = ("seconds a checkpoint must be unmodified before it counts as settled "
+                "(default 60 for a local folder such as the Colab mount, where a file shows "
+                "while it is written; 0 for drive:, where a file appears only once uploaded)")
 
 
 def register(sub, common) -> None:
@@ -27,6 +40,8 @@ def register(sub, common) -> None:
                     "terminal (cron) only reports what it would delete.",
         example="drivesync prune drive:space_Colab/backup --keep-last 3 --keep-every 10000 "
                 "--dry-run\n"
+                "drivesync prune /content/drive/MyDrive/runs/detect --recursive --keep-last 2 "
+                "--yes\n"
                 "drivesync prune drive:space_Colab/backup --max-bytes 5G --permanent --yes -q\n"
                 "drivesync prune drive:space_Colab/backup --min-free 2GiB --empty-trash --yes",
     )
@@ -50,6 +65,12 @@ def register(sub, common) -> None:
     p.set_defaults(permanent=False)
     p.add_argument("--empty-trash", action="store_true",
                    help="empty the remote's WHOLE trash afterwards (frees its quota)")
+    p.add_argument("--min-age", type=float, metavar="SECONDS",
+                   help="never delete a checkpoint younger than this; " + MIN_AGE_HELP)
+    p.add_argument("--recursive", "-r", action="store_true",
+                   help="prune every folder below REMOTE that holds checkpoints, each as its "
+                        "own set of families (e.g. runs/detect/*/weights); --max-bytes is per "
+                        "folder")
     p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     p.add_argument("--yes", "-y", action="store_true",
                    help="delete without asking (needed when stdin is not a terminal)")
@@ -58,18 +79,21 @@ def register(sub, common) -> None:
     q = add_verb(
         sub, common, "latest",
         help="print (or download) the newest complete checkpoint in a folder",
-        description="The newest complete checkpoint (final wins; numbered by number; between "
-                    "roles by modified time). Zero-size, truncated and in-flight files are "
-                    "skipped. Exit code 3 when there is none, so a launcher can fall back to "
-                    "pretrained weights.",
         example="drivesync latest drive:space_Colab/backup\n"
                 "drivesync latest drive:space_Colab/backup --family yolov3 --pull /content/w/\n"
                 "drivesync latest /content/drive/MyDrive/runs/exp/weights --json",
+        description="The newest complete checkpoint (final wins; numbered by number; between "
+                    "roles by modified time). Zero-size, truncated and in-flight files are "
+                    "skipped, and a settled file (see --min-age) is preferred over one that "
+                    "may still be being written. Exit code 3 when there is none, so a "
+                    "launcher can fall back to pretrained weights.",
     )
     q.add_argument("remote", metavar="REMOTE",
                    help="checkpoint folder: drive:FOLDER/SUB, local:PATH or a local path")
     q.add_argument("--family", metavar="NAME", help="only this family (darknet NAME, model "
                                                      "stem, or the folder name for last.pt)")
+    q.add_argument("--min-age", type=float, metavar="SECONDS",
+                   help="prefer checkpoints unmodified for this long; " + MIN_AGE_HELP)
     q.add_argument("--pull", metavar="DEST",
                    help="download it to DEST (a file, or a folder ending in / or existing), "
                         "md5-verified and renamed into place atomically")
@@ -77,12 +101,42 @@ def register(sub, common) -> None:
 
 
 # ---- prune ---------------------------------------------------------------------
-def _policy(args) -> PrunePolicy:
+def _policy(args, remote: Remote) -> PrunePolicy:
     return PrunePolicy(
         keep_last=args.keep_last, keep_every=args.keep_every,
         max_bytes=parse_size(args.max_bytes, what="--max-bytes") if args.max_bytes else None,
         min_free=parse_size(args.min_free, what="--min-free") if args.min_free else None,
+        min_age=_min_age(args, remote),
     )
+
+
+def _min_age(args, remote: Remote) -> float:
+    if args.min_age is None:
+        return default_min_age(remote)
+    if not args.min_age >= 0:
+        raise UsageError(f"--min-age must be >= 0 seconds, got {args.min_age}")
+    return args.min_age
+
+
+def _explain_missing(address: str, settings: Settings, exc: NotFound) -> NotFound:
+    """A clearer error when REMOTE names a file rather than a folder; else ``exc``.
+
+    Only runs after a NotFound, so it costs a request on the error path only.
+    """
+    rest = address[len("drive:"):] if is_drive_address(address) else address
+    head, sep, name = rest.rstrip("/").rpartition("/")
+    if not name or (is_drive_address(address) and not sep):
+        return exc
+    parent = ("drive:" + head) if is_drive_address(address) else (head or sep or ".")
+    try:
+        with open_remote(parent, settings=settings) as up:
+            entry = up.stat(name)
+    except Exception:  # noqa: BLE001 - only a hint; the original error stands
+        return exc
+    if entry.is_dir:
+        return exc
+    raise UsageError(f"{address} is a file, not a folder: give the folder that holds the "
+                     f"checkpoints ({parent})") from exc
 
 
 def _interactive() -> bool:
@@ -103,10 +157,12 @@ def _doc(d: Decision) -> dict[str, Any]:
 
 
 def run_prune(args, ctx) -> int:
-    policy = _policy(args)
     interactive = _interactive()
     report_only = not args.dry_run and not args.yes and not interactive
     dry = args.dry_run or report_only
+    if args.recursive and args.min_free:
+        raise UsageError("--min-free cannot be combined with --recursive: prune each run's "
+                         "folder with --min-free, or use --max-bytes (per folder)")
 
     def confirm(plan: PrunePlan) -> bool:
         ctx.table(_rows(plan, done=False), header=["ACTION", "SIZE", "PATH", "REASON"])
@@ -116,10 +172,15 @@ def run_prune(args, ctx) -> int:
         return answer.strip().lower() in ("y", "yes")
 
     with open_remote(args.remote, settings=ctx.settings) as remote:
-        result = prune(remote, "", policy=policy, permanent=args.permanent,
-                       empty_trash=args.empty_trash, dry_run=dry,
-                       lock_dir=ctx.settings.resolved_state_dir(),
-                       confirm=None if (dry or args.yes) else confirm)
+        policy = _policy(args, remote)
+        try:
+            result = prune(remote, "", policy=policy, permanent=args.permanent,
+                           empty_trash=args.empty_trash, dry_run=dry,
+                           lock_dir=ctx.settings.resolved_state_dir(),
+                           confirm=None if (dry or args.yes) else confirm,
+                           recursive=args.recursive)
+        except NotFound as exc:
+            raise _explain_missing(args.remote, ctx.settings, exc) from None
         address = remote.address
     plan = result.plan
     executed = not dry and result.confirmed
@@ -128,6 +189,8 @@ def run_prune(args, ctx) -> int:
                "not confirmed" if not result.confirmed else None)
     if ctx.json:
         ctx.emit(_prune_doc(address, policy, args, result, executed, why_not))
+    elif not plan.keep and not plan.delete:
+        _say_no_checkpoints(ctx, address, plan, recursive=args.recursive)
     else:
         if not (interactive and not args.yes and not dry):  # the prompt already showed it
             ctx.table(_rows(plan, done=executed), header=["ACTION", "SIZE", "PATH", "REASON"])
@@ -139,15 +202,36 @@ def run_prune(args, ctx) -> int:
                     f"{', trash emptied' if result.trash_emptied else ''}); "
                     f"{len(plan.keep)} checkpoints kept, {len(plan.ignored)} other items "
                     f"untouched; {result.requests} requests")
+        elif report_only and ctx.quiet and plan.delete:
+            # cron with -q but without --yes would otherwise do nothing, silently, forever
+            ctx.warn(f"nothing deleted: no --yes and stdin is not a terminal; would free "
+                     f"{human_bytes(plan.bytes_freed)} ({len(plan.delete)} files)")
         else:
             ctx.say(f"nothing deleted ({why_not}): would free {human_bytes(plan.bytes_freed)} "
-                    f"({len(plan.delete)} files); re-run with --yes to delete")
+                    f"({len(plan.delete)} files)"
+                    + ("" if args.dry_run else "; re-run with --yes to delete"))
     if result.failed:
-        for path, msg in result.failed.items():
-            ctx.warn(f"could not delete {path}: {msg}")
-        raise PartialFailure(f"{len(result.failed)} of {len(plan.delete)} deletes failed; "
-                             "re-run prune to retry them")
+        if not ctx.quiet:
+            for path, msg in result.failed.items():
+                ctx.warn(f"could not delete {path}: {msg}")
+        first, msg = next(iter(result.failed.items()))
+        raise PartialFailure(f"{len(result.failed)} of {len(plan.delete)} deletes failed "
+                             f"(first: {first}: {msg}); re-run prune to retry them")
     return 0
+
+
+def _say_no_checkpoints(ctx, address: str, plan: PrunePlan, *, recursive: bool) -> None:
+    """An empty folder is fine (training has not written yet); one that holds only
+    subfolders is probably the wrong folder, so that gets a warning even under -q."""
+    subfolders = sorted(e.name for e in plan.ignored if e.is_dir)
+    if subfolders and not recursive:
+        shown = ", ".join(subfolders[:3]) + (", ..." if len(subfolders) > 3 else "")
+        ctx.warn(f"no checkpoints directly in {address}; it has subfolders ({shown}): "
+                 "use --recursive, or give the folder that holds them (e.g. .../weights)")
+        return
+    what = "below" if recursive else "in"
+    others = f" ({len(plan.ignored)} other items, never touched)" if plan.ignored else ""
+    ctx.say(f"no checkpoints {what} {address}{others}; nothing to prune")
 
 
 def _prune_doc(address: str, policy: PrunePolicy, args, result: PruneResult, executed: bool,
@@ -160,8 +244,10 @@ def _prune_doc(address: str, policy: PrunePolicy, args, result: PruneResult, exe
         "executed": executed,
         "not_executed_because": why_not,
         "permanent": bool(args.permanent),
+        "recursive": bool(args.recursive),
         "policy": {"keep_last": policy.keep_last, "keep_every": policy.keep_every,
-                   "max_bytes": policy.max_bytes, "min_free": policy.min_free},
+                   "max_bytes": policy.max_bytes, "min_free": policy.min_free,
+                   "min_age": policy.min_age},
         "kept": [_doc(d) for d in plan.keep],
         "deleted": [_doc(d) for d in plan.delete] if executed else [],
         "would_delete": [] if executed else [_doc(d) for d in plan.delete],
@@ -193,19 +279,28 @@ def run_latest(args, ctx) -> int:
     if dest is not None and not dest.strip():
         raise UsageError("--pull needs a destination file or folder")
     with open_remote(args.remote, settings=ctx.settings) as remote:
-        if dest is None:
-            found = find_latest(remote, "", family=args.family)
-            pulled: Optional[Path] = None
-        else:
-            found = pull_latest(remote, "", dest=dest, family=args.family,
-                                progress=ctx.progress())
-            pulled = local_target(dest, found)
+        min_age = _min_age(args, remote)
+        now = time.time()
+        try:
+            if dest is None:
+                found = find_latest(remote, "", family=args.family, min_age=min_age, now=now)
+                pulled: Optional[Path] = None
+            else:
+                found = pull_latest(remote, "", dest=dest, family=args.family, min_age=min_age,
+                                    now=now, progress=ctx.progress())
+                pulled = local_target(dest, found)
+        except NotFound as exc:
+            raise _explain_missing(args.remote, ctx.settings, exc) from None
         shown = _display(remote.address, found.entry.path)
+    young = young_reason(found, min_age=min_age, now=now)
+    if young:
+        ctx.warn(f"{found.entry.path}: {young}; no settled checkpoint to prefer")
     if ctx.json:
         e = found.entry
         ctx.emit({"ok": True, "path": e.path, "address": shown, "family": found.family,
                   "role": found.role, "number": found.number, "size": e.size, "md5": e.md5,
-                  "modified": e.modified, "pulled_to": str(pulled) if pulled else None})
+                  "modified": e.modified, "settled": young is None,
+                  "pulled_to": str(pulled) if pulled else None})
     else:  # the answer itself, printed even under --quiet (scripts capture it)
         print(str(pulled) if pulled is not None else shown, file=ctx.out)
     return 0
