@@ -179,3 +179,87 @@ def test_kill9_relaunch_cycles(tmp_path, which, request, monkeypatch):
             assert expected == max(iters), (cycle, [c.entry.name for c in complete], iters)
     assert first_mirror and expected and expected > 0
     assert len(seen_uploads) == len(set(seen_uploads)), "a checkpoint was uploaded twice"
+
+
+def _spawn(tmp_path: Path, remote_root: Path, *extra: str, **env_extra: str):
+    env = dict(os.environ, FAKE_INTERVAL="0.01", FAKE_LAST_EVERY="2", FAKE_NUM_EVERY="5",
+               FAKE_PAYLOAD="20000", FAKE_CHUNKS="8", FAKE_CHUNK_SLEEP="0.003",
+               PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
+    env.update(env_extra)
+    return subprocess.Popen([sys.executable, "-m", "drivesync",
+                             *_argv(tmp_path, str(remote_root), *extra)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                            cwd=str(tmp_path), start_new_session=True)
+
+
+def _wait_for(pred, proc, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert proc.poll() is None, proc.communicate()[0].decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def _remote_md5s(root: Path) -> dict:
+    from drivesync.hashing import md5_file
+
+    return {p.name: md5_file(p) for p in root.iterdir()
+            if p.is_file() and not p.name.startswith(".drivesync")}
+
+
+@pytest.mark.parametrize("sig,trap", [(signal.SIGTERM, True), (signal.SIGINT, False)])
+def test_signal_is_forwarded_newest_mirrored_trainers_code_returned(tmp_path, local_remote,
+                                                                    sig, trap):
+    """The signal goes to launch only (as Colab's interrupt or `kill PID` sends it): launch
+    passes it on, mirrors what the trainer left and exits with the trainer's code."""
+    paths = _setup(tmp_path, max_batches=100000)
+    env = {"FAKE_TRAP_TERM": "1", "FAKE_TERM_CODE": "3"} if trap else \
+        {"FAKE_CHUNK_SLEEP": "0.02"}  # SIGINT lands mid-write: the file left is short
+    proc = _spawn(tmp_path, local_remote.root, **env)
+    _wait_for(lambda: len(_remote_md5s(local_remote.root)) >= 2, proc)
+    os.kill(proc.pid, sig)
+    out = proc.communicate(timeout=30)[0].decode()
+    print(out[-3000:])
+    assert "trainer stopped; mirroring the newest checkpoints" in out
+    on_remote = _remote_md5s(local_remote.root)
+    if trap:  # the trainer saved on SIGTERM and exited 3: everything it wrote is on Drive
+        assert proc.returncode == 3 and "FAKE got SIGTERM" in out
+        assert on_remote == _remote_md5s(paths["backup"])
+        assert f"stopped by signal {int(sig)}" in out
+    else:  # killed by SIGINT: 128 + 2; a file cut short is refused, Drive keeps whole ones
+        assert proc.returncode == 130 and "KeyboardInterrupt" in out
+    for name in on_remote:
+        info = check_darknet(local_remote.root / name, batch=BATCH)
+        assert (local_remote.root / name).stat().st_size == 20 + 20000, name
+        assert info.iteration
+    newest = max(paths["backup"].iterdir(), key=lambda p: p.stat().st_mtime_ns)
+    if newest.stat().st_size == 20 + 20000:  # complete: it must be the copy on Drive
+        assert on_remote[newest.name] == _remote_md5s(paths["backup"])[newest.name]
+    else:
+        assert "truncated" in out
+
+
+def test_max_bytes_budget_holds_while_checkpoints_arrive(tmp_path, local_remote):
+    """--keep-last 1 --max-bytes: after every mirrored checkpoint the folder fits (while
+    one uploads, at most one checkpoint more), and it never holds zero complete ones."""
+    _setup(tmp_path, max_batches=60)
+    size, budget = 20 + 20000, 65000
+    proc = _spawn(tmp_path, local_remote.root, "--keep-last", "1", "--max-bytes", str(budget))
+    peak, first = 0, False
+    while proc.poll() is None:
+        entries = [e for e in local_remote.list("")] if local_remote.root.exists() else []
+        total = sum(e.size for e in entries)
+        peak = max(peak, total)
+        first = first or bool(complete_checkpoints(entries))
+        if first:
+            assert complete_checkpoints(entries), entries
+        time.sleep(0.005)
+    out = proc.communicate()[0].decode()
+    assert proc.returncode == 0, out
+    assert "pruned" in out and first
+    assert peak <= budget + size, peak
+    final = {e.name: e.size for e in local_remote.list("")}
+    assert sum(final.values()) <= budget, final
+    # yolo_60 holds the same bytes as yolo_final: the policy keeps one copy
+    assert {"yolo_final.weights", "yolo_last.weights"} <= set(final)
+    assert any(re.fullmatch(r"yolo_\d+\.weights", n) for n in final), final

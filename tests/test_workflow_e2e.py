@@ -167,7 +167,9 @@ def test_desktop_to_colab_darknet(desktop, drive_remote, tmp_path):
 
     first = _run_until(argv, env, tmp_path, numbered_on_drive)
     staged = tmp_path / "content" / "data" / NAME
-    assert f"staged drive:space_Colab/{NAME} into {staged}" in first, first
+    # 8 plain files (lists, names, configs, the two pretrained), 24 files in 3 packed shards
+    assert f"staged drive:space_Colab/{NAME} into {staged} (8 files, 3 packed shard(s) " \
+        "unpacked)" in first, first
     assert "FAKE read 11 training images" in first  # every listed image opened, via the link
     assert "FAKE starting from pretrained yolov3-tiny.conv.11" in first
     assert os.path.realpath(d["root"]) == str(tmp_path / "content" / "data")

@@ -161,7 +161,8 @@ def stage(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
     if result.skipped:
         reporter.say(f"dataset already staged in {dest} (unchanged on the remote)")
     else:
-        reporter.say(f"staged {opts.dataset} into {dest} ({result.files} files)")
+        shards = f", {result.shards} packed shard(s) unpacked" if result.shards else ""
+        reporter.say(f"staged {opts.dataset} into {dest} ({result.files} files{shards})")
     return result
 
 

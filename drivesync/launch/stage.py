@@ -30,9 +30,10 @@ class StageResult:
     dest: Path
     skipped: bool
     digest: str
-    files: int = 0
+    files: int = 0           # plain files copied or already in place
     bytes: int = 0
     detail: Any = None  # the SyncResult of the pull, when one ran
+    shards: int = 0     # packed shards (tar + manifest) unpacked
 
 
 def listing_digest(remote: Remote, path: str = "") -> tuple[str, int]:
@@ -71,7 +72,7 @@ def stage_dataset(remote: Remote, dest: Union[str, Path], *, path: str = "", job
             f"{remote.address}/{path}".rstrip("/")):
         log.info("dataset already staged in %s (%d remote files unchanged)", dest, count)
         return StageResult(dest=dest, skipped=True, digest=digest, files=marker.get("files", 0),
-                           bytes=marker.get("bytes", 0))
+                           bytes=marker.get("bytes", 0), shards=marker.get("shards", 0))
     dest.mkdir(parents=True, exist_ok=True)
     (dest / MARKER).unlink(missing_ok=True)  # a half-finished stage is never "staged"
     result = pull(remote, dest, path=path, jobs=jobs, unpack=True, progress=progress)
@@ -80,12 +81,13 @@ def stage_dataset(remote: Remote, dest: Union[str, Path], *, path: str = "", job
         raise PartialFailure(f"staging {remote.address}/{path} into {dest}: "
                              f"{max(result.failed, len(result.problems))} item(s) failed "
                              f"({shown}); re-run to retry, nothing was marked staged")
-    files = result.downloaded + result.unpacked + result.skipped
+    files = result.downloaded + result.skipped
     size = result.bytes
     doc = {"format": MARKER_FORMAT, "source": f"{remote.address}/{path}".rstrip("/"),
-           "digest": digest, "files": files, "bytes": size, "remote_files": count}
+           "digest": digest, "files": files, "shards": result.unpacked, "bytes": size,
+           "remote_files": count}
     tmp = dest / (MARKER + ".tmp")
     tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
     tmp.replace(dest / MARKER)
     return StageResult(dest=dest, skipped=False, digest=digest, files=files, bytes=size,
-                       detail=result)
+                       detail=result, shards=result.unpacked)

@@ -1,0 +1,136 @@
+"""Mirror against the Drive emulator: a full Drive, leftovers of a kill, truncated files."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from drivesync.checkpoints.latest import complete_checkpoints
+from drivesync.launch.mirror import UPLOAD_TEMP, Mirror
+from drivesync.launch.weights import check_darknet
+
+BATCH = 4
+SIZE = 3000
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _weights(path: Path, iteration: int, *, size: int = SIZE) -> Path:
+    head = struct.pack("<iiiq", 0, 2, 0, iteration * BATCH)
+    path.write_bytes(head + bytes([iteration % 251]) * (size - len(head)))
+    return path
+
+
+def _mirror(remote, tmp_path: Path, **kw) -> tuple[Mirror, list, list]:
+    events: list = []
+    warnings: list = []
+    m = Mirror(remote, watch_dir=tmp_path / "backup", path="backup", suffixes=(".weights",),
+               check=lambda p: check_darknet(p, batch=BATCH), snapshot_dir=tmp_path / "snap",
+               settle_polls=1, on_event=events.append, on_warning=warnings.append, **kw)
+    (tmp_path / "backup").mkdir(exist_ok=True)
+    return m, events, warnings
+
+
+def _on_drive(remote) -> dict:
+    return {e.name: e for e in remote.list("backup")}
+
+
+def test_drive_full_warns_once_keeps_training_and_resumes(drive_remote, emulator, tmp_path):
+    clock = Clock()
+    m, events, warnings = _mirror(drive_remote, tmp_path, quota_retry=30.0, clock=clock)
+    m.start()
+    last = tmp_path / "backup" / "yolo_last.weights"
+    _weights(last, 10)
+    assert [r.name for r in m.poll()] == ["yolo_last.weights"]
+    used = sum(int(f.get("size") or 0) for f in emulator.state.all_files())
+    emulator.configure(quota_limit=used + 100)  # no room for a second copy
+    _weights(last, 20)
+    assert m.poll() == []
+    assert len(warnings) == 1 and "Drive is full, yolo_last.weights not mirrored" in warnings[0]
+    assert "mirroring resumes by itself" in warnings[0] and m.blocked()
+    # while blocked, nothing is tried (no request), and no new warning
+    before = emulator.counters["requests"]
+    _weights(tmp_path / "backup" / "yolo_30.weights", 30)
+    clock.now += 10
+    assert m.poll() == [] and emulator.counters["requests"] == before and len(warnings) == 1
+    # Drive keeps the complete copy it had
+    assert check_darknet(_download(drive_remote, tmp_path, "yolo_last.weights"),
+                         batch=BATCH).iteration == 10
+    # space freed, the pause ends: both files go up, and the resumption is said
+    emulator.configure(quota_limit=None)
+    clock.now += 30
+    assert sorted(r.name for r in m.poll()) == ["yolo_30.weights", "yolo_last.weights"]
+    assert any("mirroring resumed" in e for e in events)
+    assert check_darknet(_download(drive_remote, tmp_path, "yolo_last.weights"),
+                         batch=BATCH).iteration == 20
+
+
+def test_finish_gives_up_promptly_when_drive_is_full(drive_remote, emulator, tmp_path):
+    m, _events, warnings = _mirror(drive_remote, tmp_path, quota_retry=30.0)
+    m.start()
+    emulator.configure(quota_limit=100)
+    _weights(tmp_path / "backup" / "yolo_last.weights", 10)
+    sleeps: list = []
+    assert m.finish(interval=0.01, sleep=sleeps.append) == []
+    assert len(sleeps) <= 3  # no waiting out the 600 s deadline
+    assert "yolo_last.weights: not mirrored (Drive is full)" in warnings[-1]
+
+
+def _download(remote, tmp_path: Path, name: str) -> Path:
+    dest = tmp_path / "dl" / name
+    remote.download(remote.stat(f"backup/{name}"), dest)
+    return dest
+
+
+def test_leftover_temp_of_a_killed_run_is_removed_and_never_a_checkpoint(drive_remote,
+                                                                        emulator, tmp_path):
+    _weights(tmp_path / "good.weights", 10)
+    drive_remote.upload(tmp_path / "good.weights", "backup/yolo_last.weights")
+    _weights(tmp_path / "half", 20, size=SIZE // 2)  # killed between upload and rename
+    drive_remote.upload(tmp_path / "half", f"backup/{UPLOAD_TEMP}")
+    assert [c.entry.name for c in complete_checkpoints(drive_remote.list("backup"))] == \
+        ["yolo_last.weights"]
+    m, _e, _w = _mirror(drive_remote, tmp_path)
+    m.start()
+    names = [f["name"] for f in emulator.state.all_files() if not f["trashed"]]
+    assert UPLOAD_TEMP not in names and "yolo_last.weights" in names
+
+
+def test_truncated_darknet_file_never_replaces_a_complete_one(drive_remote, tmp_path):
+    m, _events, warnings = _mirror(drive_remote, tmp_path)
+    m.start()
+    last = tmp_path / "backup" / "yolo_last.weights"
+    _weights(last, 10)
+    assert len(m.poll()) == 1
+    # darknet killed while rewriting it: the header parses, the file is short
+    full = _weights(tmp_path / "full", 20).read_bytes()
+    last.write_bytes(full[: SIZE // 3])
+    assert m.poll() == [] and m.stats.rejected == 1
+    assert "truncated" in warnings[-1] and f"have {SIZE}" in warnings[-1]
+    assert _on_drive(drive_remote)["yolo_last.weights"].size == SIZE
+    # the next complete write is mirrored again
+    last.write_bytes(full)
+    assert [r.info.iteration for r in m.poll()] == [20]
+
+
+@pytest.mark.parametrize("kind", ["500", "drop"])
+def test_transient_errors_are_retried_by_the_next_poll(drive_remote, emulator, tmp_path, kind):
+    m, _events, _warnings = _mirror(drive_remote, tmp_path)
+    m.start()
+    _weights(tmp_path / "backup" / "yolo_last.weights", 10)
+    emulator.inject(kind, count=30, method="POST")
+    try:
+        m.poll()
+    except Exception:  # noqa: BLE001 - the runner turns this into a warning
+        pass
+    emulator.reset()
+    assert [r.name for r in m.poll()] == ["yolo_last.weights"]
+    assert list(_on_drive(drive_remote)) == ["yolo_last.weights"]
