@@ -15,6 +15,7 @@ from drivesync.sync.pack import (
     check_member_name,
     members_key,
     parse_manifest,
+    tar_size,
     unpack_tar,
     write_tar,
 )
@@ -148,6 +149,18 @@ def test_tar_is_deterministic_and_round_trips(tmp_path):
     out.mkdir()
     assert unpack_tar(tmp_path / "1.tar", m1, out) == []
     assert (out / "b.jpg").read_bytes() == b"bb" * 100
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.dictionaries(st.text(st.characters(blacklist_categories=("Cs",),
+                                             blacklist_characters="/\x00"),
+                               min_size=1, max_size=60),
+                       st.integers(0, 3000), max_size=6))
+def test_tar_size_is_known_before_the_tar_is_built(tmp_path_factory, sizes):
+    tmp = tmp_path_factory.mktemp("t")
+    files = {name: b"x" * size for name, size in sizes.items() if name not in (".", "..")}
+    members = _shard(tmp, files)
+    assert tar_size(members) == write_tar("000", members, tmp / "s.tar").tar_size
 
 
 def test_unpack_refuses_bad_members_and_wrong_bytes(tmp_path):

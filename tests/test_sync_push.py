@@ -200,6 +200,17 @@ def test_progress_reports_files_and_bytes(tmp_path, remote):
     assert prog.files == len(files) and prog.bytes == total and prog.done == 1
 
 
+def test_pack_progress_total_is_the_tar_bytes_uploaded(tmp_path, remote):
+    src = tmp_path / "src"
+    make_tree(src, shards=2, extra=False)
+    prog = RecordingProgress()
+    res = run_push(src, remote, pack=True, progress=prog)
+    tars = [e for e in remote.walk("") if e.path.endswith(".tar")]
+    assert res.packed == 2 and len(tars) == 2
+    total = sum(e.size for e in tars)
+    assert prog.started == (2, total) and prog.bytes == total and res.bytes == total
+
+
 def test_pull_never_follows_a_link_out_of_local(tmp_path, remote):
     src = tmp_path / "src"
     make_tree(src, shards=1, extra=False)

@@ -132,6 +132,17 @@ class _HashingWriter:
         self.f.flush()
 
 
+def tar_size(members: Union[list[Member], tuple[Member, ...]]) -> int:
+    """The exact size :func:`write_tar` gives these members (headers, padding and
+    end blocks included), known before building it: the byte total of progress."""
+    n = 0
+    for m in members:
+        n += len(_tarinfo(m.name, m.size).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        n += -(-m.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+    n += 2 * tarfile.BLOCKSIZE
+    return -(-n // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
+
+
 def write_tar(shard: str, members: list[Member], dest: Union[str, Path]) -> Manifest:
     """Stream the members into a deterministic tar at ``dest``; return its manifest.
 

@@ -35,6 +35,7 @@ from .pack import (
     Member,
     members_key,
     parse_manifest,
+    tar_size,
     write_tar,
 )
 from .plan import (
@@ -264,7 +265,7 @@ def _make_plan(tree: LocalTree, shards: Sequence[str], entries: list[Entry], *, 
                 files.append(LocalFile(tar_rel, known[0], known[1]))
                 files.append(LocalFile(tar_rel + ".json", len(man.to_bytes()), man.md5))
                 continue
-        size = sum(m.size for m in members)
+        size = tar_size(members)  # what goes up, so the progress bar ends at 100%
         packs.append(Action(PACK, full(tar_rel), local=os.path.join(tree.root, s), size=size,
                             data=(posixpath.basename(s), members),
                             reason=f"shard of {len(members)} files"))
