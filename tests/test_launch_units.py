@@ -250,3 +250,29 @@ def test_launch_usage_errors(tmp_path, capsys):
                     "--darknet", str(tmp_path / "nope"), "--no-mount"])
     err = capsys.readouterr().err
     assert missing == 2 and "darknet binary" in err and "Traceback" not in err
+
+
+def _cell_one(out: str) -> str:
+    return out.split("# --- cell 2")[0]
+
+
+def _run_as_notebook(cell: str) -> list:
+    """Run a cell's Python the way IPython would, recording each `!` shell line expanded."""
+    shell: list = []
+    ns: dict = {"_shell": shell}
+    lines = [f"_shell.append({line[1:]!r}.format(**globals()))" if line.startswith("!") else line
+             for line in cell.splitlines()]
+    exec(compile("\n".join(lines), "<cell>", "exec"), ns)  # noqa: S102 - our own output
+    return shell
+
+
+def test_colab_cell_install_says_what_to_replace(capsys):
+    assert main(["colab-cell"]) == 0
+    cell = _cell_one(capsys.readouterr().out)
+    assert "not on PyPI yet" in cell and "REPLACE" in cell
+    with pytest.raises(AssertionError, match="set REPO_URL at the top of this cell"):
+        _run_as_notebook(cell)  # pasted as is: a clear stop before pip, not a pip error
+    assert main(["colab-cell", "--repo-url", "https://git.example.org/me/drivesync.git"]) == 0
+    cell = _cell_one(capsys.readouterr().out)
+    assert _run_as_notebook(cell) == [
+        'pip install -q "git+https://git.example.org/me/drivesync.git"']

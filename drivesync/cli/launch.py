@@ -13,8 +13,23 @@ from ..launch.runner import DARKNET, ULTRALYTICS, LaunchOptions, LaunchResult, l
 from . import add_verb
 from .context import Context
 
-INSTALL_LINE = ('!pip install -q "git+https://github.com/OWNER/drivesync"'
-                '  # or: !pip install -q drivesync')
+REPO_PLACEHOLDER = "https://github.com/YOUR-ACCOUNT/drivesync"
+
+
+def install_cell(repo_url: Optional[str]) -> str:
+    """Cell 1. drivesync is not on PyPI yet: the cell installs from a git repository, and
+    without --repo-url it stops with a message saying what to fill in (not a pip error
+    about a repository that does not exist)."""
+    url = repo_url or REPO_PLACEHOLDER
+    lines = ["# drivesync is not on PyPI yet: it is installed from its git repository"]
+    if repo_url is None:
+        lines.append(f"REPO_URL = {url!r}  # <- REPLACE with the drivesync repository URL")
+        lines.append(f"assert REPO_URL != {url!r}, "
+                     "'set REPO_URL at the top of this cell to the drivesync git repository'")
+    else:
+        lines.append(f"REPO_URL = {url!r}")
+    lines.append('!pip install -q "git+{REPO_URL}"')
+    return "\n".join(lines) + "\n"
 
 
 class _CliReporter:
@@ -121,6 +136,9 @@ def register(sub, common) -> None:
     c.add_argument("--pretrained")
     c.add_argument("--root", default="/WORK1")
     c.add_argument("--darknet", default="/content/darknet/darknet", metavar="PATH")
+    c.add_argument("--repo-url", metavar="URL",
+                   help="git repository pip installs drivesync from (it is not on PyPI yet); "
+                        "without it, cell 1 asks you to fill in REPO_URL")
     c.set_defaults(func=_colab_cell)
 
 
@@ -206,7 +224,7 @@ def colab_cell_text(args) -> str:
     extra = "!pip install -q ultralytics\n" if args.trainer == ULTRALYTICS else ""
     return (
         "# --- cell 1: install (once per runtime) ---\n"
-        f"{INSTALL_LINE}\n{extra}"
+        f"{install_cell(getattr(args, 'repo_url', None))}{extra}"
         "\n# --- cell 2: sign in for the Drive API and mount Drive ---\n"
         "from google.colab import auth, drive\n"
         "auth.authenticate_user()\n"
