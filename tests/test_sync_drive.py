@@ -310,3 +310,24 @@ def test_ctrl_c_stops_pull_at_once_and_a_rerun_finishes(tmp_path, emulator, driv
     assert res.failed == 0
     assert sorted(os.listdir(dest)) == sorted(files)
     assert all((dest / n).read_bytes() == d for n, d in files.items())
+
+
+def test_pull_of_same_named_folders_is_reported_incomplete(tmp_path, emulator, monkeypatch,
+                                                           capsys):
+    top = seed(emulator, emulator.state.root_id, "space_Colab", folder=True)
+    ds = seed(emulator, top, "ds", folder=True)
+    old = seed(emulator, ds, "imgs", folder=True, modified="2024-01-01T00:00:00.000Z")
+    new = seed(emulator, ds, "imgs", folder=True, modified="2024-02-01T00:00:00.000Z")
+    seed(emulator, old, "a.jpg", b"a")
+    seed(emulator, new, "b.jpg", b"b")
+    monkeypatch.setenv("DRIVESYNC_TOKEN", TOKEN)
+    dest = tmp_path / "dest"
+    argv = ["pull", "drive:space_Colab/ds", str(dest), "--endpoint", emulator.url]
+    assert main(argv) == 4
+    err = capsys.readouterr().err
+    assert "2 remote folders share this name" in err
+    assert "drivesync dedupe drive:space_Colab/ds" in err and "Traceback" not in err
+    assert os.listdir(dest / "imgs") == ["a.jpg"]
+    assert main(["dedupe", "drive:space_Colab/ds", "--endpoint", emulator.url]) == 0
+    assert main(argv) == 0
+    assert sorted(os.listdir(dest / "imgs")) == ["a.jpg", "b.jpg"]

@@ -101,6 +101,7 @@ def _make_plan(remote: Remote, base: str, root: str, *, unpack: bool,
                cache: HashCache) -> tuple[Plan, list[tuple[str, str]]]:
     """Walk the remote folder by folder, map names to safe local paths, then plan."""
     warnings: list[tuple[str, str]] = []
+    problems: list[tuple[str, str]] = []
     items: list[PullItem] = []
     extra: list[Action] = []
     queue: list[tuple[str, tuple[str, ...]]] = [(base, ())]
@@ -116,15 +117,20 @@ def _make_plan(remote: Remote, base: str, root: str, *, unpack: bool,
             continue
         first = False
         children = [c for c in children if not is_internal(raw_name(c, folder))]
-        # Same-named remote folders are listed by path as one; merge them locally.
+        # A path reaches only the oldest of same-named remote folders: the others'
+        # files are not pulled, which makes the pull incomplete (exit 4).
         folders: dict[str, Entry] = {}
+        same_named: dict[str, int] = defaultdict(int)
         for c in sorted((c for c in children if c.is_dir), key=lambda e: (e.modified, e.id)):
             name = raw_name(c, folder)
-            if name in folders:
-                warnings.append((c.path, "several remote folders share this name; pulled as "
-                                         "one (run `drivesync dedupe` to merge them)"))
-                continue
-            folders[name] = c
+            same_named[name] += 1
+            folders.setdefault(name, c)
+        where = f"{remote.address}/{folder}" if folder else remote.address
+        for name, n in sorted(same_named.items()):
+            if n > 1:
+                problems.append((folders[name].path, f"{n} remote folders share this name; only "
+                                 f"one was pulled: run `drivesync dedupe {where}` to merge "
+                                 "them, then pull again"))
         files = [c for c in children if not c.is_dir]
         shards, files = _find_shards(remote, folder, files, warnings) if unpack else ({}, files)
         named = list(folders.values()) + files + [m for m, _, _ in shards.values()]
@@ -158,6 +164,7 @@ def _make_plan(remote: Remote, base: str, root: str, *, unpack: bool,
                 extra.append(Action(UNPACK, tar_entry.path, local=dest, size=man.tar_size,
                                     md5=man.tar_md5, targets=(tar_entry,), data=(sub, man)))
     plan = plan_pull(items, unpacks=[a for a in extra if a.kind != MKDIR])
+    plan.problems.extend(problems)
     plan.actions = [a for a in extra if a.kind == MKDIR] + plan.actions
     for a in plan.of(DOWNLOAD):
         plan.actions[plan.actions.index(a)] = Action(
