@@ -258,6 +258,19 @@ def test_coco_malformed_json(tmp_path):
     )
 
 
+def test_coco_annotation_of_an_unknown_image_is_reported(tmp_path):
+    ann = {"id": 4, "image_id": 42, "category_id": 3, "bbox": [1, 1, 5, 5], "iscrowd": 0}
+    make_coco(tmp_path)
+    doc = json.loads((tmp_path / "instances.json").read_text())
+    doc["annotations"].append(ann)
+    (tmp_path / "instances.json").write_text(json.dumps(doc), "utf-8")
+    rep = Report()
+    convert_coco(str(tmp_path), report=rep)
+    (p,) = [p for p in rep.problems if "42" in p.reason]
+    assert p.where == "annotations[3].image_id" and p.skipped == BOX
+    assert p.reason == 'image_id 42 is not in "images"'
+
+
 # ---------------------------------------------------------------- YOLO
 
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Dict, Tuple
 
+from ..datasets import FORMATS
 from ..datasets.check import check_dataset
 from ..datasets.prepare import PrepareResult, convert_dataset, make_configs, prepare, shard_dataset
 from ..datasets.shard import MODES
 from ..errors import EXIT_OK, EXIT_PARTIAL
 from .context import Context
-
-FORMATS = ("voc", "crowdhuman", "coco", "yolo")
 
 
 def _classes(p: argparse.ArgumentParser) -> None:
@@ -171,6 +170,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="N",
         help="shard limit (default: from the manifest, else 2000)",
     )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="also hash every image and compare it with the manifest (reads everything)",
+    )
     p.set_defaults(func=cmd_check)
 
 
@@ -195,78 +199,60 @@ def _summary(ctx: Context, res: PrepareResult, *, verb: str) -> int:
         ctx.say(
             f"skipped: {res.skipped_items} items, {res.skipped_boxes} boxes; dropped: {dropped}"
         )
-        for p in [p for p in res.report.problems if p.skipped != "note"][:10]:
+        problems = [p for p in res.report.problems if p.skipped != "note"]
+        for p in problems[:10]:
             ctx.warn(p.line())
-        shown = min(10, len([p for p in res.report.problems if p.skipped != "note"]))
         if res.report.failed:
-            more = len([p for p in res.report.problems if p.skipped != "note"]) - shown
+            more = len(problems) - 10
             ctx.warn(f"{more} more problems" if more > 0 else "some input was skipped")
         if res.report_path:
             ctx.say(f"report: {res.report_path}")
     return EXIT_OK if res.ok else EXIT_PARTIAL
 
 
+# argparse dests passed through unchanged, by the option group that defines them
+_CONVERT = (
+    "classes",
+    "classes_file",
+    "keep_difficult",
+    "keep_crowd",
+    "box",
+    "head_class",
+    "images",
+)
+_SHARD = ("max_files", "name", "mode", "dry_run")
+_CONFIG = (
+    "val_fraction",
+    "seed",
+    "root",
+    "backup",
+    "darknet_cfg",
+    "batch",
+    "subdivisions",
+    "width",
+    "height",
+)
+
+
+def _pick(args: argparse.Namespace, *groups: Tuple[str, ...]) -> Dict[str, Any]:
+    return {k: getattr(args, k) for group in groups for k in group}
+
+
 def cmd_prepare(args: argparse.Namespace, ctx: Context) -> int:
-    res = prepare(
-        args.src,
-        args.out,
-        fmt=args.fmt,
-        classes=args.classes,
-        classes_file=args.classes_file,
-        max_files=args.max_files,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        root=args.root,
-        mode=args.mode,
-        name=args.name,
-        darknet_cfg=args.darknet_cfg,
-        backup=args.backup,
-        keep_difficult=args.keep_difficult,
-        keep_crowd=args.keep_crowd,
-        box=args.box,
-        head_class=args.head_class,
-        images=args.images,
-        batch=args.batch,
-        subdivisions=args.subdivisions,
-        width=args.width,
-        height=args.height,
-        dry_run=args.dry_run,
-        progress=ctx.progress(),
-    )
+    kw = _pick(args, _CONVERT, _SHARD, _CONFIG)
+    res = prepare(args.src, args.out, fmt=args.fmt, progress=ctx.progress(), **kw)
     return _summary(ctx, res, verb="prepare")
 
 
 def cmd_convert(args: argparse.Namespace, ctx: Context) -> int:
-    res = convert_dataset(
-        args.src,
-        args.out,
-        fmt=args.fmt,
-        classes=args.classes,
-        classes_file=args.classes_file,
-        mode=args.mode,
-        keep_difficult=args.keep_difficult,
-        keep_crowd=args.keep_crowd,
-        box=args.box,
-        head_class=args.head_class,
-        images=args.images,
-        dry_run=args.dry_run,
-        progress=ctx.progress(),
-    )
+    kw = _pick(args, _CONVERT, ("mode", "dry_run"))
+    res = convert_dataset(args.src, args.out, fmt=args.fmt, progress=ctx.progress(), **kw)
     return _summary(ctx, res, verb="convert")
 
 
 def cmd_shard(args: argparse.Namespace, ctx: Context) -> int:
-    res = shard_dataset(
-        args.src,
-        args.out,
-        classes=args.classes,
-        classes_file=args.classes_file,
-        max_files=args.max_files,
-        mode=args.mode,
-        name=args.name,
-        dry_run=args.dry_run,
-        progress=ctx.progress(),
-    )
+    kw = _pick(args, ("classes", "classes_file"), _SHARD)
+    res = shard_dataset(args.src, args.out, progress=ctx.progress(), **kw)
     return _summary(ctx, res, verb="shard")
 
 
@@ -274,21 +260,8 @@ def cmd_configs(args: argparse.Namespace, ctx: Context) -> int:
     from ..datasets import load_classes
 
     names = load_classes(args.classes, args.classes_file)
-    res = make_configs(
-        args.out,
-        name=args.name,
-        classes=names,
-        root=args.root,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        backup=args.backup,
-        darknet_cfg=args.darknet_cfg,
-        batch=args.batch,
-        subdivisions=args.subdivisions,
-        width=args.width,
-        height=args.height,
-        dry_run=args.dry_run,
-    )
+    kw = _pick(args, _CONFIG, ("name", "dry_run"))
+    res = make_configs(args.out, classes=names, **kw)
     if ctx.json:
         ctx.emit(
             {
@@ -310,7 +283,13 @@ def cmd_configs(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
-    res = check_dataset(args.out, name=args.name, max_files=args.max_files, progress=ctx.progress())
+    res = check_dataset(
+        args.out,
+        name=args.name,
+        max_files=args.max_files,
+        verify=args.verify,
+        progress=ctx.progress(),
+    )
     problems = [p for p in res.report.problems if p.skipped != "note"]
     notes = [p for p in res.report.problems if p.skipped == "note"]
     if ctx.json:

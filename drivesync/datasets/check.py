@@ -3,15 +3,19 @@
 Labels parse with values in range and class ids below the class count;
 every label has its image and every image its label; images are readable;
 no shard holds more files than the limit; identical images (same md5) are
-reported; train.txt/valid.txt name images that exist.
+reported; train.txt/valid.txt name images that exist; every file the
+manifest lists is there with its size (labels, read anyway, also with their
+md5). Images are hashed only with ``verify`` (or when the manifest does not
+know them), so checking an unchanged dataset reads image headers, not images.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Set, Tuple
 
 from ..errors import NotFound
 from ..progress import NULL_PROGRESS, Progress
@@ -75,13 +79,23 @@ def check_dataset(
     name: Optional[str] = None,
     max_files: Optional[int] = None,
     nc: Optional[int] = None,
-    known: Optional[Mapping[str, Tuple[int, str]]] = None,
+    verify: bool = False,
     progress: Progress = NULL_PROGRESS,
 ) -> CheckResult:
-    """Check ``OUT/NAME``. ``known`` (abs path -> (size, md5), e.g. from the manifest
-    just written) lets a file whose size matches skip being hashed again."""
+    """Check ``OUT/NAME`` against its labels, its limits, its lists and its manifest.
+
+    ``verify``: hash every image and compare it with the manifest's md5 (slow:
+    reads everything); otherwise an image whose size matches is trusted.
+    """
     dataset, name = find_dataset(out, name)
     m = load_manifest(os.path.abspath(out))
+    prefix = dataset + os.sep
+    known = (
+        {p: v for p, v in m.files(os.path.abspath(out)).items() if p.startswith(prefix)}
+        if m
+        else {}
+    )
+    seen: Set[str] = set()
     if max_files is None:
         max_files = m.max_files if m is not None and m.max_files else 2000
     names_file = os.path.join(dataset, "obj.names")
@@ -106,6 +120,15 @@ def check_dataset(
         images: Dict[str, str] = {}
         labels: Dict[str, str] = {}
         for e in entries:
+            seen.add(e.path)
+            if e.path in known and e.stat().st_size != known[e.path][0]:
+                size = e.stat().st_size
+                rep.add(
+                    e.path,
+                    "",
+                    f"{size} bytes, the manifest says {known[e.path][0]}: changed "
+                    "since it was placed",
+                )
             stem, ext = os.path.splitext(e.name)
             ext = ext.lower()
             if ext in IMAGE_EXTS:
@@ -125,7 +148,9 @@ def check_dataset(
                 rep.add(path, "", "label without an image (orphan)")
             res.labels += 1
             with open(path, "rb") as f:
-                count, errors = parse_label(f.read(), nc=nc)
+                data = f.read()
+            count, errors = parse_label(data, nc=nc)
+            _compare_md5(path, len(data), hashlib.md5(data).hexdigest(), known, rep)
             res.boxes += count
             for n, reason in errors:
                 rep.add(path, f"line {n}" if n else "", reason)
@@ -138,7 +163,7 @@ def check_dataset(
                     "image without a label (darknet and Ultralytics need one, "
                     "even an empty one for a background image)",
                 )
-            digest = _image_md5(path, known, rep)
+            digest = _image_md5(path, known, rep, verify=verify)
             if digest is None:
                 continue
             if digest in by_md5:
@@ -153,18 +178,34 @@ def check_dataset(
                 by_md5[digest] = path
         progress.on_progress(files=len(entries))
     progress.on_done()
+    for path in sorted(known.keys() - seen):
+        rep.add(path, "", "listed in the manifest but missing")
     _check_lists(dataset, name, rep)
     return res
 
 
+def _compare_md5(
+    path: str, size: int, md5: str, known: Mapping[str, Tuple[int, str]], rep: Report
+) -> None:
+    """A file the manifest knows, with the right size, must also have its md5."""
+    if path in known and known[path][0] == size and known[path][1] != md5:
+        rep.add(
+            path,
+            "",
+            f"md5 {md5} differs from the manifest's {known[path][1]}: changed since it was placed",
+        )
+
+
 def _image_md5(
-    path: str, known: Optional[Mapping[str, Tuple[int, str]]], rep: Report
+    path: str, known: Mapping[str, Tuple[int, str]], rep: Report, *, verify: bool
 ) -> Optional[str]:
     try:
-        if known is not None and path in known and os.path.getsize(path) == known[path][0]:
+        if not verify and path in known and os.path.getsize(path) == known[path][0]:
             read_image_info(path)  # header only: still readable?
             return known[path][1]
-        return probe_image(path).md5
+        info = probe_image(path)
+        _compare_md5(path, info.size, info.md5, known, rep)
+        return info.md5
     except BadImage as exc:
         rep.add(path, "", f"unreadable image: {exc}")
     except OSError as exc:

@@ -19,7 +19,7 @@ from ..progress import NULL_PROGRESS, Progress
 from ..types import TEMP_PREFIX
 from . import Conversion, display, name_fields, workers
 from .manifest import Entry, Journal, Manifest, entry_line, save_manifest
-from .place import Executor
+from .place import Executor, size_of
 from .report import NOTE, Report
 from .shard import ShardResult, dst_path, open_output
 from .workers import fork_context, imap_forked
@@ -65,8 +65,8 @@ def _place_pairs(args: tuple, ex: Optional[Executor] = None) -> List[tuple]:
         got = (info.size, info.md5, lsize, lmd5)
         if (
             expect == got
-            and os.path.exists(os.path.join(out, img_dst))
-            and os.path.exists(os.path.join(out, lab_dst))
+            and size_of(os.path.join(out, img_dst)) == info.size
+            and size_of(os.path.join(out, lab_dst)) == lsize
         ):
             results.append(("kept", got, count, top, ()))
             continue

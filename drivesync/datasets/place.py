@@ -27,6 +27,14 @@ log = logging.getLogger(__name__)
 NOLINK = {errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EACCES}
 
 
+def size_of(path: str) -> int:
+    """The size of a file, -1 when it is not there (one stat)."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return -1
+
+
 def size_md5(path: str) -> Tuple[int, str]:
     return os.path.getsize(path), md5_file(path)
 

@@ -46,7 +46,7 @@ from .manifest import (  # noqa: F401  (JOURNAL, MANIFEST, save_manifest: re-exp
     read_journal,
     save_manifest,
 )
-from .place import Executor
+from .place import Executor, size_of
 from .report import ITEM, Report
 
 log = logging.getLogger(__name__)
@@ -398,9 +398,7 @@ def write_shards(
             shards.add(slot.shard)
             ops = _ops(it, slot, name=name, flat=flat)
             old = m.entries.get(slot.key)
-            if old is not None and [(d, n, h) for _, d, n, h, _ in old[2]] == [
-                (d, n, h) for _, d, n, h, _ in ops
-            ]:
+            if _in_place(out, old, ops):
                 continue
             todo.append((slot.key, slot.shard, slot.stem, ops))
             result.placed += 1
@@ -425,6 +423,15 @@ def write_shards(
         os.unlink(journal.path)
     result.linked, result.copied, result.moved = ex.linked, ex.copied, ex.moved
     return result
+
+
+def _in_place(out: str, old: Optional[tuple], ops: Tuple[FileOp, ...]) -> bool:
+    """Placed by an earlier run with these contents, and still there with its size."""
+    return (
+        old is not None
+        and [(d, n, h) for _, d, n, h, _ in old[2]] == [(d, n, h) for _, d, n, h, _ in ops]
+        and all(size_of(os.path.join(out, d)) == n for _, d, n, _, _ in ops)
+    )
 
 
 def _ops(it: Item, slot: Slot, *, name: str, flat: bool) -> Tuple[FileOp, ...]:
