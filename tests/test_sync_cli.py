@@ -64,7 +64,15 @@ def test_partial_failure_exit_4_and_usage_errors(tmp_path, capsys, monkeypatch):
     code, out, err = run(capsys, "push", src, dst, "--write-rate", "0")
     assert code == EXIT_PARTIAL and "a.txt" in err and "1 item(s) failed" in err
     code, _, err = run(capsys, "push", tmp_path / "missing", dst)
-    assert code == EXIT_USAGE and "not a folder" in err
+    assert code == EXIT_USAGE and "no such folder" in err
+    code, _, err = run(capsys, "push", src / "a.txt", dst)
+    assert code == EXIT_USAGE and "is a file" in err
+    code, _, err = run(capsys, "pull", dst, src / "a.txt")
+    assert code == EXIT_USAGE and "not a folder" in err and (src / "a.txt").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, _ = run(capsys, "push", empty, tmp_path / "made")
+    assert code == 0 and (tmp_path / "made").is_dir()  # the target exists afterwards
     big = tmp_path / "big"
     for i in range(5):
         (big / "f").mkdir(parents=True, exist_ok=True)

@@ -327,7 +327,7 @@ def test_pull_of_same_named_folders_is_reported_incomplete(tmp_path, emulator, m
     err = capsys.readouterr().err
     assert "2 remote folders share this name" in err
     assert "drivesync dedupe drive:space_Colab/ds" in err and "Traceback" not in err
-    assert os.listdir(dest / "imgs") == ["a.jpg"]
+    assert len(os.listdir(dest / "imgs")) == 1  # one of the two folders
     assert main(["dedupe", "drive:space_Colab/ds", "--endpoint", emulator.url]) == 0
     assert main(argv) == 0
     assert sorted(os.listdir(dest / "imgs")) == ["a.jpg", "b.jpg"]

@@ -141,7 +141,7 @@ def plan_push(files: Sequence[LocalFile], dirs: Sequence[str], remote: Iterable[
     def full(rel: str) -> str:
         return posixpath.join(base, rel) if base else rel
 
-    if base and not base_exists:
+    if not base_exists:  # even for an empty LOCAL: the target exists afterwards
         plan.actions.append(Action(MKDIR, base))
     for d in sorted(set(dirs), key=lambda p: (p.count("/"), p)):
         if d and d not in rdirs:

@@ -17,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Optional, Union
 
-from ..errors import DatasetError, DriveSyncError, NotFound
+from ..errors import DatasetError, DriveSyncError, NotFound, UsageError
 from ..hashing import HashCache, default_cache_path
 from ..progress import NULL_PROGRESS, Progress
 from ..remotes.base import Remote
@@ -47,6 +47,8 @@ def pull(remote: Remote, local_dir: Union[str, Path], *, path: str = "", jobs: i
     state_path = Path(state_dir) if state_dir else default_cache_path().parent
     own_cache = hash_cache is None
     cache = hash_cache if hash_cache is not None else HashCache(state_path / "hashes.sqlite")
+    if os.path.lexists(root) and not os.path.isdir(root):
+        raise UsageError(f"{root}: exists and is not a folder; pull writes into a folder")
     try:
         if not dry_run:
             os.makedirs(root, exist_ok=True)

@@ -81,8 +81,11 @@ class LocalTree:
 def scan(root: Union[str, Path], *, excludes: Sequence[str] = ()) -> LocalTree:
     """Stat every file below ``root``; skip internal files and links leaving the tree."""
     root = os.path.abspath(root)
+    if os.path.isfile(root):
+        raise UsageError(f"{root}: is a file; push copies the files of a folder (put the "
+                         "file in a folder of its own and push that)")
     if not os.path.isdir(root):
-        raise UsageError(f"{root}: not a folder")
+        raise UsageError(f"{root}: no such folder")
     real_root = os.path.realpath(root)
     tree = LocalTree(root=root)
     tree.dirs.add("")
