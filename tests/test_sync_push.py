@@ -102,10 +102,14 @@ def test_excludes_internal_files_and_links_out(tmp_path, remote):
     outside = tmp_path / "secret.txt"
     outside.write_text("secret")
     os.symlink(outside, src / "link.txt")
+    os.symlink("missing", src / "broken")
+    os.mkfifo(src / "fifo")
     res = run_push(src, remote, excludes=["*.tmp"])
     got = remote_files(remote)
     assert sorted(got) == [f"data/imgs/000/img{i}.jpg" for i in range(3)]
-    assert any(p == "link.txt" for p, _ in res.warnings)
+    warned = dict(res.warnings)
+    assert "leaves the folder" in warned["link.txt"]
+    assert "broken symlink" in warned["broken"] and "not a regular file" in warned["fifo"]
 
 
 def test_folder_limit_refusal(tmp_path, remote):

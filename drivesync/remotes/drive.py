@@ -223,6 +223,8 @@ class DriveRemote(Remote):
         """Id of an existing folder; NotFound naming the whole path asked for."""
         try:
             return self._folder_id(parts, create=False)
+        except _NotAFolder:
+            raise
         except NotFound:
             raise NotFound(f"drive:{'/'.join(parts)}: no such folder") from None
 
@@ -233,6 +235,8 @@ class DriveRemote(Remote):
         if not folders:
             if items and create:
                 raise RemoteError(f"drive:{'/'.join(parts)}: exists and is not a folder")
+            if items:
+                raise _NotAFolder(f"drive:{'/'.join(parts)}: is a file, not a folder")
             return None
         chosen = pick(folders, what=f"drive:{'/'.join(parts)}")["id"]
         self._folders.put(parts, chosen)
@@ -617,6 +621,10 @@ class DriveRemote(Remote):
                           what="about.get")
         user = about.get("user", {})
         return {"email": user.get("emailAddress"), "name": user.get("displayName")}
+
+
+class _NotAFolder(NotFound):
+    """A path used as a folder names a file: absent as a folder, said plainly."""
 
 
 def _ends_with_cr(source: Path) -> bool:

@@ -110,7 +110,7 @@ def _run_phase(actions: Sequence[Action], run: Callable[[Action], int], width: i
             stop.set()
             return
         if isinstance(exc, (DriveSyncError, OSError, ValueError)):
-            log.warning("%s %s failed: %s", a.kind, a.path, exc)
+            log.info("%s %s failed: %s", a.kind, a.path, exc)  # listed again at the end
             report.failed += 1
             report.problems.append((a.path or a.local, f"{a.kind}: {exc}"))
             return

@@ -122,6 +122,9 @@ def scan(root: Union[str, Path], *, excludes: Sequence[str] = ()) -> LocalTree:
                     tree.files[rel] = d.stat()
                     tree.sources[rel] = d.path
                     tree.children[rel_dir].append(rel)
+                else:
+                    what = "broken symlink" if d.is_symlink() else "not a regular file"
+                    tree.warnings.append((rel, f"{what}; skipped"))
             except OSError as exc:
                 tree.warnings.append((rel, f"cannot stat: {exc.strerror or exc}"))
     return tree
@@ -186,6 +189,8 @@ def push(local_dir: Union[str, Path], *, remote: Remote, path: str = "", jobs: i
         if not allow_big_folders:
             check_folder_sizes(tree, shards, limit=max_files_per_folder)
         entries, base_exists = list_remote(remote, base)
+        if not base_exists and not dry_run:
+            remote.mkdir(base)  # one clear error when REMOTE is a file, not one per item
         plan = _make_plan(tree, shards, entries, base=base, base_exists=base_exists,
                           delete=delete, excludes=excludes, cache=cache, packs_db=packs_db,
                           remote=remote, jobs=jobs)
