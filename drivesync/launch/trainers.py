@@ -21,13 +21,17 @@ PathLike = Union[str, Path]
 
 
 # ---- darknet ---------------------------------------------------------------
+def _read_text(p: Path, what: str) -> str:
+    try:
+        return p.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: {what} not found") from None
+
+
 def read_data_file(path: PathLike) -> dict[str, str]:
     """``key = value`` lines of a darknet ``.data`` file (``#`` comments allowed)."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: darknet data file not found") from None
+    text = _read_text(p, "darknet data file")
     out: dict[str, str] = {}
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
@@ -53,10 +57,7 @@ def backup_dir(data_file: PathLike, *, cwd: Optional[PathLike] = None) -> Path:
 def read_cfg_net(cfg: PathLike) -> dict[str, str]:
     """Keys of the ``[net]`` (or ``[network]``) section of a darknet cfg."""
     p = Path(cfg)
-    try:
-        text = p.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: darknet cfg file not found") from None
+    text = _read_text(p, "darknet cfg file")
     section = None
     out: dict[str, str] = {}
     for raw in text.splitlines():
