@@ -13,6 +13,7 @@ import logging
 import os
 import posixpath
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Optional, Union
@@ -25,6 +26,7 @@ from .base import Remote, Target, target_path
 
 log = logging.getLogger(__name__)
 TRASH = ".drivesync-trash"
+_HASHES_LOCK = threading.Lock()
 
 
 def clean_relpath(path: str) -> str:
@@ -49,7 +51,9 @@ class LocalRemote(Remote):
     @property
     def hashes(self) -> HashCache:
         if self._hashes is None:
-            self._hashes = HashCache(default_cache_path())
+            with _HASHES_LOCK:  # threads of one push: one cache, not one each (sqlite locks)
+                if self._hashes is None:
+                    self._hashes = HashCache(default_cache_path())
         return self._hashes
 
     def _abs(self, path: str) -> Path:
