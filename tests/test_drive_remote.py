@@ -236,3 +236,19 @@ def test_unusable_drive_names_are_shown_with_look_alikes_and_addressable(drive_r
     assert fresh.stat("a\uff0fb").id == min(
         (f for f in emulator.state.all_files() if f["name"] in ("a/b", "a\uff0fb")),
         key=lambda f: (f.get("createdTime") or "", f["id"]))["id"]
+
+
+def test_a_file_that_changes_during_its_upload_leaves_no_copy(drive_remote, emulator, tmp_path):
+    from drivesync.errors import ChecksumMismatch
+
+    path = src(tmp_path, "grow.bin", blob(3 * CHUNK))
+
+    class Writer:  # the trainer rewrites the file while the resumable upload is under way
+        def on_progress(self, *, files=0, bytes=0):
+            with open(path, "r+b") as f:
+                f.seek(2 * CHUNK + 10)
+                f.write(b"rewritten")
+
+    with pytest.raises(ChecksumMismatch, match="changed while it was uploaded"):
+        drive_remote.upload(path, "grow.bin", progress=Writer())
+    assert live_files(emulator, "grow.bin") == []

@@ -162,7 +162,8 @@ def _finish(ctx, result: Union[SyncResult, DedupeResult], *, verb: str) -> int:
 
 
 def _print_plan(ctx, result: Union[SyncResult, DedupeResult]) -> None:
-    counts = ", ".join(f"{v} {k}" for k, v in result.plan.items() if v)
+    counts = ", ".join(human_bytes(v) if k == "bytes" else f"{v} {k.replace('_', ' ')}"
+                       for k, v in result.plan.items() if v)
     ctx.say(f"plan (dry run, nothing changed): {counts or 'nothing to do'}")
     shown = result.actions if ctx.verbose else result.actions[:SHOW]
     for a in shown:

@@ -373,6 +373,10 @@ class DriveRemote(Remote):
             meta = self._landed(body, what=what)
         if meta.get("md5Checksum") != want or int(meta.get("size") or 0) != st.st_size:
             self._discard(meta["id"], what=what)
+            now = os.stat(source)
+            if (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+                raise ChecksumMismatch(f"{what}: {source} changed while it was uploaded; the "
+                                       "mixed copy was removed (re-run once it is written)")
             raise ChecksumMismatch(f"{what}: Drive has md5 {meta.get('md5Checksum')}, "
                                    f"the local file {want}; the bad copy was removed")
         with self._lock:
