@@ -156,8 +156,34 @@ def test_paging_and_order(svc):
     assert first[0] == "zfolder" and first[1] == "n24"
     assert names(svc, f"'{folder}' in parents", orderBy="name desc")[0] == "zfolder"
     with pytest.raises(HttpError) as info:
-        svc.files().list(pageSize=1001).execute()
+        svc.files().list(pageSize=0).execute()
     assert info.value.status_code == 400
+
+
+def test_page_size_above_1000_is_coerced_not_refused(svc, emulator):
+    """The v3 reference: "values above 1000 will be coerced to 1000"."""
+    for i in range(3):
+        put(svc, f"p{i}", b"")
+    resp = svc.files().list(pageSize=5000, fields="nextPageToken,files(name)").execute()
+    assert len(resp["files"]) == 3 and "nextPageToken" not in resp
+
+
+def test_unknown_fields_are_refused_before_anything_happens(svc, emulator):
+    """Drive answers 400 invalidParameter for a name the resource does not have, so a
+    typo in a client's field mask fails here too instead of quietly returning less."""
+    for call in (lambda: svc.files().list(fields="nextPageToken,files(id,nmae)"),
+                 lambda: svc.files().list(fields="files/id,nextPagetoken"),
+                 lambda: svc.files().create(body={"name": "x"}, fields="id,md5"),
+                 lambda: svc.about().get(fields="storageQuota(limit,usageInTrash)")):
+        with pytest.raises(HttpError) as info:
+            call().execute()
+        assert info.value.status_code == 400 and reason(info.value) == "invalidParameter"
+        assert info.value.error_details[0]["location"] == "fields"
+    assert emulator.state.all_files() == []              # the create never happened
+    ok = svc.files().list(fields="files(id,owners(emailAddress),capabilities/canEdit)")
+    assert ok.execute() == {"files": []}
+    quota = svc.about().get(fields="storageQuota").execute()["storageQuota"]
+    assert set(quota) == {"usage", "usageInDrive", "usageInDriveTrash"}   # no limit: unlimited
 
 
 def test_fields_parser():
@@ -592,3 +618,72 @@ def test_multipart_with_crlf_framing(emulator):
                          data=body, headers={"Authorization": f"Bearer {emulator.token}",
                                              "Content-Type": "multipart/related; boundary=XX"})
     assert resp.status_code == 200 and resp.json() == {"size": "4"}
+
+
+# ---------------------------------------------------------------------------- lost answers
+
+
+def test_lost_answer_processes_the_create_then_drops_the_connection(emulator):
+    auth = {"Authorization": f"Bearer {emulator.token}"}
+    emulator.inject("lost", method="POST")
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.post(f"{emulator.url}drive/v3/files", headers=auth,
+                      json={"name": "made", "id": "1abcdefghijklmnopqrstuvwxyz"})
+    assert [f["name"] for f in emulator.state.all_files()] == ["made"]   # it took effect
+    again = requests.post(f"{emulator.url}drive/v3/files", headers=auth,
+                          json={"name": "made", "id": "1abcdefghijklmnopqrstuvwxyz"})
+    assert again.status_code == 409
+    assert again.json()["error"]["errors"][0]["reason"] == "duplicate"
+
+
+def test_lost_answer_inside_a_batch_is_an_error_for_that_part_only(svc, emulator):
+    ids = [put(svc, f"f{i}", b"x")["id"] for i in range(3)]
+    emulator.inject("lost", method="DELETE")
+    results: dict = {}
+    batch = svc.new_batch_http_request(
+        callback=lambda rid, resp, exc: results.__setitem__(rid, exc))
+    for fid in ids:
+        batch.add(svc.files().delete(fileId=fid), request_id=fid)
+    batch.execute()
+    assert isinstance(results[ids[0]], HttpError) and results[ids[0]].status_code == 503
+    assert results[ids[1]] is None and results[ids[2]] is None
+    assert emulator.state.all_files() == []          # the "failed" delete happened anyway
+
+
+def test_completed_resumable_session_answers_a_status_query_with_the_file(emulator):
+    """Drive keeps a finished session: after a lost final answer, asking gets 200 + file."""
+    auth = {"Authorization": f"Bearer {emulator.token}"}
+    data = os.urandom(1000)
+    session = requests.post(f"{emulator.url}upload/drive/v3/files?uploadType=resumable"
+                            "&fields=id,md5Checksum", headers=auth, json={"name": "r.bin"})
+    emulator.inject("lost", method="PUT")
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.put(session.headers["Location"], data=data,
+                     headers={**auth, "Content-Range": f"bytes 0-999/{len(data)}"})
+    status = requests.put(session.headers["Location"],
+                          headers={**auth, "Content-Range": f"bytes */{len(data)}"})
+    assert status.status_code == 200
+    assert status.json()["md5Checksum"] == hashlib.md5(data).hexdigest()
+    assert [f["id"] for f in emulator.state.all_files()] == [status.json()["id"]]
+
+
+@pytest.mark.parametrize("size", [1000, 3 * CHUNK + 7], ids=["multipart", "resumable"])
+def test_drive_upload_through_lost_answers_lands_exactly_one_file(drive_remote, emulator,
+                                                                  tmp_path, size):
+    """The create is processed, its answer lost; httplib2 or the pacer re-sends it with
+    the same pre-generated id, meets 409 (or the finished session) and adopts the file."""
+    data = os.urandom(size)
+    src = tmp_path / "w.pt"
+    src.write_bytes(data)
+    drive_remote.mkdir("ckpt")
+    before = emulator.counters["faults"]
+    emulator.inject("lost", count=3, method="POST" if size < CHUNK else "PUT")
+    entry = drive_remote.upload(src, "ckpt/w.pt")
+    assert emulator.counters["faults"] - before == 3
+    files = [f for f in emulator.state.all_files() if f["name"] == "w.pt"]
+    assert len(files) == 1 and files[0]["id"] == entry.id
+    assert files[0]["md5Checksum"] == hashlib.md5(data).hexdigest() == entry.md5
+    emulator.inject("lost", method="POST")
+    assert drive_remote.mkdir("ckpt/sub").id == next(
+        f["id"] for f in emulator.state.all_files() if f["name"] == "sub")
+    assert sum(f["name"] == "sub" for f in emulator.state.all_files()) == 1

@@ -31,7 +31,14 @@ from . import errors
 from .errors import ApiError
 from .faults import Config, FaultPlan, Throttle, WriteBucket
 from .models import Content, DriveState, FileRecord, new_file_id
-from .query import apply_fields, parse_fields
+from .query import (
+    ABOUT_SCHEMA,
+    FILE_LIST_SCHEMA,
+    FILE_SCHEMA,
+    apply_fields,
+    check_fields,
+    parse_fields,
+)
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +243,16 @@ class Api:
             return error_response(err)
 
     def _fault(self, req: Request, kind: str) -> Optional[Response]:
+        if kind == "lost":
+            try:
+                done = self._route(req, self._op_name(req))
+                if done.stream is not None:
+                    done.stream.close()
+            except ApiError:
+                pass  # it failed, but the client will not hear that either
+            if req.inner:  # one part of a batch: it took effect, its answer is an error
+                raise errors.backend_error(503)
+            return Response(0, drop=True)
         if kind == "reset":
             if req.inner:
                 raise errors.backend_error(503)
@@ -294,6 +311,8 @@ class Api:
         return "unknown"
 
     def _route(self, req: Request, op: str) -> Response:
+        if op in ("files.create", "files.get", "files.update", "files.copy"):
+            file_mask(req.query)  # a bad mask is refused before anything changes
         parts = _route_parts(req.path)
         m = req.method
         if parts and parts[0] == "batch" and m == "POST" and not req.inner:
@@ -336,7 +355,7 @@ class Api:
     # ------------------------------------------------------------------ helpers
 
     def _file_doc(self, req: Request, rec: FileRecord, status: int = 200) -> Response:
-        mask = parse_fields(req.query.get("fields") or DEFAULT_FILE_FIELDS)
+        mask = file_mask(req.query)
         return json_response(apply_fields(self.state.render(rec), mask), status)
 
     def _take_write(self) -> None:
@@ -354,11 +373,13 @@ class Api:
             page_size = int(req.query.get("pageSize", "100"))
         except ValueError:
             raise errors.bad_request("Invalid value for pageSize", location="pageSize") from None
-        if not 1 <= page_size <= 1000:
+        if page_size < 1:
             raise errors.bad_request(
                 f"Invalid value '{page_size}'. Values must be within the range: [1, 1000]",
                 location="pageSize")
-        mask = parse_fields(req.query.get("fields") or DEFAULT_LIST_FIELDS)
+        page_size = min(page_size, 1000)  # "values above 1000 will be coerced to 1000"
+        mask = check_fields(parse_fields(req.query.get("fields") or DEFAULT_LIST_FIELDS),
+                            FILE_LIST_SCHEMA)
         page, token = self.state.list(req.query.get("q"), order_by=req.query.get("orderBy"),
                                       page_size=page_size, page_token=req.query.get("pageToken"))
         doc: Dict[str, Any] = {"kind": "drive#fileList", "incompleteSearch": False}
@@ -428,7 +449,8 @@ class Api:
             "maxUploadSize": str(5 * 1024 ** 4),
             "appInstalled": False,
         }
-        return json_response(apply_fields(doc, parse_fields(fields_text)))
+        return json_response(apply_fields(doc, check_fields(parse_fields(fields_text),
+                                                            ABOUT_SCHEMA)))
 
     # ------------------------------------------------------------------ media
 
@@ -497,8 +519,7 @@ class Api:
         else:
             rec = self.state.update(file_id, meta, add_parents=query.get("addParents"),
                                     remove_parents=query.get("removeParents"), content=content)
-        mask = parse_fields(query.get("fields") or DEFAULT_FILE_FIELDS)
-        return json_response(apply_fields(self.state.render(rec), mask))
+        return json_response(apply_fields(self.state.render(rec), file_mask(query)))
 
     def _multipart(self, req: Request, file_id: Optional[str]) -> Tuple[dict, Content]:
         ctype = req.headers.get("content-type", "")
@@ -561,9 +582,15 @@ class Api:
                 raise errors.bad_request("More bytes arrived than the declared total.")
             if session.total is not None and session.received == session.total:
                 content = session.writer.finish(session.mime_type)
-                with self.sessions_lock:
-                    self.sessions.pop(sid, None)
-                resp = self._commit(req, session.file_id, session.meta, content, session.query)
+                try:
+                    resp = self._commit(req, session.file_id, session.meta, content,
+                                        session.query)
+                except ApiError:
+                    self._forget(session)
+                    raise
+                # Kept, as Drive does: a status query (or a re-sent last chunk) after a
+                # lost answer gets 200 and the file, not a 404 that restarts the upload.
+                session.done = json.loads(resp.body)
                 return resp
             headers = []
             if session.received > 0:
@@ -639,6 +666,11 @@ class Api:
 # ---------------------------------------------------------------------------- parsing helpers
 
 
+def file_mask(query: Dict[str, str]) -> Any:
+    """The checked ``fields`` mask of a request that answers with one file."""
+    return check_fields(parse_fields(query.get("fields") or DEFAULT_FILE_FIELDS), FILE_SCHEMA)
+
+
 def _route_parts(path: str) -> List[str]:
     path = path.strip("/")
     if path.startswith("resumable/upload/"):
@@ -689,10 +721,15 @@ def _split_multipart(raw: bytes, boundary: bytes) -> List[Tuple[Dict[str, str], 
         else:
             head, body = chunk[:sep], chunk[sep + 2 * len(nl):]
         headers: Dict[str, str] = {}
+        last = ""
         for line in head.decode("latin-1").splitlines():
+            if line[:1] in (" ", "\t") and last:  # a folded (continued) header line
+                headers[last] += " " + line.strip()
+                continue
             key, colon, value = line.partition(":")
             if colon:
-                headers[key.strip().lower()] = value.strip()
+                last = key.strip().lower()
+                headers[last] = value.strip()
         parts.append((headers, body))
         pos = nxt + len(nl)
     return parts

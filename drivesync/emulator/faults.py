@@ -16,7 +16,10 @@ from typing import List, Optional, Sequence, Tuple
 
 FAULT_KINDS = ("500", "503", "429", "403rate", "drop")
 RANDOM_KINDS = FAULT_KINDS + ("reset",)          # what fail_rate may draw from
-INJECT_KINDS = RANDOM_KINDS + ("403daily", "quota", "expire_session", "401")
+#: "lost" PROCESSES the request (a create creates), then closes the connection
+#: without answering: the client cannot tell it from a request that never arrived,
+#: so its retry meets the effect of the first try (409 for a create with an id).
+INJECT_KINDS = RANDOM_KINDS + ("403daily", "quota", "expire_session", "401", "lost")
 
 
 @dataclass

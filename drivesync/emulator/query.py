@@ -281,7 +281,8 @@ def parse_fields(text: Optional[str]) -> FieldMask:
         while True:
             m = re.compile(r"\s*([A-Za-z0-9_*]+(?:/[A-Za-z0-9_*]+)*)\s*").match(text, pos)
             if not m:
-                raise bad_request(f"Invalid field selection {text}", location="fields")
+                raise bad_request(f"Invalid field selection {text}", reason="invalidParameter",
+                                  location="fields")
             pos = m.end()
             path = m.group(1).split("/")
             sub: Any = None
@@ -298,9 +299,11 @@ def parse_fields(text: Optional[str]) -> FieldMask:
                     while pos < len(text) and text[pos] == " ":
                         pos += 1
                     return mask
-                raise bad_request(f"Invalid field selection {text}", location="fields")
+                raise bad_request(f"Invalid field selection {text}", reason="invalidParameter",
+                                  location="fields")
             if pos != len(text):
-                raise bad_request(f"Invalid field selection {text}", location="fields")
+                raise bad_request(f"Invalid field selection {text}", reason="invalidParameter",
+                                  location="fields")
             return mask
 
     return parse_list(None)
@@ -336,3 +339,49 @@ def apply_fields(doc: Any, mask: FieldMask) -> Any:
     if not isinstance(doc, dict):
         return doc
     return {k: apply_fields(doc[k], sub) for k, sub in mask.items() if k in doc}
+
+
+# What a ``fields`` mask may name (from the v3 discovery document's schemas): Drive
+# answers 400 invalidParameter for an unknown name, so a typo in a client's mask
+# must fail here too instead of silently returning less. None: any sub-selection.
+Schema = Dict[str, Any]
+USER_SCHEMA: Schema = dict.fromkeys(
+    ["displayName", "emailAddress", "kind", "me", "permissionId", "photoLink"])
+FILE_SCHEMA: Schema = dict.fromkeys([
+    "appProperties", "capabilities", "clientEncryptionDetails", "contentHints",
+    "contentRestrictions", "copyRequiresWriterPermission", "createdTime", "description",
+    "downloadRestrictions", "driveId", "explicitlyTrashed", "exportLinks", "fileExtension",
+    "folderColorRgb", "fullFileExtension", "hasAugmentedPermissions", "hasThumbnail",
+    "headRevisionId", "iconLink", "id", "imageMediaMetadata", "inheritedPermissionsDisabled",
+    "isAppAuthorized", "kind", "labelInfo", "lastModifyingUser", "linkShareMetadata",
+    "md5Checksum", "mimeType", "modifiedByMe", "modifiedByMeTime", "modifiedTime", "name",
+    "originalFilename", "ownedByMe", "owners", "parents", "permissionIds", "permissions",
+    "properties", "quotaBytesUsed", "resourceKey", "sha1Checksum", "sha256Checksum", "shared",
+    "sharedWithMeTime", "sharingUser", "shortcutDetails", "size", "spaces", "starred",
+    "teamDriveId", "thumbnailLink", "thumbnailVersion", "trashed", "trashedTime",
+    "trashingUser", "version", "videoMediaMetadata", "viewedByMe", "viewedByMeTime",
+    "viewersCanCopyContent", "webContentLink", "webViewLink", "writersCanShare"])
+FILE_SCHEMA.update(lastModifyingUser=USER_SCHEMA, sharingUser=USER_SCHEMA,
+                   trashingUser=USER_SCHEMA, owners=USER_SCHEMA)
+FILE_LIST_SCHEMA: Schema = {"files": FILE_SCHEMA, "incompleteSearch": None, "kind": None,
+                            "nextPageToken": None}
+ABOUT_SCHEMA: Schema = dict.fromkeys([
+    "appInstalled", "canCreateDrives", "canCreateTeamDrives", "driveThemes", "exportFormats",
+    "folderColorPalette", "importFormats", "kind", "maxImportSizes", "maxUploadSize"])
+ABOUT_SCHEMA.update(user=USER_SCHEMA, storageQuota=dict.fromkeys(
+    ["limit", "usage", "usageInDrive", "usageInDriveTrash"]))
+
+
+def check_fields(mask: FieldMask, schema: Schema, *, prefix: str = "") -> FieldMask:
+    """``mask`` if every name in it exists in ``schema``; else 400 invalidParameter."""
+    if mask is None:
+        return None
+    for name, sub in mask.items():
+        if name == "*":
+            continue
+        if name not in schema:
+            raise bad_request(f"Invalid field selection {prefix}{name}",
+                              reason="invalidParameter", location="fields")
+        if sub is not None and isinstance(schema[name], dict):
+            check_fields(sub, schema[name], prefix=f"{prefix}{name}/")
+    return mask
