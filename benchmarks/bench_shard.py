@@ -4,6 +4,10 @@
     python benchmarks/bench_shard.py --quick    # 2,000 pairs, RSS at 2k and 8k
     python benchmarks/bench_shard.py --pairs 30000
 
+It also times drivesync without its forked workers, to show whether they pay off
+(on a 2-core Colab VM they do above a few thousand pairs; on a loaded machine
+they may not). The figures are only comparable within one run.
+
 Each contender runs in its own child process on its own fresh copy of the same
 folder, in the same run. The naive script is the usual notebook snippet: list
 the images, move each one and its .txt into numbered folders of 1000 pairs.
@@ -47,8 +51,11 @@ print(time.perf_counter() - t)
 
 DRIVESYNC = r"""
 import sys, time
+from drivesync.datasets import workers
 from drivesync.datasets.prepare import shard_dataset
 src, dst, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+if len(sys.argv) > 5:
+    workers.PARALLEL_MIN = 10**9  # in-process only: does the forked path pay off?
 t = time.perf_counter()
 res = shard_dataset(src, dst, mode=mode, max_files=2000, name="ds")
 elapsed = time.perf_counter() - t
@@ -121,6 +128,7 @@ def bench(pairs: int, work: Path) -> dict:
         ("naive shutil.move", NAIVE, ()),
         ("drivesync shard --mode move", DRIVESYNC, ("move", str(2 * pairs))),
         ("drivesync shard --mode link", DRIVESYNC, ("link", str(2 * pairs))),
+        ("drivesync move, no workers", DRIVESYNC, ("move", str(2 * pairs), "serial")),
     ):
         src, dst = work / f"src{pairs}", work / f"dst{pairs}"
         shutil.rmtree(src, ignore_errors=True)
@@ -151,15 +159,19 @@ def main() -> None:
         small = bench(pairs, work)
         naive = small["naive shutil.move"][0]
         move = small["drivesync shard --mode move"][0]
+        serial = small["drivesync move, no workers"][0]
         print(
             f"ratio drivesync(move) / naive = {move / naive:.2f}  "
-            f"({'not slower' if move <= naive else 'SLOWER'})"
+            f"({'not slower' if move <= naive else 'SLOWER'}); "
+            f"forked workers: {serial / move:.2f}x faster than in-process"
+            + ("" if pairs >= 4000 else " (not used below 4000 pairs)")
         )
         doc = {
             "pairs": pairs,
             "naive_s": naive,
             "drivesync_move_s": move,
             "drivesync_link_s": small["drivesync shard --mode link"][0],
+            "drivesync_move_no_workers_s": serial,
             "ratio": move / naive,
             "rss_bytes": {pairs: small["drivesync shard --mode link"][1]},
         }
