@@ -102,7 +102,7 @@ def test_safe_part_never_escapes(name):
     out = safe_part(name)
     assert out and out not in (".", "..")
     assert "/" not in out and "\\" not in out and "\x00" not in out
-    assert len(out.encode("utf-8")) <= 220
+    assert len(out.encode("utf-8")) <= 255
     assert os.path.normpath(os.path.join("/root", out)).startswith("/root/")
 
 
@@ -113,6 +113,17 @@ def test_assign_names_keeps_same_named_items_apart_deterministically():
     assert got == {"c": "X.JPG", "a": "x (2).jpg", "b": "x (3).jpg"}
     assert assign_names(list(reversed(es)), folder="d") == got
     assert numbered(".bashrc", 2) == ".bashrc (2)"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(min_size=1, max_size=300), st.integers(2, 10_000))
+def test_long_names_are_kept_up_to_255_bytes_and_numbers_stay_distinct(name, n):
+    part = safe_part(name)
+    assert safe_part(part) == part  # a usable local name is kept as it is
+    got, nxt = numbered(part, n), numbered(part, n + 1)
+    assert len(got.encode("utf-8")) <= 255 and f" ({n})" in got and got != nxt
+    long = "\u00e9" * 102 + ".txt"  # 208 bytes: fine on every file system, so unchanged
+    assert safe_part(long) == long
 
 
 def test_ensure_dir_refuses_links_out(tmp_path):

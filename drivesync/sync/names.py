@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 
 from ..types import Entry
 
-MAX_PART_BYTES = 200  # below every common filesystem's 255-byte limit, room for " (2)"
+MAX_PART_BYTES = 255  # every common file system's limit; a name that fits is kept as is
 _RESERVED = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"} | {
     f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)}
 _BAD = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
@@ -52,7 +52,11 @@ def numbered(name: str, n: int) -> str:
     stem, ext = posixpath.splitext(name)
     if not stem:  # ".bashrc" style names
         stem, ext = name, ""
-    return _truncate(f"{stem} ({n}){ext}", MAX_PART_BYTES + 8)
+    suffix = f" ({n}){ext}"
+    budget = MAX_PART_BYTES - len(suffix.encode("utf-8"))
+    if budget < 1:  # an absurd extension: drop it rather than the number
+        suffix, budget = f" ({n})", MAX_PART_BYTES - len(f" ({n})")
+    return stem.encode("utf-8")[:budget].decode("utf-8", "ignore") + suffix
 
 
 def assign_names(entries: Sequence[Entry], *, folder: str = "",
