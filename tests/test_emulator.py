@@ -295,7 +295,8 @@ def test_generate_ids_and_409_on_reuse(svc):
     assert made["id"] == fid
     with pytest.raises(HttpError) as info:
         put(svc, "twice.txt", b"2", id=fid)
-    assert info.value.status_code == 409
+    assert info.value.status_code == 409 and reason(info.value) == "fileIdInUse"
+    assert info.value.reason == "A file already exists with the provided ID."
     with pytest.raises(HttpError) as info:
         svc.files().create(body={"id": fid, "name": "dir", "mimeType": FOLDER}).execute()
     assert info.value.status_code == 409
@@ -368,6 +369,26 @@ def test_update_rename_move_trash_content(svc, emulator):
     with pytest.raises(HttpError) as info:
         svc.files().update(fileId=a, addParents=a, removeParents="root").execute()
     assert info.value.status_code == 400
+
+
+def test_a_trashed_folder_trashes_what_is_created_in_or_moved_into_it(svc, emulator):
+    bin_ = mkdir(svc, "bin")
+    svc.files().update(fileId=bin_, body={"trashed": True}).execute()
+    inside = put(svc, "late.txt", b"x", parent=bin_)["id"]
+    state = "trashed,explicitlyTrashed"
+    assert svc.files().get(fileId=inside, fields=state).execute() == {
+        "trashed": True, "explicitlyTrashed": False}
+    assert names(svc, f"'{bin_}' in parents and trashed = false") == []
+    keep = mkdir(svc, "keep")
+    put(svc, "deep.txt", b"y", parent=keep)
+    svc.files().update(fileId=keep, addParents=bin_, removeParents="root").execute()
+    assert names(svc, "trashed = true") == ["bin", "late.txt", "keep", "deep.txt"]
+    svc.files().update(fileId=keep, addParents="root", removeParents=bin_).execute()
+    assert names(svc, "trashed = true") == ["bin", "late.txt"]
+    quota = svc.about().get(fields="storageQuota(usageInDriveTrash)").execute()
+    assert quota == {"storageQuota": {"usageInDriveTrash": "1"}}
+    svc.files().emptyTrash().execute()
+    assert sorted(f["name"] for f in emulator.state.all_files()) == ["deep.txt", "keep"]
 
 
 def test_resumable_content_update(svc):
@@ -633,7 +654,7 @@ def test_lost_answer_processes_the_create_then_drops_the_connection(emulator):
     again = requests.post(f"{emulator.url}drive/v3/files", headers=auth,
                           json={"name": "made", "id": "1abcdefghijklmnopqrstuvwxyz"})
     assert again.status_code == 409
-    assert again.json()["error"]["errors"][0]["reason"] == "duplicate"
+    assert again.json()["error"]["errors"][0]["reason"] == "fileIdInUse"
 
 
 def test_lost_answer_inside_a_batch_is_an_error_for_that_part_only(svc, emulator):

@@ -52,8 +52,8 @@ def auth_error() -> ApiError:
 
 
 def duplicate_id(file_id: str) -> ApiError:
-    return ApiError(409, "duplicate", f"A file already exists with the provided ID: {file_id}.",
-                    location="id", location_type="other")
+    """Drive's answer to a create with an id that exists (reason and wording as Drive's)."""
+    return ApiError(409, "fileIdInUse", "A file already exists with the provided ID.")
 
 
 def quota_exceeded() -> ApiError:

@@ -451,6 +451,8 @@ class DriveState:
             self.usage += size
         if meta.get("trashed"):
             rec.trashed = rec.explicitly_trashed = True
+        elif pid != self.root_id and self.files[pid].trashed:
+            rec.trashed = True  # what is inside a trashed folder is trashed
         self._index(rec)
         self._persist(rec)
         return rec
@@ -516,6 +518,9 @@ class DriveState:
             rec.parents = new_parents
             for p in new_parents:
                 self.children.setdefault(p, {})[rec.id] = None
+            inherited = new_parents[0] != self.root_id and self.files[new_parents[0]].trashed
+            if not rec.explicitly_trashed and rec.trashed != inherited:
+                self._set_implicit(rec, inherited)  # moved into / out of a trashed folder
         if "name" in meta:
             rec.name = meta["name"]
         if meta.get("mimeType") and rec.has_content and not meta["mimeType"].startswith(
@@ -561,6 +566,15 @@ class DriveState:
                 if child.is_folder:
                     stack.append(cid)
         return out
+
+    def _set_implicit(self, rec: FileRecord, trashed: bool) -> None:
+        """Trash state inherited from the parent, for ``rec`` and what is under it."""
+        for item in [rec] + self._descendants(rec):
+            if not item.explicitly_trashed and item.trashed != trashed:
+                item.trashed = trashed
+                if item is not rec:
+                    item.version += 1
+                    self._persist(item)
 
     def _set_trashed(self, rec: FileRecord, trashed: bool) -> None:
         rec.trashed = rec.explicitly_trashed = trashed
