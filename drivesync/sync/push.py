@@ -27,7 +27,7 @@ from ..hashing import HashCache, default_cache_path
 from ..progress import NULL_PROGRESS, Progress, human_bytes
 from ..remotes.base import Remote
 from ..types import Entry, is_internal
-from .apply import apply_plan
+from .apply import FATAL, apply_plan
 from .pack import (
     MANIFEST_SUFFIX,
     TAR_SUFFIX,
@@ -44,6 +44,7 @@ from .plan import (
     PACK,
     REPLACE,
     SKIP,
+    TRANSFER_KINDS,
     UPLOAD,
     Action,
     LocalFile,
@@ -189,14 +190,14 @@ def push(local_dir: Union[str, Path], *, remote: Remote, path: str = "", jobs: i
         if not allow_big_folders:
             check_folder_sizes(tree, shards, limit=max_files_per_folder)
         entries, base_exists = list_remote(remote, base)
-        if not base_exists and not dry_run:
-            remote.mkdir(base)  # one clear error when REMOTE is a file, not one per item
         plan = _make_plan(tree, shards, entries, base=base, base_exists=base_exists,
                           delete=delete, excludes=excludes, cache=cache, packs_db=packs_db,
                           remote=remote, jobs=jobs)
         result = SyncResult(plan=plan.summary(), dry_run=dry_run,
                             problems=list(plan.problems), warnings=list(tree.warnings),
                             actions=[a.to_dict() for a in plan.actions if a.kind != SKIP])
+        if not base_exists and not dry_run:
+            _make_base(remote, base, plan, result)
         runner = _Runner(remote=remote, progress=progress,
                          tmp_dir=state_path, packs_db=packs_db, cache=cache)
         # Deletes run last and batched (one request per 100 on Drive), not one by one.
@@ -227,6 +228,16 @@ def push(local_dir: Union[str, Path], *, remote: Remote, path: str = "", jobs: i
         packs_db.close()
         if own_cache:
             cache.close()
+
+
+def _make_base(remote: Remote, base: str, plan: Plan, result: SyncResult) -> None:
+    """Create REMOTE first: when it is a file, one clear error instead of one per item."""
+    try:
+        remote.mkdir(base)
+    except FATAL as exc:
+        transfers = [a for a in plan.actions if a.kind in TRANSFER_KINDS]
+        result.left_files, result.left_bytes = len(transfers), sum(a.size for a in transfers)
+        raise _stopped(exc, result) from exc
 
 
 def _stopped(exc: DriveSyncError, result: SyncResult) -> DriveSyncError:
