@@ -331,3 +331,12 @@ def test_pull_of_same_named_folders_is_reported_incomplete(tmp_path, emulator, m
     assert main(["dedupe", "drive:space_Colab/ds", "--endpoint", emulator.url]) == 0
     assert main(argv) == 0
     assert sorted(os.listdir(dest / "imgs")) == ["a.jpg", "b.jpg"]
+
+
+def test_dedupe_trashes_identical_copies_in_one_batch(emulator, drive_remote):
+    top = seed(emulator, emulator.state.root_id, "space_Colab", folder=True)
+    for i in range(30):
+        seed(emulator, top, "w.pt", b"same", modified=f"2024-01-{i + 1:02d}T00:00:00.000Z")
+    res = dedupe(drive_remote)
+    assert res.deleted == 29 and res.failed == 0 and res.requests <= 4
+    assert live_files(emulator) == {("space_Colab", "w.pt"): [md5(b"same")]}

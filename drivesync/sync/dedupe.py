@@ -65,9 +65,16 @@ def dedupe(remote: Remote, path: str = "", *, rename: bool = False,
         result.conflicts.extend(plan.problems)
         result.actions.extend(a.to_dict() for a in plan.actions)
         runner = _DedupeRunner(remote)
-        report = apply_plan(plan, runner.run, jobs=1, dry_run=dry_run, serial=(MERGE, RENAME),
-                            last=(DELETE,), desc="dedupe")
-        result.deleted += report.done[DELETE]
+        deletes = plan.of(DELETE)
+        report = apply_plan(Plan([a for a in plan.actions if a.kind != DELETE]), runner.run,
+                            jobs=1, dry_run=dry_run, serial=(MERGE, RENAME), desc="dedupe")
+        if deletes and not dry_run and report.fatal is None:  # batched: 100 per request
+            targets = [t for a in deletes for t in a.targets]
+            failed = {p: e for p, e in remote.delete_many(targets, permanent=False).items()
+                      if not isinstance(e, NotFound)}
+            result.deleted += len(targets) - len(failed)
+            report.failed += len(failed)
+            report.problems.extend((p, f"delete: {e}") for p, e in failed.items())
         result.renamed += report.done[RENAME]
         result.merged += report.done[MERGE]
         result.failed += report.failed
@@ -100,10 +107,6 @@ class _DedupeRunner:
         self.remote = remote
 
     def run(self, a: Action) -> int:
-        if a.kind == DELETE:
-            for t in a.targets:
-                self.remote.delete(t, permanent=False)
-            return 0
         if a.kind == RENAME:
             self.remote.move(a.targets[0], a.data)
             return 0
