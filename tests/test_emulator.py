@@ -168,6 +168,21 @@ def test_page_size_above_1000_is_coerced_not_refused(svc, emulator):
     assert len(resp["files"]) == 3 and "nextPageToken" not in resp
 
 
+def test_drive_remote_lists_everything_when_pages_come_back_short(drive_remote, emulator,
+                                                                  tmp_path):
+    """Drive may return fewer items than pageSize while more follow: follow the token."""
+    src = tmp_path / "f"
+    src.write_bytes(b"x")
+    for i in range(7):
+        drive_remote.upload(src, f"many/f{i}")
+    emulator.configure(max_page=2)
+    before = emulator.counters["ops"].get("files.list", 0)
+    assert [e.name for e in drive_remote.list("many")] == [f"f{i}" for i in range(7)]
+    assert emulator.counters["ops"]["files.list"] - before == 4      # 2 + 2 + 2 + 1
+    with pytest.raises(ValueError, match="max_page"):
+        emulator.configure(max_page=0)
+
+
 def test_unknown_fields_are_refused_before_anything_happens(svc, emulator):
     """Drive answers 400 invalidParameter for a name the resource does not have, so a
     typo in a client's field mask fails here too instead of quietly returning less."""

@@ -378,6 +378,8 @@ class Api:
                 f"Invalid value '{page_size}'. Values must be within the range: [1, 1000]",
                 location="pageSize")
         page_size = min(page_size, 1000)  # "values above 1000 will be coerced to 1000"
+        if self.emu.config.max_page:
+            page_size = min(page_size, self.emu.config.max_page)
         mask = check_fields(parse_fields(req.query.get("fields") or DEFAULT_LIST_FIELDS),
                             FILE_LIST_SCHEMA)
         page, token = self.state.list(req.query.get("q"), order_by=req.query.get("orderBy"),

@@ -34,6 +34,8 @@ class Config:
     fault_kinds: Tuple[str, ...] = FAULT_KINDS
     quota_limit: Optional[int] = None    # bytes; None = unlimited
     max_children: int = 500_000          # items per non-root folder
+    max_page: Optional[int] = None       # files.list items per page at most, whatever
+                                         # pageSize says (Drive may return fewer)
     seed: int = 0
 
     @classmethod
@@ -52,6 +54,8 @@ class Config:
             raise ValueError("bandwidth must be > 0 bytes/s (None = unlimited)")
         if self.write_rate is not None and self.write_rate < 0:
             raise ValueError("write_rate must be >= 0 (None = unlimited)")
+        if self.max_page is not None and self.max_page < 1:
+            raise ValueError("max_page must be >= 1 (None = pageSize decides)")
         if self.max_children < 1:
             raise ValueError("max_children must be >= 1")
 
