@@ -524,12 +524,7 @@ class Api:
         return json_response(apply_fields(self.state.render(rec), file_mask(query)))
 
     def _multipart(self, req: Request, file_id: Optional[str]) -> Tuple[dict, Content]:
-        ctype = req.headers.get("content-type", "")
-        boundary = _param(ctype, "boundary")
-        if not ctype.startswith("multipart/") or not boundary:
-            raise errors.bad_request("Multipart upload needs a multipart/related body.")
-        raw = req.body.read_all()
-        parts = _split_multipart(raw, boundary.encode())
+        parts = _body_parts(req, "multipart/", "Multipart upload needs a multipart/related body.")
         if len(parts) != 2:
             raise errors.bad_request(f"Multipart upload needs 2 parts, got {len(parts)}.")
         (meta_headers, meta_raw), (media_headers, media) = parts
@@ -613,12 +608,7 @@ class Api:
     # ------------------------------------------------------------------ batch
 
     def batch(self, req: Request) -> Response:
-        ctype = req.headers.get("content-type", "")
-        boundary = _param(ctype, "boundary")
-        if not ctype.startswith("multipart/mixed") or not boundary:
-            raise errors.bad_request("A batch request needs a multipart/mixed body.")
-        raw = req.body.read_all()
-        parts = _split_multipart(raw, boundary.encode())
+        parts = _body_parts(req, "multipart/mixed", "A batch request needs a multipart/mixed body.")
         if len(parts) > MAX_BATCH:
             raise errors.bad_request(f"A batch may hold at most {MAX_BATCH} calls, "
                                      f"got {len(parts)}.", reason="batchSizeTooLarge")
@@ -690,6 +680,15 @@ def _param(header: str, name: str) -> Optional[str]:
         if key.strip().lower() == name:
             return value.strip().strip('"')
     return None
+
+
+def _body_parts(req: Request, kind: str, refusal: str) -> List[Tuple[Dict[str, str], bytes]]:
+    """The parts of a ``kind`` multipart body; 400 ``refusal`` for any other body."""
+    ctype = req.headers.get("content-type", "")
+    boundary = _param(ctype, "boundary")
+    if not ctype.startswith(kind) or not boundary:
+        raise errors.bad_request(refusal)
+    return _split_multipart(req.body.read_all(), boundary.encode())
 
 
 def _split_multipart(raw: bytes, boundary: bytes) -> List[Tuple[Dict[str, str], bytes]]:
