@@ -291,6 +291,18 @@ def test_cli_bad_size_is_a_usage_error(local_remote, capsys):
     assert "--max-bytes: expected a size like 15G" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--keep-last", "-1"], "--keep-last must be 0 or more, got -1"),
+    (["--keep-every", "0"], "--keep-every must be 1 or more, got 0"),
+    (["--min-age", "-5"], "--min-age must be >= 0 seconds, got -5.0"),
+    (["--min-age", "nan"], "--min-age must be >= 0 seconds, got nan"),
+    (["--recursive", "--min-free", "1G"], "--min-free cannot be combined with --recursive"),
+])
+def test_cli_bad_numbers_name_their_flag(local_remote, capsys, flags, message):
+    assert main(["prune", str(local_remote.root), "--yes", *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_cli_latest(remote, tmp_path, cli_env, capsys):
     assert main(["latest", address(remote), *cli_env]) == 3       # folder missing
     seed(remote, tmp_path, {"y_1000.weights": 100, "y_2000.weights": 100, "y_last.weights": 7})
@@ -407,6 +419,9 @@ def test_cli_recursive_dry_run_and_the_hint_without_it(remote, tmp_path, cli_env
     assert "would free 200 B (4 files)" in out and "re-run with --yes" not in out
     assert main(["latest", address(remote), *cli_env]) == 3
     assert "it has subfolders (a, b)" in capsys.readouterr().err
+    assert main(["prune", address(remote), "--yes", "--json", *cli_env]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["kept"] == doc["deleted"] == [] and "use --recursive" in doc["notes"][0]
 
 
 # ---- the CLI as cron and as a user with a wrong path ------------------------------------------

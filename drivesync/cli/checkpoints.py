@@ -102,6 +102,10 @@ def register(sub, common) -> None:
 
 # ---- prune ---------------------------------------------------------------------
 def _policy(args, remote: Remote) -> PrunePolicy:
+    if args.keep_last < 0:
+        raise UsageError(f"--keep-last must be 0 or more, got {args.keep_last}")
+    if args.keep_every is not None and args.keep_every < 1:
+        raise UsageError(f"--keep-every must be 1 or more, got {args.keep_every}")
     return PrunePolicy(
         keep_last=args.keep_last, keep_every=args.keep_every,
         max_bytes=parse_size(args.max_bytes, what="--max-bytes") if args.max_bytes else None,
@@ -220,14 +224,22 @@ def run_prune(args, ctx) -> int:
     return 0
 
 
+def _subfolder_hint(address: str, plan: PrunePlan, *, recursive: bool) -> Optional[str]:
+    """What to say when a folder has no checkpoints of its own but has subfolders."""
+    subfolders = sorted(e.name for e in plan.ignored if e.is_dir)
+    if plan.keep or plan.delete or not subfolders or recursive:
+        return None
+    shown = ", ".join(subfolders[:3]) + (", ..." if len(subfolders) > 3 else "")
+    return (f"no checkpoints directly in {address}; it has subfolders ({shown}): "
+            "use --recursive, or give the folder that holds them (e.g. .../weights)")
+
+
 def _say_no_checkpoints(ctx, address: str, plan: PrunePlan, *, recursive: bool) -> None:
     """An empty folder is fine (training has not written yet); one that holds only
     subfolders is probably the wrong folder, so that gets a warning even under -q."""
-    subfolders = sorted(e.name for e in plan.ignored if e.is_dir)
-    if subfolders and not recursive:
-        shown = ", ".join(subfolders[:3]) + (", ..." if len(subfolders) > 3 else "")
-        ctx.warn(f"no checkpoints directly in {address}; it has subfolders ({shown}): "
-                 "use --recursive, or give the folder that holds them (e.g. .../weights)")
+    hint = _subfolder_hint(address, plan, recursive=recursive)
+    if hint:
+        ctx.warn(hint)
         return
     what = "below" if recursive else "in"
     others = f" ({len(plan.ignored)} other items, never touched)" if plan.ignored else ""
@@ -258,7 +270,8 @@ def _prune_doc(address: str, policy: PrunePolicy, args, result: PruneResult, exe
         "checkpoint_bytes": plan.checkpoint_bytes,
         "checkpoint_bytes_after": plan.checkpoint_bytes_after,
         "budget_met": plan.budget_met,
-        "notes": plan.notes,
+        "notes": plan.notes + [h for h in [_subfolder_hint(address, plan,
+                                                           recursive=args.recursive)] if h],
         "quota": None if quota is None else {"limit": quota.limit, "usage": quota.usage,
                                              "trash": quota.trash},
         "free_after": plan.free_after,
