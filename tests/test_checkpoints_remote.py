@@ -462,3 +462,24 @@ def test_cli_remote_that_is_a_file(remote, tmp_path, cli_env, capsys):
                                f"folder that holds the checkpoints ({address(remote)})")
     assert main(["prune", f"{address(remote)}/nope", "--yes", *cli_env]) == 3
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_cli_failed_deletes_exit_4_with_one_document_or_one_line(drive_remote, emulator,
+                                                                  tmp_path, capsys,
+                                                                  monkeypatch):
+    monkeypatch.setenv("DRIVESYNC_TOKEN", TOKEN)
+    seed(drive_remote, tmp_path, DARKNET)
+    argv = ["prune", address(drive_remote), "--keep-last", "1", "--yes", "--permanent",
+            "--endpoint", drive_remote.settings.api_endpoint]
+    emulator.inject("403daily", method="DELETE")      # one inner delete of the batch
+    assert main(argv + ["--json"]) == 4
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)                        # exactly one document
+    assert not doc["ok"] and len(doc["failed"]) == 1 and len(doc["deleted"]) == 9
+    assert captured.err.count("\n") == 1 and "1 of 9 deletes failed" in captured.err
+    seed(drive_remote, tmp_path, {"y_50.weights": 64})
+    emulator.inject("403daily", method="DELETE")
+    assert main(argv + ["-q"]) == 4
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert "deletes failed (first: " in captured.err and "re-run prune" in captured.err

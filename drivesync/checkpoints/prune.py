@@ -121,8 +121,8 @@ def prune(remote: Remote, path: str = "", *, policy: PrunePolicy, permanent: boo
         result.bytes_freed = sum(e.size for e in result.deleted)
         for e in result.deleted:
             log.info("deleted %s (%d bytes)", e.path, e.size)
-        for p, msg in result.failed.items():
-            log.warning("could not delete %s: %s", p, msg)
+        for p, msg in result.failed.items():  # INFO: result.failed is the report
+            log.info("could not delete %s: %s", p, msg)
         if empty_trash:
             remote.empty_trash()
             result.trash_emptied = True

@@ -219,8 +219,12 @@ def run_prune(args, ctx) -> int:
             for path, msg in result.failed.items():
                 ctx.warn(f"could not delete {path}: {msg}")
         first, msg = next(iter(result.failed.items()))
-        raise PartialFailure(f"{len(result.failed)} of {len(plan.delete)} deletes failed "
-                             f"(first: {first}: {msg}); re-run prune to retry them")
+        failure = PartialFailure(f"{len(result.failed)} of {len(plan.delete)} deletes failed "
+                                 f"(first: {first}: {msg}); re-run prune to retry them")
+        if ctx.json:  # the document above already says so: stdout holds one document
+            print(f"drivesync: error: {failure}", file=ctx.err)
+            return failure.exit_code
+        raise failure
     return 0
 
 
