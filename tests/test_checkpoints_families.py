@@ -81,6 +81,20 @@ def test_between_roles_modified_time_decides():
     assert names(complete_checkpoints(newer_numbered))[0] == "y_2000.weights"
 
 
+def test_best_written_just_after_last_does_not_beat_it():
+    # darknet -map and Ultralytics write best right after last, same iteration
+    entries = [E("y_last.weights", modified=100.0), E("y_best.weights", modified=100.4),
+               E("w/last.pt", modified=50.0), E("w/best.pt", modified=50.2)]
+    assert names(complete_checkpoints(entries, family="y")) == [
+        "y_last.weights", "y_best.weights"]
+    assert names(complete_checkpoints(entries))[:2] == ["y_last.weights", "y_best.weights"]
+    ultra = [c for c in complete_checkpoints(entries) if c.entry.path.startswith("w/")]
+    assert names(ultra) == ["w/last.pt", "w/best.pt"]
+    # with no `last` at all, best is the newest thing there is
+    assert names(complete_checkpoints([E("y_1000.weights", modified=1),
+                                       E("y_best.weights", modified=2)]))[0] == "y_best.weights"
+
+
 def test_equal_times_prefer_last_over_numbered_over_best():
     entries = [E("y_best.weights", modified=5), E("y_1000.weights", modified=5),
                E("y_last.weights", modified=5)]

@@ -8,6 +8,9 @@
 * between roles, the modified time decides: darknet writes ``_last``/``.backup``
   every 100 iterations, so it is usually newer than the last ``_<iter>`` file;
 * ``final`` wins within its family (training finished);
+* ``best``/``ema`` never beat the newest ``last`` of their family: trainers
+  write them just after a ``last`` of the same iteration, so a later mtime
+  says nothing about a newer state (they win only when no ``last`` exists);
 * at equal times: final > last > numbered > ema > best.
 
 "Settled" (``min_age``): a checkpoint modified less than ``min_age`` seconds
@@ -122,9 +125,15 @@ def order_newest_first(checkpoints: Iterable[Checkpoint]) -> list[Checkpoint]:
             running = max(running, c.entry.modified)
             effective[id(c)] = running
         newest = max(c.entry.modified for c in members)
+        lasts = [c.entry.modified for c in members if c.role == LAST]
         for c in members:
             if c.role == FINAL:
                 effective[id(c)] = newest
+            elif c.role in (BEST, EMA) and lasts:
+                # best/ema are written right after a `last` of the same
+                # iteration (Ultralytics writes the very same bytes), so they are
+                # never a newer training state than the newest `last`.
+                effective[id(c)] = min(c.entry.modified, max(lasts))
             elif c.role != NUMBERED:
                 effective[id(c)] = c.entry.modified
 
