@@ -72,12 +72,17 @@ def test_application_default_credentials(tmp_path, monkeypatch):
 
 
 def test_service_account_key(tmp_path):
-    rsa = pytest.importorskip("rsa")
-    _pub, key = rsa.newkeys(1024)
+    # cryptography comes with google-auth, which signs service-account JWTs with it
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
     path = tmp_path / "sa.json"
     path.write_text(json.dumps({
         "type": "service_account", "project_id": "p", "private_key_id": "k1",
-        "private_key": key.save_pkcs1().decode(), "client_email": "bot@p.iam.gserviceaccount.com",
+        "private_key": pem, "client_email": "bot@p.iam.gserviceaccount.com",
         "client_id": "1", "token_uri": "https://oauth2.googleapis.com/token"}))
     src = auth.resolve_credentials(Settings(service_account=str(path)))
     assert src.kind == "service_account" and "bot@p.iam.gserviceaccount.com" in src.description
