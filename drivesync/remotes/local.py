@@ -56,6 +56,10 @@ class LocalRemote(Remote):
                     self._hashes = HashCache(default_cache_path())
         return self._hashes
 
+    def _label(self, rel: str) -> str:
+        """How a path is named in messages: the address, plus the path if any."""
+        return f"{self.address}/{rel}" if rel else self.address
+
     def _abs(self, path: str) -> Path:
         rel = clean_relpath(path)
         return self.root / rel if rel else self.root
@@ -71,9 +75,9 @@ class LocalRemote(Remote):
         rel = clean_relpath(target_path(target))
         p = self._abs(rel)
         if not p.exists():
-            raise NotFound(f"{self.address}/{rel}: no such file or folder")
+            raise NotFound(f"{self._label(rel)}: no such file or folder")
         if isinstance(target, Entry) and target.id and str(p.stat().st_ino) != target.id:
-            raise NotFound(f"{self.address}/{rel}: the item was replaced since it was listed")
+            raise NotFound(f"{self._label(rel)}: the item was replaced since it was listed")
         return rel, p
 
     # ---- primitives -----------------------------------------------------
@@ -82,7 +86,7 @@ class LocalRemote(Remote):
         p = self._abs(rel)
         self.stats.requests += 1
         if not p.is_dir():
-            raise NotFound(f"{self.address}/{rel}: no such folder")
+            raise NotFound(f"{self._label(rel)}: no such folder")
         out = []
         for child in sorted(os.scandir(p), key=lambda d: d.name):
             if is_internal(child.name) or child.is_symlink() and not child.is_file():
@@ -100,7 +104,7 @@ class LocalRemote(Remote):
         rel = clean_relpath(path)
         p = self._abs(rel)
         if p.exists() and not p.is_dir():
-            raise RemoteError(f"{self.address}/{rel}: exists and is not a folder")
+            raise RemoteError(f"{self._label(rel)}: exists and is not a folder")
         p.mkdir(parents=True, exist_ok=True)
         self.stats.requests += 1
         return self._entry(rel, p)
@@ -126,7 +130,7 @@ class LocalRemote(Remote):
         got = md5_file(tmp)
         if got != want:
             tmp.unlink(missing_ok=True)
-            raise ChecksumMismatch(f"{self.address}/{rel}: copy has md5 {got}, source {want}")
+            raise ChecksumMismatch(f"{self._label(rel)}: copy has md5 {got}, source {want}")
         os.replace(tmp, dest)
         self.stats.requests += 1
         self.stats.bytes_up += dest.stat().st_size
@@ -136,7 +140,7 @@ class LocalRemote(Remote):
                  progress: Progress = NULL_PROGRESS) -> Entry:
         rel, src = self._resolve(target)
         if src.is_dir():
-            raise RemoteError(f"{self.address}/{rel}: is a folder, not a file")
+            raise RemoteError(f"{self._label(rel)}: is a folder, not a file")
         entry = self._entry(rel, src)
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +161,7 @@ class LocalRemote(Remote):
         if got != entry.md5:
             tmp.unlink(missing_ok=True)
             raise ChecksumMismatch(
-                f"{self.address}/{rel}: downloaded md5 {got}, expected {entry.md5}")
+                f"{self._label(rel)}: downloaded md5 {got}, expected {entry.md5}")
         os.replace(tmp, dest)
         self.stats.requests += 1
         self.stats.bytes_down += entry.size
@@ -168,7 +172,7 @@ class LocalRemote(Remote):
         drel = clean_relpath(dest_path)
         dst = self._abs(drel)
         if dst.is_dir():
-            raise RemoteError(f"{self.address}/{drel}: a folder is in the way")
+            raise RemoteError(f"{self._label(drel)}: a folder is in the way")
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dst)
         self.stats.requests += 1
