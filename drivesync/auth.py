@@ -29,7 +29,7 @@ SCOPES = ["https://www.googleapis.com/auth/drive"]
 NEXT_STEP = ("no Drive credentials found: run `drivesync auth login` (desktop), "
              "`from google.colab import auth; auth.authenticate_user()` (Colab), "
              "set DRIVESYNC_SERVICE_ACCOUNT to a service-account key file, "
-             "or DRIVESYNC_TOKEN to an access token (see docs/auth.md)")
+             "or DRIVESYNC_TOKEN to an access token (see 'Credentials' in the README)")
 # The console flow redirects the browser to this loopback address; nothing
 # listens there, so the user copies the address bar (or the code) back to us.
 CONSOLE_REDIRECT = "http://127.0.0.1:1/"
@@ -184,10 +184,10 @@ def client_secrets_file(explicit: Optional[str], settings: Settings) -> Path:
     raw = explicit or settings.credentials or os.environ.get("DRIVESYNC_CREDENTIALS")
     if not raw:
         raise AuthError("no OAuth client file: pass --client-secrets FILE (a Desktop-app "
-                        "client JSON from Google Cloud console; see docs/auth.md)")
+                        "client JSON from Google Cloud console; see 'Credentials' in the README)")
     path = Path(raw).expanduser()
     if not path.is_file():
-        raise AuthError(f"{path}: OAuth client file not found (see docs/auth.md)")
+        raise AuthError(f"{path}: OAuth client file not found (see 'Credentials' in the README)")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

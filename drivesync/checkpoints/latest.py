@@ -1,6 +1,6 @@
 """The newest *complete* checkpoint: find it, and pull it.
 
-"Newest" (documented in docs/prune.md):
+"Newest" (documented in the README, "Checkpoints"):
 
 * among numbered files of a family, the higher number is newer (a numbered
   file's time is raised to the newest time of any lower-numbered sibling, so

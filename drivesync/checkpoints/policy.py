@@ -1,6 +1,6 @@
 """What to keep and what to delete in a checkpoint folder, and why (pure: no I/O).
 
-Rules, in order of strength (docs/prune.md has the user-facing version):
+Rules, in order of strength (README "Checkpoints" has the user-facing version):
 
 0. *young* (never deleted, and left out of the rules below): a checkpoint
    modified less than ``min_age`` seconds ago may still be being written; the

@@ -35,7 +35,7 @@ def pull(remote: Remote, local_dir: Union[str, Path], *, path: str = "", jobs: i
          dry_run: bool = False, unpack: bool = True, progress: Progress = NULL_PROGRESS,
          hash_cache: Optional[HashCache] = None,
          state_dir: Optional[Union[str, Path]] = None) -> SyncResult:
-    """Make ``local_dir`` hold the files of ``remote:path``; see docs/sync.md.
+    """Make ``local_dir`` hold the files of ``remote:path``; see README, "push, pull, dedupe".
 
     Files already identical locally are skipped; packed shards are unpacked
     (``unpack=False`` keeps the tars). Raises NotFound when ``path`` is absent.

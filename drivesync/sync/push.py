@@ -169,7 +169,7 @@ def push(local_dir: Union[str, Path], *, remote: Remote, path: str = "", jobs: i
          max_files_per_folder: int = 2000, allow_big_folders: bool = False,
          progress: Progress = NULL_PROGRESS, hash_cache: Optional[HashCache] = None,
          state_dir: Optional[Union[str, Path]] = None) -> SyncResult:
-    """Make ``remote:path`` hold the files of ``local_dir``; see docs/sync.md.
+    """Make ``remote:path`` hold the files of ``local_dir``; see README, "push, pull, dedupe".
 
     Raises QuotaExceeded (after finishing running transfers) when Drive's quota or
     daily upload limit is reached; UsageError for a folder over the file limit.
