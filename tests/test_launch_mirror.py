@@ -134,3 +134,22 @@ def test_transient_errors_are_retried_by_the_next_poll(drive_remote, emulator, t
     emulator.reset()
     assert [r.name for r in m.poll()] == ["yolo_last.weights"]
     assert list(_on_drive(drive_remote)) == ["yolo_last.weights"]
+
+
+def test_a_closed_quiet_file_is_mirrored_on_first_sight_a_fresh_one_waits(local_remote,
+                                                                           tmp_path):
+    # a last.pt rewritten every few seconds is never the same over two polls;
+    # closed (no trainer has it open) and untouched for settle_seconds is enough
+    import os
+    import time
+
+    m, _events, _warnings = _mirror(local_remote, tmp_path)
+    m.settle_polls = 2
+    m.start()
+    quiet = _weights(tmp_path / "backup" / "yolo_last.weights", 10)
+    old = time.time() - 10
+    os.utime(quiet, (old, old))
+    fresh = _weights(tmp_path / "backup" / "yolo_20.weights", 20)
+    assert [r.name for r in m.poll()] == ["yolo_last.weights"]
+    os.utime(fresh, (old, old))
+    assert [r.name for r in m.poll()] == ["yolo_20.weights"]

@@ -1,7 +1,8 @@
 """Mirror the trainer's checkpoints to a Remote while it trains.
 
 A file is mirrored only when it is complete: its size, mtime and inode stayed
-the same for ``settle_polls`` polls, no process of the trainer has it open
+the same for ``settle_polls`` polls (or untouched for ``settle_seconds`` where
+/proc shows open files), no process of the trainer has it open
 (Linux ``/proc``), and its header passes the checks in :mod:`.weights`. The
 file is then copied to a private snapshot (the trainer may start rewriting it
 at any moment), re-stat'ed to prove the copy saw one version, and the snapshot
@@ -129,6 +130,7 @@ class Mirror:
                  snapshot_dir: Path,
                  pids: Callable[[], Iterable[int]] = lambda: (),
                  settle_polls: int = 2,
+                 settle_seconds: float = 2.0,
                  policy: object = None,
                  progress: Progress = NULL_PROGRESS,
                  on_event: Callable[[str], None] = lambda message: None,
@@ -143,6 +145,11 @@ class Mirror:
         self.snapshot_dir = Path(snapshot_dir)
         self.pids = pids
         self.settle_polls = max(1, settle_polls)
+        # With /proc we can see that the trainer has closed a file; then a file
+        # untouched for settle_seconds is done even if it was first seen on this
+        # poll (a last.pt rewritten every few seconds would otherwise never be
+        # stable over two polls). Without /proc only the polls count.
+        self.settle_seconds = settle_seconds if os.path.isdir("/proc/self/fd") else None
         self.policy = policy
         self.progress = progress
         self.on_event = on_event
@@ -242,7 +249,9 @@ class Mirror:
             prev = self._seen.get(name)
             count = prev[1] + 1 if prev and prev[0] == key else 1
             self._seen[name] = (key, count)
-            if count >= self.settle_polls:
+            quiet_for = time.time() - st.st_mtime
+            if count >= self.settle_polls or (self.settle_seconds is not None
+                                              and quiet_for >= self.settle_seconds):
                 ready.append((st.st_mtime_ns, p, key))
         out: list[Mirrored] = []
         if self.blocked() and not force:
