@@ -9,7 +9,6 @@ leave two copies. Drive file ids stay inside this module except as the opaque
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import mimetypes
@@ -40,7 +39,7 @@ from ..errors import (
 from ..hashing import md5_file
 from ..pacer import Pacer, RateLimiter
 from ..progress import NULL_PROGRESS, Progress
-from ..types import FILE, FOLDER, Entry, Quota, is_internal, temp_name
+from ..types import FILE, FOLDER, Entry, Quota, is_internal
 from .base import Remote, Target, TransferInterrupted, target_path
 from .drive_errors import classify
 from .drive_support import (
@@ -58,6 +57,7 @@ from .drive_support import (
     shown_name,
 )
 from .local import clean_relpath
+from .partial import PartialDownload
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -445,29 +445,18 @@ class DriveRemote(Remote):
         if entry.md5 is None:
             raise RemoteError(f"{label}: a Google Docs file or shortcut has no bytes "
                               "to download")
-        dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.parent / temp_name(dest.name)
-        have = tmp.stat().st_size if tmp.exists() else 0
-        if have > entry.size:
-            tmp.unlink()
-            have = 0
-        digest = hashlib.md5()
-        if have:  # resuming: the bytes already on disk count towards the md5
-            with open(tmp, "rb") as part:
-                for block in iter(lambda: part.read(1 << 20), b""):
-                    digest.update(block)
+        part = PartialDownload(dest, size=entry.size)
+
         def store(data: bytes) -> None:
-            out.write(data)
-            digest.update(data)  # hash while writing: no second pass over the file
+            part.write(data)  # hashed while written: no second pass over the file
             progress.on_progress(bytes=len(data))
             with self._lock:
                 self.stats.bytes_down += len(data)
 
         # One writer thread: chunk N is written and hashed while chunk N+1 is
         # fetched, so the connection is never idle waiting for the disk.
-        with open(tmp, "ab") as out, ThreadPoolExecutor(max_workers=1) as writer:
-            pos, pending = have, None
+        with part, ThreadPoolExecutor(max_workers=1) as writer:
+            pos, pending = part.have, None
             while pos < entry.size:
                 data = self._call(lambda p=pos: self._fetch_range(entry.id, p, entry.size),
                                   what=f"download of {label}")
@@ -477,13 +466,7 @@ class DriveRemote(Remote):
                 pos += len(data)
             if pending is not None:
                 pending.result()
-            out.flush()
-            os.fsync(out.fileno())
-        got = digest.hexdigest()
-        if got != entry.md5:
-            tmp.unlink(missing_ok=True)
-            raise ChecksumMismatch(f"{label}: downloaded md5 {got}, expected {entry.md5}")
-        os.replace(tmp, dest)
+        part.commit(entry.md5, label=label)
         return entry
 
     def _fetch_range(self, file_id: str, start: int, size: int) -> bytes:

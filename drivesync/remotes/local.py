@@ -23,6 +23,7 @@ from ..hashing import CHUNK, HashCache, default_cache_path, md5_file
 from ..progress import NULL_PROGRESS, Progress
 from ..types import FILE, FOLDER, Entry, Quota, is_internal, temp_name
 from .base import Remote, Target, target_path
+from .partial import PartialDownload
 
 log = logging.getLogger(__name__)
 TRASH = ".drivesync-trash"
@@ -142,27 +143,12 @@ class LocalRemote(Remote):
         if src.is_dir():
             raise RemoteError(f"{self._label(rel)}: is a folder, not a file")
         entry = self._entry(rel, src)
-        dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.parent / temp_name(dest.name)
-        have = tmp.stat().st_size if tmp.exists() else 0
-        if have > entry.size:
-            tmp.unlink()
-            have = 0
-        with open(src, "rb") as inp, open(tmp, "ab") as out:
-            inp.seek(have)
-            while True:
-                block = inp.read(self._chunk)
-                if not block:
-                    break
-                out.write(block)
+        with PartialDownload(dest, size=entry.size) as part, open(src, "rb") as inp:
+            inp.seek(part.have)
+            for block in iter(lambda: inp.read(self._chunk), b""):
+                part.write(block)
                 progress.on_progress(bytes=len(block))
-        got = md5_file(tmp)
-        if got != entry.md5:
-            tmp.unlink(missing_ok=True)
-            raise ChecksumMismatch(
-                f"{self._label(rel)}: downloaded md5 {got}, expected {entry.md5}")
-        os.replace(tmp, dest)
+        part.commit(entry.md5, label=self._label(rel))
         self.stats.requests += 1
         self.stats.bytes_down += entry.size
         return entry
