@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from drivesync.datasets.configs import (
+    ConfigOptions,
     check_root,
     data_yaml,
     obj_data,
@@ -139,9 +140,7 @@ def test_write_configs_files(tmp_path):
         name="ds",
         classes=["a", "b"],
         images=["000/x.png", "000/y.png", "001/z.png"],
-        root="/mnt/d/ds",
-        val_fraction=0.34,
-        darknet_cfg=str(cfg),
+        options=ConfigOptions(root="/mnt/d/ds", val_fraction=0.34, darknet_cfg=str(cfg)),
     )
     d = tmp_path / "ds"
     assert (d / "obj.names").read_text() == "a\nb\n"

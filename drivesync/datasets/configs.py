@@ -200,27 +200,37 @@ class ConfigResult:
     root: str = ""
 
 
+@dataclass(frozen=True)
+class ConfigOptions:
+    """The knobs of the config files, passed as one value from the CLI down to here."""
+
+    root: Optional[str] = None          # default /WORK1/<NAME>
+    val_fraction: float = 0.1
+    seed: int = 0
+    backup: Optional[str] = None        # default <root>/backup
+    darknet_cfg: Optional[str] = None   # base .cfg to patch
+    batch: Optional[int] = None
+    subdivisions: Optional[int] = None
+    width: Optional[int] = None
+    height: Optional[int] = None
+
+
 def write_configs(
     dataset: str,
     *,
     name: str,
     classes: Sequence[str],
     images: Sequence[str],
-    root: Optional[str] = None,
-    val_fraction: float = 0.1,
-    seed: int = 0,
-    backup: Optional[str] = None,
-    darknet_cfg: Optional[str] = None,
-    batch: Optional[int] = None,
-    subdivisions: Optional[int] = None,
-    width: Optional[int] = None,
-    height: Optional[int] = None,
+    options: ConfigOptions = ConfigOptions(),
     dry_run: bool = False,
 ) -> ConfigResult:
     """Write every config into ``dataset`` (``OUT/NAME``).
 
     ``images`` are paths relative to ``dataset`` (``000/a.jpg``).
     """
+    o = options
+    root, val_fraction, seed, backup, darknet_cfg = (
+        o.root, o.val_fraction, o.seed, o.backup, o.darknet_cfg)
     if not classes:
         raise DatasetError("no classes: give --classes or --classes-file")
     root = check_root(root or default_root(name))
@@ -236,10 +246,10 @@ def write_configs(
         cfg_text = patch_darknet_cfg(
             base,
             classes=len(classes),
-            batch=batch,
-            subdivisions=subdivisions,
-            width=width,
-            height=height,
+            batch=o.batch,
+            subdivisions=o.subdivisions,
+            width=o.width,
+            height=o.height,
             source=display(darknet_cfg),
         )
     files = {

@@ -12,13 +12,13 @@ import contextlib
 import logging
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Container, ContextManager, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Container, ContextManager, List, Optional, Sequence, Tuple, Union
 
 from ..errors import DatasetError, NotFound, UsageError
 from ..progress import NULL_PROGRESS, Progress
 from . import FORMATS, Conversion, Counts, display, load_classes, safe_stem
 from .check import check_dataset
-from .configs import ConfigResult, check_root, default_root, write_configs
+from .configs import ConfigOptions, ConfigResult, check_root, default_root, write_configs
 from .lock import out_lock
 from .manifest import load_manifest
 from .report import Report, atomic_write
@@ -365,22 +365,11 @@ def prepare(
                 f"{display(res.src)}: no usable {fmt} images found"
                 + (f" ({len(res.report.problems)} problems, first: {first})" if first else "")
             )
-        cfg = _configs(
-            res.out,
-            name=res.name,
-            classes=conv.classes,
-            root=root,
-            val_fraction=val_fraction,
-            seed=seed,
-            backup=backup,
-            darknet_cfg=darknet_cfg,
-            batch=batch,
-            subdivisions=subdivisions,
-            width=width,
-            height=height,
-            dry_run=dry_run,
-            planned=(sh, conv) if dry_run else None,
-        )
+        options = ConfigOptions(root=root, val_fraction=val_fraction, seed=seed, backup=backup,
+                                darknet_cfg=darknet_cfg, batch=batch, subdivisions=subdivisions,
+                                width=width, height=height)
+        cfg = _configs(res.out, name=res.name, classes=conv.classes, options=options,
+                       dry_run=dry_run, planned=(sh, conv) if dry_run else None)
         res.train, res.valid, res.root, res.config_files = cfg.train, cfg.valid, cfg.root, cfg.files
         res.images = cfg.train + cfg.valid
         if check and not dry_run:
@@ -415,22 +404,11 @@ def make_configs(
         raise NotFound(
             f"{display(out)}: no manifest.jsonl; run `drivesync shard` or `prepare` first"
         )
+    options = ConfigOptions(root=root, val_fraction=val_fraction, seed=seed, backup=backup,
+                            darknet_cfg=darknet_cfg, batch=batch, subdivisions=subdivisions,
+                            width=width, height=height)
     with _locked(out, dry_run):
-        return _configs(
-            out,
-            name=name,
-            classes=classes,
-            root=root,
-            val_fraction=val_fraction,
-            seed=seed,
-            backup=backup,
-            darknet_cfg=darknet_cfg,
-            batch=batch,
-            subdivisions=subdivisions,
-            width=width,
-            height=height,
-            dry_run=dry_run,
-        )
+        return _configs(out, name=name, classes=classes, options=options, dry_run=dry_run)
 
 
 def _configs(
@@ -438,8 +416,9 @@ def _configs(
     *,
     name: Optional[str],
     classes: Optional[Sequence[str]],
+    options: ConfigOptions,
+    dry_run: bool,
     planned: Optional[Tuple[ShardResult, Conversion]] = None,
-    **opts: Any,
 ) -> ConfigResult:
     """Configs for what the manifest records, plus what a dry run would have placed."""
     m = load_manifest(out)
@@ -452,7 +431,8 @@ def _configs(
     if not name:
         raise UsageError("give --name")
     names = list(classes) if classes else (m.classes if m else [])
-    return write_configs(os.path.join(out, name), name=name, classes=names, images=images, **opts)
+    return write_configs(os.path.join(out, name), name=name, classes=names, images=images,
+                         options=options, dry_run=dry_run)
 
 
 def shard_dataset(
