@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
-from typing import Union
+from typing import Iterator, Union
 
+from ..config import Settings
 from ..errors import DriveSyncError, PartialFailure
 from ..hashing import HashCache
 from ..progress import human_bytes
-from ..remotes import open_remote
+from ..remotes import Remote, open_remote
 from ..sync import DedupeResult, SyncResult, dedupe, pull, push
 from . import add_verb
 
@@ -83,46 +85,41 @@ def register(sub, common) -> None:
     d.set_defaults(func=run_dedupe)
 
 
-def _cache(ctx) -> HashCache:
-    return HashCache(ctx.settings.resolved_state_dir() / "hashes.sqlite")
+@contextlib.contextmanager
+def _transfer(ctx, address: str, settings: Settings) -> Iterator[tuple[Remote, HashCache]]:
+    """The remote and md5 cache of one push/pull; a failure first reports what was done."""
+    remote = open_remote(address, settings=settings)
+    cache = HashCache(settings.resolved_state_dir() / "hashes.sqlite")
+    try:
+        yield remote, cache
+    except DriveSyncError as exc:
+        _partial_report(ctx, exc)
+        raise
+    finally:
+        cache.close()
+        remote.close()
 
 
 def run_push(args, ctx) -> int:
     s = ctx.settings
     if args.write_rate is not None:  # the Drive remote paces its creates with this too
         s = replace(s, write_rate=args.write_rate)
-    remote = open_remote(args.remote, settings=s)
-    cache = _cache(ctx)
-    try:
+    with _transfer(ctx, args.remote, s) as (remote, cache):
         result = push(args.local, remote=remote, jobs=args.jobs or s.jobs, pack=args.pack,
                       delete=args.delete, excludes=args.exclude, dry_run=args.dry_run,
                       write_rate=s.write_rate,
                       max_files_per_folder=s.max_files_per_folder,
                       allow_big_folders=args.allow_big_folders, progress=ctx.progress(),
                       hash_cache=cache, state_dir=s.resolved_state_dir())
-    except DriveSyncError as exc:
-        _partial_report(ctx, exc)
-        raise
-    finally:
-        cache.close()
-        remote.close()
     return _finish(ctx, result, verb="push")
 
 
 def run_pull(args, ctx) -> int:
     s = ctx.settings
-    remote = open_remote(args.remote, settings=s)
-    cache = _cache(ctx)
-    try:
+    with _transfer(ctx, args.remote, s) as (remote, cache):
         result = pull(remote, args.local, jobs=args.jobs or s.jobs, dry_run=args.dry_run,
                       unpack=args.unpack, progress=ctx.progress(), hash_cache=cache,
                       state_dir=s.resolved_state_dir())
-    except DriveSyncError as exc:
-        _partial_report(ctx, exc)
-        raise
-    finally:
-        cache.close()
-        remote.close()
     return _finish(ctx, result, verb="pull")
 
 
