@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
@@ -126,3 +127,22 @@ def test_quota_free_and_join():
     assert Quota(limit=None, usage=5).free is None
     assert join("a/", "", "/b/c") == "a/b/c"
     assert join("", "") == ""
+
+
+class _VanishingCache(HashCache):
+    """Deletes the file it is asked to hash first: a trainer or prune removing a
+    checkpoint between the folder scan and the hash."""
+
+    def md5(self, file, *, st=None):  # type: ignore[override]
+        if str(file).endswith("gone.weights"):
+            os.unlink(file)
+        return super().md5(file, st=st)
+
+
+def test_local_list_leaves_out_a_file_removed_while_listing(tmp_path):
+    from drivesync.remotes.local import LocalRemote
+
+    for name in ("a.weights", "gone.weights", "z.weights"):
+        (tmp_path / name).write_bytes(name.encode())
+    remote = LocalRemote(tmp_path, hash_cache=_VanishingCache(None))
+    assert [e.path for e in remote.list("")] == ["a.weights", "z.weights"]

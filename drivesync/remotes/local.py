@@ -88,12 +88,19 @@ class LocalRemote(Remote):
         self.stats.requests += 1
         if not p.is_dir():
             raise NotFound(f"{self._label(rel)}: no such folder")
+        try:
+            children = sorted(os.scandir(p), key=lambda d: d.name)
+        except FileNotFoundError:
+            raise NotFound(f"{self._label(rel)}: no such folder") from None
         out = []
-        for child in sorted(os.scandir(p), key=lambda d: d.name):
+        for child in children:
             if is_internal(child.name) or child.is_symlink() and not child.is_file():
                 continue
-            out.append(self._entry(posixpath.join(rel, child.name) if rel else child.name,
-                                   Path(child.path)))
+            try:
+                out.append(self._entry(posixpath.join(rel, child.name) if rel else child.name,
+                                       Path(child.path)))
+            except FileNotFoundError:
+                continue  # removed while we listed (a trainer or prune at work): it is gone
         return out
 
     def stat(self, path: str) -> Entry:
