@@ -207,6 +207,38 @@ def test_latest_prefers_final(remote, tmp_path):
     assert find_latest(remote, SUB).entry.name == "y_final.weights"
 
 
+
+def test_latest_recursive_finds_the_run_written_last(remote, tmp_path):
+    """runs/detect/train/weights and train2/weights: --recursive looks below the folder,
+    judges truncation per run (train2's small last.pt is its own family) and picks the
+    checkpoint written last; without it the folder holds none (exit 3 with a hint)."""
+    seed(remote, tmp_path, {"train/weights/last.pt": 300, "train/weights/best.pt": 300,
+                            "darknet/yolo_1000.weights": 50}, sub="runs")
+    seed(remote, tmp_path, {"train2/weights/last.pt": 120, "notes/readme.txt": 5},
+         sub="runs", written=SETTLED + 100)
+    with pytest.raises(NotFound, match="or use --recursive"):
+        find_latest(remote, "runs")
+    found = find_latest(remote, "runs", recursive=True)
+    assert found.entry.path == "runs/train2/weights/last.pt"
+    assert find_latest(remote, "runs", recursive=True, family="yolo").entry.path == (
+        "runs/darknet/yolo_1000.weights")
+    with pytest.raises(NotFound, match="or below it"):
+        find_latest(remote, "runs/notes", recursive=True)
+    dest = tmp_path / "got"
+    dest.mkdir()
+    pulled = pull_latest(remote, "runs", dest=dest, recursive=True)
+    assert pulled.entry.path == "runs/train2/weights/last.pt"
+    assert (dest / "last.pt").read_bytes() == payload("train2/weights/last.pt", 120)
+
+
+def test_cli_latest_recursive(local_remote, tmp_path, capsys):
+    seed(local_remote, tmp_path, {"exp/weights/last.pt": 64}, sub="runs")
+    runs = str(local_remote.root / "runs")
+    assert main(["latest", runs, "-q"]) == 3
+    assert "or use --recursive" in capsys.readouterr().err
+    assert main(["latest", runs, "--recursive", "-q"]) == 0
+    assert capsys.readouterr().out.strip() == f"{runs}/exp/weights/last.pt"
+
 class Interrupt:
     """A progress subscriber that stops the download after the first block (our seam)."""
 

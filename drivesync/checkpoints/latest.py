@@ -161,22 +161,31 @@ def _describe(remote: Remote, path: str, family: Optional[str]) -> str:
 
 
 def find_latest(remote: Remote, path: str = "", *, family: Optional[str] = None,
-                min_age: float = 0.0, now: Optional[float] = None) -> Checkpoint:
+                min_age: float = 0.0, now: Optional[float] = None,
+                recursive: bool = False) -> Checkpoint:
     """The newest complete checkpoint in folder ``path``; NotFound (exit 3) if none.
 
     With ``min_age`` the newest *settled* one (unmodified for ``min_age`` seconds
     before ``now``, default the current time) wins; a younger one is chosen only
     when no complete checkpoint is settled (:func:`young_reason` then says why
-    it may be unsafe).
+    it may be unsafe). ``recursive`` looks in every folder below ``path`` (each
+    folder is its own family, so completeness is judged per run); between runs
+    the modified time decides, so the run trained last wins.
     """
-    entries = remote.list(path)
+    if recursive:
+        entries = [e for e in remote.walk(path) if not e.is_dir]
+    else:
+        entries = remote.list(path)
     found = complete_checkpoints(entries, family=family)
     if not found:
         hint = ""
-        if not classify(entries) and any(e.is_dir for e in entries):
+        if recursive:
+            hint = " or below it"
+        elif not classify(entries) and any(e.is_dir for e in entries):
             sub = sorted(e.name for e in entries if e.is_dir)
             hint = (f"; it has subfolders ({', '.join(sub[:3])}{', ...' if len(sub) > 3 else ''})"
-                    ": point at the folder that holds the checkpoints (e.g. .../weights)")
+                    ": point at the folder that holds the checkpoints (e.g. .../weights), "
+                    "or use --recursive")
         raise NotFound(f"no complete checkpoint in {_describe(remote, path, family)}{hint}")
     now = time.time() if now is None else now
     settled = [c for c in found if young_reason(c, min_age=min_age, now=now) is None]
@@ -207,14 +216,16 @@ def local_target(dest: Union[str, Path], checkpoint: Checkpoint) -> Path:
 
 def pull_latest(remote: Remote, path: str = "", *, dest: Union[str, Path],
                 family: Optional[str] = None, min_age: float = 0.0,
-                now: Optional[float] = None, progress: Progress = NULL_PROGRESS) -> Checkpoint:
+                now: Optional[float] = None, recursive: bool = False,
+                progress: Progress = NULL_PROGRESS) -> Checkpoint:
     """Download the newest complete checkpoint to ``dest`` (a file, or a folder).
 
     ``remote.download`` writes to a temporary sibling, resumes one left by an
     interrupted pull, verifies the md5 and renames into place, so ``dest`` is
     either the old file or the complete new one, never half of it.
     """
-    found = find_latest(remote, path, family=family, min_age=min_age, now=now)
+    found = find_latest(remote, path, family=family, min_age=min_age, now=now,
+                        recursive=recursive)
     target = local_target(dest, found)
     progress.on_start(files=1, bytes=found.entry.size, desc=found.entry.name)
     try:

@@ -81,7 +81,8 @@ def register(sub, common) -> None:
         help="print (or download) the newest complete checkpoint in a folder",
         example="drivesync latest drive:space_Colab/backup\n"
                 "drivesync latest drive:space_Colab/backup --family yolov3 --pull /content/w/\n"
-                "drivesync latest /content/drive/MyDrive/runs/exp/weights --json",
+                "drivesync latest /content/drive/MyDrive/runs/exp/weights --json\n"
+                "drivesync latest drive:space_Colab/runs --recursive --pull /content/w/",
         description="The newest complete checkpoint (final wins; numbered by number; between "
                     "roles by modified time). Zero-size, truncated and in-flight files are "
                     "skipped, and a settled file (see --min-age) is preferred over one that "
@@ -94,6 +95,9 @@ def register(sub, common) -> None:
                                                      "stem, or the folder name for last.pt)")
     q.add_argument("--min-age", type=float, metavar="SECONDS",
                    help="prefer checkpoints unmodified for this long; " + MIN_AGE_HELP)
+    q.add_argument("--recursive", "-r", action="store_true",
+                   help="look in every folder below REMOTE too (e.g. runs/detect/*/weights); "
+                        "the checkpoint written last wins")
     q.add_argument("--pull", metavar="DEST",
                    help="download it to DEST (a file, or a folder ending in / or existing), "
                         "md5-verified and renamed into place atomically")
@@ -300,11 +304,12 @@ def run_latest(args, ctx) -> int:
         now = time.time()
         try:
             if dest is None:
-                found = find_latest(remote, "", family=args.family, min_age=min_age, now=now)
+                found = find_latest(remote, "", family=args.family, min_age=min_age, now=now,
+                                    recursive=args.recursive)
                 pulled: Optional[Path] = None
             else:
                 found = pull_latest(remote, "", dest=dest, family=args.family, min_age=min_age,
-                                    now=now, progress=ctx.progress())
+                                    now=now, recursive=args.recursive, progress=ctx.progress())
                 pulled = local_target(dest, found)
         except NotFound as exc:
             raise _explain_missing(args.remote, ctx.settings, exc) from None
