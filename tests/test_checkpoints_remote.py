@@ -515,3 +515,28 @@ def test_cli_failed_deletes_exit_4_with_one_document_or_one_line(drive_remote, e
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\n") == 1
     assert "deletes failed (first: " in captured.err and "re-run prune" in captured.err
+
+
+def test_cli_log_file_records_what_cron_did_with_timestamps(local_remote, tmp_path, capsys):
+    """-q keeps cron's output empty; --log-file still gets each deletion, any error and the
+    exit code, each line timestamped, in a file only the user can read."""
+    seed(local_remote, tmp_path, DARKNET)
+    folder = str(local_remote.root / SUB)
+    log_file = tmp_path / "logs" / "prune.log"
+    argv = ["prune", folder, "--keep-last", "1", "--yes", "-q", "--log-file", str(log_file)]
+    assert main(argv) == 0
+    assert capsys.readouterr() == ("", "")
+    assert main(["latest", folder + "/nope", "-q", "--log-file", str(log_file)]) == 3
+    lines = log_file.read_text().splitlines()
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \d+ "
+    assert all(re.match(stamp, line) for line in lines), lines
+    body = [re.sub(stamp, "", line) for line in lines]
+    assert body[0] == f"INFO start: drivesync {' '.join(argv)}"
+    assert sum(line.startswith(f"INFO trashed {local_remote.address}/ckpt/y_")
+               for line in body) == 9, body
+    assert body[-4:-2] == ["INFO end: exit code 0", f"INFO start: drivesync latest {folder}/nope "
+                           f"-q --log-file {log_file}"]
+    assert body[-2] == f"ERROR {local_remote.address}/ckpt/nope: no such folder"
+    assert body[-1] == "INFO end: exit code 3"
+    assert log_file.stat().st_mode & 0o777 == 0o600
+    assert "drivesync: error:" in capsys.readouterr().err   # the terminal still gets it

@@ -119,10 +119,11 @@ def prune(remote: Remote, path: str = "", *, policy: PrunePolicy, permanent: boo
         result.failed = {p: str(exc) or type(exc).__name__ for p, exc in failures.items()}
         result.deleted = [e for e in targets if e.path not in failures]
         result.bytes_freed = sum(e.size for e in result.deleted)
-        for e in result.deleted:
-            log.info("deleted %s (%d bytes)", e.path, e.size)
+        for e in result.deleted:  # the address in full: these lines end up in cron logs
+            log.info("%s %s/%s (%d bytes)", "deleted" if permanent else "trashed",
+                     remote.address, e.path, e.size)
         for p, msg in result.failed.items():  # INFO: result.failed is the report
-            log.info("could not delete %s: %s", p, msg)
+            log.info("could not delete %s/%s: %s", remote.address, p, msg)
         if empty_trash:
             remote.empty_trash()
             result.trash_emptied = True

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 from .. import __version__
 from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, DriveSyncError
-from .context import Context, make_context
+from .context import Context, close_log_file, make_context
 
 log = logging.getLogger("drivesync")
 
@@ -47,6 +47,9 @@ def common_parser() -> argparse.ArgumentParser:
                         "(env DRIVESYNC_API_ENDPOINT)")
     g.add_argument("--config", metavar="FILE",
                    help="config file (default ~/.config/drivesync/config.ini)")
+    g.add_argument("--log-file", metavar="FILE",
+                   help="append timestamped lines of what was done (and the exit code) to "
+                        "FILE, whatever -q says; for cron (env DRIVESYNC_LOG_FILE)")
     return p
 
 
@@ -87,31 +90,48 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 0 if args.verb is None else 2
     ctx: Optional[Context] = None
+    code = EXIT_ERROR
     try:
         ctx = make_context(args)
-        return int(args.func(args, ctx) or 0)
+        if ctx.log_handler is not None:
+            log.info("start: drivesync %s", " ".join(_shown_argv(argv)))
+        code = int(args.func(args, ctx) or 0)
     except DriveSyncError as exc:
-        _report(ctx, exc, exc.exit_code)
-        return exc.exit_code
+        code = _report(ctx, exc, exc.exit_code)
     except KeyboardInterrupt:
-        _report(ctx, "interrupted; re-run the same command to finish the job", EXIT_INTERRUPTED)
-        return EXIT_INTERRUPTED
+        code = _report(ctx, "interrupted; re-run the same command to finish the job",
+                       EXIT_INTERRUPTED)
     except OSError as exc:
-        _report(ctx, f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), EXIT_ERROR)
-        return EXIT_ERROR
+        code = _report(ctx, f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "),
+                       EXIT_ERROR)
     except Exception as exc:  # noqa: BLE001 - a bug must still end in one line
         if getattr(args, "verbose", 0) >= 2:
             log.exception("internal error")
-        _report(ctx, f"internal error: {type(exc).__name__}: {exc} (run with -vv for the "
-                     "traceback, and please report it)", EXIT_ERROR)
-        return EXIT_ERROR
+        code = _report(ctx, f"internal error: {type(exc).__name__}: {exc} (run with -vv for "
+                            "the traceback, and please report it)", EXIT_ERROR)
+    finally:
+        if ctx is not None and ctx.log_handler is not None:
+            log.info("end: exit code %d", code)
+            close_log_file(ctx.log_handler)
+    return code
 
 
-def _report(ctx: Optional[Context], exc: object, code: int) -> None:
+def _shown_argv(argv: Optional[Sequence[str]]) -> list[str]:
+    """The command line for the log, with the value of any --token hidden."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    return ["***" if i and words[i - 1] == "--token" else
+            "--token=***" if w.startswith("--token=") else w for i, w in enumerate(words)]
+
+
+def _report(ctx: Optional[Context], exc: object, code: int) -> int:
     message = str(exc) or type(exc).__name__
     if ctx is not None and ctx.json:
         ctx.emit({"ok": False, "error": message, "exit_code": code})
+    if ctx is not None and ctx.log_handler is not None:  # the log file gets it with a time
+        ctx.log_handler.handle(logging.LogRecord("drivesync", logging.ERROR, __file__, 0,
+                                                 message, None, None))
     print(f"drivesync: error: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ class Context:
     verbose: int = 0
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
+    log_handler: Optional[logging.Handler] = None  # --log-file, closed by cli.main
 
     def progress(self) -> Progress:
         return make_progress(quiet=self.quiet or self.json, stream=self.err)
@@ -72,6 +74,35 @@ class Context:
         self.say(*["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows])
 
 
+class _Private(logging.FileHandler):
+    """Appends to a log file created 0600: paths and names are the user's business."""
+
+    def _open(self):  # type: ignore[override]
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return os.fdopen(fd, "a", encoding=self.encoding or "utf-8")
+
+
+def open_log_file(path: str) -> logging.Handler:
+    """Timestamped INFO lines (what was uploaded, deleted, refused; the exit code) for
+    unattended runs: cron's own output has no timestamps and ``-q`` keeps it empty."""
+    target = os.path.expanduser(path)
+    parent = os.path.dirname(target)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    handler = _Private(target, encoding="utf-8", delay=False)
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s",
+                                           "%Y-%m-%dT%H:%M:%S%z"))
+    handler.addFilter(_Redact())
+    logging.getLogger("drivesync").addHandler(handler)
+    return handler
+
+
+def close_log_file(handler: logging.Handler) -> None:
+    logging.getLogger("drivesync").removeHandler(handler)
+    handler.close()
+
+
 def make_context(args: Any) -> Context:
     level = logging.WARNING
     if getattr(args, "quiet", False):
@@ -81,16 +112,20 @@ def make_context(args: Any) -> Context:
     elif getattr(args, "verbose", 0) == 1:
         level = logging.INFO
     root = logging.getLogger("drivesync")
-    root.setLevel(level)
-    if not any(getattr(h, "_drivesync", False) for h in root.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("drivesync: %(levelname)s: %(message)s"))
-        handler.addFilter(_Redact())
-        handler._drivesync = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
+    stderr = next((h for h in root.handlers if getattr(h, "_drivesync", False)), None)
+    if stderr is None:
+        stderr = _StderrHandler()
+        stderr.setFormatter(logging.Formatter("drivesync: %(levelname)s: %(message)s"))
+        stderr.addFilter(_Redact())
+        stderr._drivesync = True  # type: ignore[attr-defined]
+        root.addHandler(stderr)
+    stderr.setLevel(level)
+    log_file = getattr(args, "log_file", None) or os.environ.get("DRIVESYNC_LOG_FILE")
+    file_handler = open_log_file(log_file) if log_file else None
+    root.setLevel(min(level, logging.INFO) if file_handler else level)
     flags = {k: getattr(args, k, None) for k in ("api_endpoint",)}
     config = getattr(args, "config", None)
     settings = load_settings(flags, config_file=Path(config) if config else None)
     return Context(settings=settings, json=bool(getattr(args, "json", False)),
                    quiet=bool(getattr(args, "quiet", False)),
-                   verbose=int(getattr(args, "verbose", 0) or 0))
+                   verbose=int(getattr(args, "verbose", 0) or 0), log_handler=file_handler)
