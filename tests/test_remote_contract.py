@@ -71,6 +71,12 @@ def test_mkdir_is_idempotent_and_listed(r):
     assert r.list("a/b") == []
 
 
+def test_list_takes_a_folder_entry(r, tmp_path):
+    r.upload(write(tmp_path, "f.txt", b"f"), "d/f.txt")
+    folder = r.stat("d")
+    assert [e.path for e in r.list(folder)] == [e.path for e in r.list("d")] == ["d/f.txt"]
+
+
 def test_upload_download_round_trip(r, tmp_path):
     data = payload(3000, 1)
     entry = r.upload(write(tmp_path, "x.bin", data), "d/x.bin")

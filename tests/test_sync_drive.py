@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -316,25 +318,45 @@ def test_ctrl_c_stops_pull_at_once_and_a_rerun_finishes(tmp_path, emulator, driv
     assert all((dest / n).read_bytes() == d for n, d in files.items())
 
 
-def test_pull_of_same_named_folders_is_reported_incomplete(tmp_path, emulator, monkeypatch,
-                                                           capsys):
+def test_pull_merges_same_named_folders_into_one_local_folder(tmp_path, emulator, monkeypatch,
+                                                              capsys):
+    """Drive allows two folders `imgs` (two clients made it at once): pull fetches the
+    files of both, nested same-named folders too, into one local folder; an identical
+    copy is pulled once, a different same-named file is kept as `a (2).jpg`."""
     top = seed(emulator, emulator.state.root_id, "space_Colab", folder=True)
     ds = seed(emulator, top, "ds", folder=True)
     old = seed(emulator, ds, "imgs", folder=True, modified="2024-01-01T00:00:00.000Z")
     new = seed(emulator, ds, "imgs", folder=True, modified="2024-02-01T00:00:00.000Z")
-    seed(emulator, old, "a.jpg", b"a")
+    seed(emulator, old, "a.jpg", b"a", modified="2024-01-01T00:00:00.000Z")
+    seed(emulator, new, "a.jpg", b"A", modified="2024-02-01T00:00:00.000Z")
+    seed(emulator, old, "same.txt", b"s")
+    seed(emulator, new, "same.txt", b"s")
     seed(emulator, new, "b.jpg", b"b")
+    sub_old = seed(emulator, old, "000", folder=True, modified="2024-01-01T00:00:00.000Z")
+    sub_new = seed(emulator, new, "000", folder=True, modified="2024-02-01T00:00:00.000Z")
+    seed(emulator, sub_old, "x.jpg", b"x")
+    seed(emulator, sub_new, "y.jpg", b"y")
     monkeypatch.setenv("DRIVESYNC_TOKEN", TOKEN)
     dest = tmp_path / "dest"
     argv = ["pull", "drive:space_Colab/ds", str(dest), "--endpoint", emulator.url]
-    assert main(argv) == 4
-    err = capsys.readouterr().err
-    assert "2 remote folders share this name" in err
-    assert "drivesync dedupe drive:space_Colab/ds" in err and "Traceback" not in err
-    assert len(os.listdir(dest / "imgs")) == 1  # one of the two folders
-    assert main(["dedupe", "drive:space_Colab/ds", "--endpoint", emulator.url]) == 0
     assert main(argv) == 0
-    assert sorted(os.listdir(dest / "imgs")) == ["a.jpg", "b.jpg"]
+    err = capsys.readouterr().err
+    assert "2 remote folders share this name; their files were pulled into one local " in err
+    assert "drivesync dedupe drive:space_Colab/ds" in err and "Traceback" not in err
+    assert "2 identical remote copies; pulled once" in err
+    assert sorted(os.listdir(dest / "imgs")) == ["000", "a (2).jpg", "a.jpg", "b.jpg",
+                                                  "same.txt"]
+    assert ((dest / "imgs/a.jpg").read_bytes(), (dest / "imgs/a (2).jpg").read_bytes()) == (
+        b"a", b"A")
+    assert sorted(os.listdir(dest / "imgs/000")) == ["x.jpg", "y.jpg"]
+    assert main([*argv, "--json"]) == 0                 # a re-run downloads nothing
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["downloaded"] == 0 and doc["skipped"] == 6
+    assert main(["dedupe", "drive:space_Colab/ds", "--endpoint", emulator.url]) == 0
+    shutil.rmtree(dest)
+    assert main(argv) == 0
+    assert "share this name" not in capsys.readouterr().err
+    assert sorted(os.listdir(dest / "imgs/000")) == ["x.jpg", "y.jpg"]
 
 
 def test_dedupe_trashes_identical_copies_in_one_batch(emulator, drive_remote):

@@ -33,9 +33,11 @@ class Remote(ABC):
 
     # ---- primitives -----------------------------------------------------
     @abstractmethod
-    def list(self, path: str = "") -> list[Entry]:
+    def list(self, path: Target = "") -> list[Entry]:
         """Direct children of folder ``path`` (same-named duplicates included).
 
+        ``path`` may be a folder Entry: its id reaches that very folder, also
+        when a path would reach an older same-named one (Drive allows them).
         Raises NotFound when ``path`` does not exist or is not a folder.
         Hides drivesync's own temporary files (``types.TEMP_PREFIX``).
         """

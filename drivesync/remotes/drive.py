@@ -295,9 +295,11 @@ class DriveRemote(Remote):
                 self._folders.put(parts + (name,), first["id"])
         return sorted(out, key=lambda e: (e.path, e.id))
 
-    def list(self, path: str = "") -> list[Entry]:
-        rel = clean_relpath(path)
+    def list(self, path: Target = "") -> list[Entry]:
+        rel = clean_relpath(target_path(path))
         parts = self._parts(rel)
+        if isinstance(path, Entry) and path.id and path.is_dir:
+            return self._list_id(path.id, rel, parts)
         return self._list_id(self._existing_folder(parts), rel, parts)
 
     def walk(self, path: str = "") -> Iterator[Entry]:

@@ -82,8 +82,8 @@ class LocalRemote(Remote):
         return rel, p
 
     # ---- primitives -----------------------------------------------------
-    def list(self, path: str = "") -> list[Entry]:
-        rel = clean_relpath(path)
+    def list(self, path: Target = "") -> list[Entry]:
+        rel = clean_relpath(target_path(path))
         p = self._abs(rel)
         self.stats.requests += 1
         if not p.is_dir():

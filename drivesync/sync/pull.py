@@ -103,39 +103,37 @@ def _make_plan(remote: Remote, base: str, root: str, *, unpack: bool,
                cache: HashCache) -> tuple[Plan, list[tuple[str, str]]]:
     """Walk the remote folder by folder, map names to safe local paths, then plan."""
     warnings: list[tuple[str, str]] = []
-    problems: list[tuple[str, str]] = []
     items: list[PullItem] = []
     extra: list[Action] = []
-    queue: list[tuple[str, tuple[str, ...]]] = [(base, ())]
+    # (remote folder path, the folders shown at that path, local path parts): Drive
+    # allows same-named folders; their children are merged into one local folder.
+    queue: list[tuple[str, list[Union[str, Entry]], tuple[str, ...]]] = [(base, [base], ())]
     first = True
     while queue:
-        folder, parts = queue.pop(0)
-        try:
-            children = remote.list(folder)
-        except NotFound:
-            if first:
-                raise
-            warnings.append((folder, "folder vanished or cannot be addressed by its name"))
-            continue
+        folder, sources, parts = queue.pop(0)
+        children: list[Entry] = []
+        for source in sources:
+            try:
+                children += remote.list(source)
+            except NotFound:
+                if first:
+                    raise
+                warnings.append((folder, "folder vanished or cannot be addressed by its name"))
         first = False
         children = [c for c in children if not is_internal(raw_name(c, folder))]
-        # A path reaches only the oldest of same-named remote folders: the others'
-        # files are not pulled, which makes the pull incomplete (exit 4).
-        folders: dict[str, Entry] = {}
-        same_named: dict[str, int] = defaultdict(int)
+        folders: dict[str, list[Entry]] = defaultdict(list)
         for c in sorted((c for c in children if c.is_dir), key=lambda e: (e.modified, e.id)):
-            name = raw_name(c, folder)
-            same_named[name] += 1
-            folders.setdefault(name, c)
+            folders[raw_name(c, folder)].append(c)
         where = f"{remote.address}/{folder}" if folder else remote.address
-        for name, n in sorted(same_named.items()):
-            if n > 1:
-                problems.append((folders[name].path, f"{n} remote folders share this name; only "
-                                 f"one was pulled: run `drivesync dedupe {where}` to merge "
-                                 "them, then pull again"))
-        files = [c for c in children if not c.is_dir]
+        for _name, same in sorted(folders.items()):
+            if len(same) > 1:
+                warnings.append((same[0].path, f"{len(same)} remote folders share this name; "
+                                 "their files were pulled into one local folder (`drivesync "
+                                 f"dedupe {where}` merges them on the remote too)"))
+        files = _drop_identical_copies([c for c in children if not c.is_dir], folder, warnings)
         shards, files = _find_shards(remote, folder, files, warnings) if unpack else ({}, files)
-        named = list(folders.values()) + files + [m for m, _, _ in shards.values()]
+        named = [same[0] for same in folders.values()] + files + [
+            m for m, _, _ in shards.values()]
         local_names = assign_names(named, folder=folder)
         by_raw: dict[str, list[Entry]] = defaultdict(list)
         for e in files:
@@ -145,11 +143,12 @@ def _make_plan(remote: Remote, base: str, root: str, *, unpack: bool,
                 warnings.append((same[0].path, f"{len(same)} remote files share this name; "
                                  "kept as " + ", ".join(local_names[e.id or e.path]
                                                         for e in same)))
-        for e in folders.values():
+        for same in folders.values():
+            e = same[0]
             sub = parts + (local_names[e.id or e.path],)
             if not os.path.isdir(os.path.join(root, *sub)):
                 extra.append(Action(MKDIR, e.path, local=os.path.join(root, *sub), data=sub))
-            queue.append((e.path, sub))
+            queue.append((e.path, list(same), sub))
         for e in files:
             local_parts = parts + (local_names[e.id or e.path],)
             dest = os.path.join(root, *local_parts)
@@ -166,13 +165,29 @@ def _make_plan(remote: Remote, base: str, root: str, *, unpack: bool,
                 extra.append(Action(UNPACK, tar_entry.path, local=dest, size=man.tar_size,
                                     md5=man.tar_md5, targets=(tar_entry,), data=(sub, man)))
     plan = plan_pull(items, unpacks=[a for a in extra if a.kind != MKDIR])
-    plan.problems.extend(problems)
     plan.actions = [a for a in extra if a.kind == MKDIR] + plan.actions
     for a in plan.of(DOWNLOAD):
         plan.actions[plan.actions.index(a)] = Action(
             a.kind, a.path, local=a.local, size=a.size, md5=a.md5, targets=a.targets,
             data=tuple(os.path.relpath(a.local, root).split(os.sep)))
     return plan, warnings
+
+
+def _drop_identical_copies(files: list[Entry], folder: str,
+                           warnings: list[tuple[str, str]]) -> list[Entry]:
+    """One file per (name, size, md5): identical same-named copies (a retried upload,
+    or merged same-named folders) are pulled once, the oldest; different ones all are."""
+    kept: dict[tuple, Entry] = {}
+    copies: dict[tuple, int] = defaultdict(int)
+    for e in sorted(files, key=lambda e: (e.modified, e.id or "")):
+        key = (raw_name(e, folder), e.size, e.md5) if e.md5 else (e.id or e.path,)
+        copies[key] += 1
+        kept.setdefault(key, e)
+    for key, n in copies.items():
+        if n > 1:
+            warnings.append((kept[key].path, f"{n} identical remote copies; pulled once"))
+    return [e for e in files if kept.get(
+        (raw_name(e, folder), e.size, e.md5) if e.md5 else (e.id or e.path,)) is e]
 
 
 def _find_shards(remote: Remote, folder: str, files: list[Entry],
