@@ -13,7 +13,8 @@ Knobs (env): FAKE_INTERVAL seconds per iteration, FAKE_LAST_EVERY, FAKE_NUM_EVER
 FAKE_PAYLOAD bytes, FAKE_CHUNKS, FAKE_CHUNK_SLEEP, FAKE_EXIT_CODE, FAKE_STOP_AT (last
 iteration, below the cfg's max_batches), FAKE_TRAP_TERM (on SIGTERM: finish the current
 checkpoint, print "FAKE got SIGTERM" and exit with FAKE_TERM_CODE, as a trainer that
-saves on SIGTERM would).
+saves on SIGTERM would), FAKE_TRUNCATE_AT (darknet: the first checkpoint stops after this
+many bytes and the trainer exits 137, as darknet killed while saving leaves it).
 
 Like the real trainers, both modes read the dataset before training: every image listed
 in obj.data's ``train=`` (darknet) or data.yaml's ``path``/``train``/``val`` (yolo, with
@@ -135,6 +136,11 @@ def darknet(argv: list) -> int:
         time.sleep(INTERVAL)
         print(f" {it}: loss 1.0, avg loss 1.0", flush=True)
         blob = struct.pack("<iiiq", 0, 2, 0, it * batch) + payload(name, it)
+        if "FAKE_TRUNCATE_AT" in os.environ and it % LAST_EVERY == 0:
+            cut = int(os.environ["FAKE_TRUNCATE_AT"])
+            write_slowly(backup / f"{name}_last.weights", blob[:cut])
+            print("FAKE killed while saving", flush=True)
+            return 137
         if it % LAST_EVERY == 0:
             write_slowly(backup / f"{name}_last.weights", blob)
         if it % NUM_EVERY == 0:

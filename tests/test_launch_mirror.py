@@ -153,3 +153,31 @@ def test_a_closed_quiet_file_is_mirrored_on_first_sight_a_fresh_one_waits(local_
     assert [r.name for r in m.poll()] == ["yolo_last.weights"]
     os.utime(fresh, (old, old))
     assert [r.name for r in m.poll()] == ["yolo_20.weights"]
+
+
+def test_cfg_size_guards_the_first_checkpoint_of_a_run(drive_remote, tmp_path):
+    """No checkpoint mirrored yet: the size the cfg fixes is the reference."""
+    m, _events, warnings = _mirror(drive_remote, tmp_path, expected_size=SIZE)
+    m.start()
+    full = _weights(tmp_path / "full", 10).read_bytes()
+    (tmp_path / "backup" / "yolo_last.weights").write_bytes(full[: SIZE - 4096])
+    assert m.poll() == [] and m.stats.rejected == 1
+    assert f"the cfg makes every checkpoint {SIZE} bytes: truncated" in warnings[-1]
+    assert not drive_remote.exists("backup/yolo_last.weights")
+    (tmp_path / "backup" / "yolo_last.weights").write_bytes(full)
+    assert [r.name for r in m.poll()] == ["yolo_last.weights"]
+
+
+def test_two_files_of_one_size_overrule_a_wrong_cfg_size(drive_remote, tmp_path):
+    """A cfg computation that is off (a layer darknet writes differently) must not stop
+    mirroring for the whole run: a second file of the same size wins, and the first
+    refused one is mirrored after all."""
+    m, _events, warnings = _mirror(drive_remote, tmp_path, expected_size=SIZE + 512)
+    m.start()
+    _weights(tmp_path / "backup" / "yolo_1000.weights", 1000)
+    assert m.poll() == [] and "truncated" in warnings[-1]
+    _weights(tmp_path / "backup" / "yolo_last.weights", 1000)
+    assert [r.name for r in m.poll()] == ["yolo_last.weights"]
+    assert "trusting the trainer's files" in warnings[-1] and m.expected_size is None
+    assert [r.name for r in m.poll()] == ["yolo_1000.weights"]
+    assert sorted(_on_drive(drive_remote)) == ["yolo_1000.weights", "yolo_last.weights"]

@@ -264,3 +264,25 @@ def test_max_bytes_budget_holds_while_checkpoints_arrive(tmp_path, local_remote)
     # yolo_60 holds the same bytes as yolo_final: the policy keeps one copy
     assert {"yolo_final.weights", "yolo_last.weights"} <= set(final)
     assert any(re.fullmatch(r"yolo_\d+\.weights", n) for n in final), final
+
+
+def test_first_darknet_checkpoint_cut_short_is_refused_by_the_cfg_size(tmp_path, local_remote,
+                                                                       capsys, monkeypatch):
+    """darknet killed while saving its first checkpoint: nothing was mirrored before it,
+    so the size the cfg fixes (1x1 conv, 3 -> 6 channels: 20 + 4 * (6 + 18) bytes) is
+    what proves the file short; it never reaches the remote."""
+    _setup(tmp_path, max_batches=12)
+    (tmp_path / "yolo.cfg").write_text(
+        f"[net]\nbatch={BATCH}\nsubdivisions=1\nwidth=32\nheight=32\nchannels=3\nmax_batches=12\n"
+        "[convolutional]\nsize=1\nfilters=6\nactivation=linear\n[yolo]\nclasses=1\n")
+    monkeypatch.setenv("FAKE_INTERVAL", "0.0")
+    monkeypatch.setenv("FAKE_PAYLOAD", str(4 * (6 + 18)))
+    monkeypatch.setenv("FAKE_TRUNCATE_AT", "60")
+    code = main(_argv(tmp_path, str(local_remote.root), "-v"))
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert code == 137, out
+    assert "FAKE killed while saving" in out
+    assert ("not mirroring yolo_last.weights: 60 bytes, but the cfg makes every checkpoint "
+            "116 bytes: truncated") in out
+    assert not local_remote.root.exists() or local_remote.list("") == []

@@ -18,9 +18,14 @@ against the quota).
 A darknet file smaller than a checkpoint of the same family mirrored earlier
 in this run is refused as truncated: every checkpoint of one network has the
 same size, and darknet killed while writing leaves a shorter file whose header
-still parses. A full Drive (QuotaExceeded) never stops training: a warning
-says what to do, uploads pause for ``quota_retry`` seconds, and mirroring
-resumes by itself once space is freed.
+still parses. Before the first one, ``expected_size`` (the size the cfg fixes,
+:mod:`.darknet_cfg`) stands in; since that is a computation, not an
+observation, two files of one smaller size overrule it (a kill truncates one
+file per run, and the trainer's own files are the better witness).
+
+A full Drive (QuotaExceeded) never stops training: a warning says what to do,
+uploads pause for ``quota_retry`` seconds, and mirroring resumes by itself once
+space is freed.
 """
 
 from __future__ import annotations
@@ -136,7 +141,8 @@ class Mirror:
                  on_event: Callable[[str], None] = lambda message: None,
                  on_warning: Callable[[str], None] = lambda message: None,
                  quota_retry: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 expected_size: Optional[int] = None):
         self.remote = remote
         self.watch_dir = Path(watch_dir)
         self.path = path
@@ -160,6 +166,8 @@ class Mirror:
         self._done: dict[str, Key] = {}            # versions already handled
         self._seen: dict[str, tuple[Key, int]] = {}
         self._sizes: dict[str, int] = {}           # darknet family -> size mirrored this run
+        self.expected_size = expected_size         # darknet: what the cfg says (see module doc)
+        self._short: dict[int, tuple[str, Key]] = {}  # size below expected -> first such file
         self.quota_retry = quota_retry
         self.clock = clock
         self._blocked_at: Optional[float] = None   # when Drive last said it is full
@@ -319,7 +327,7 @@ class Mirror:
                 return None
             try:
                 info = self.check(snap)
-                self._check_size(name, key[0], info)
+                self._check_size(name, key, info)
             except CheckpointError as exc:
                 self._done[name] = key
                 self.stats.rejected += 1
@@ -355,15 +363,30 @@ class Mirror:
         self._prune()
         return result
 
-    def _check_size(self, name: str, size: int, info: Optional[WeightsInfo]) -> None:
+    def _check_size(self, name: str, key: Key, info: Optional[WeightsInfo]) -> None:
         if info is None or info.kind != "darknet":
             return
+        size = key[0]
         family = darknet_family(name)
         want = self._sizes.get(family)
         if want is not None and size < want:
             raise CheckpointError(
                 f"{size} bytes, but the {family} checkpoints mirrored in this run have {want}: "
                 "truncated (the trainer stopped while writing it?)")
+        if want is not None or self.expected_size is None or size >= self.expected_size:
+            return
+        first = self._short.get(size)
+        if first is None or first == (name, key):
+            self._short[size] = (name, key)
+            raise CheckpointError(
+                f"{size} bytes, but the cfg makes every checkpoint {self.expected_size} bytes: "
+                "truncated (the trainer stopped while writing it?)")
+        # A second file of the very same size: the cfg computation is what is wrong.
+        self.on_warning(f"{name} and {first[0]} both have {size} bytes where the cfg predicts "
+                        f"{self.expected_size}: trusting the trainer's files")
+        self.expected_size = None
+        if self._done.get(first[0]) == first[1]:
+            del self._done[first[0]]  # look at the refused one again on the next poll
 
     def _upload(self, snap: Path, name: str) -> Entry:
         """Temp name -> verify -> rename -> delete the replaced copies."""

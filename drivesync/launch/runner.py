@@ -24,6 +24,7 @@ from ..progress import NULL_PROGRESS, Progress
 from ..remotes import is_drive_address, open_remote
 from ..remotes.base import Remote
 from . import colab, trainers
+from .darknet_cfg import expected_weights_size
 from .mirror import Mirror, Mirrored, process_tree
 from .weights import (
     DARKNET_SUFFIXES,
@@ -402,10 +403,14 @@ def launch(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
             suffixes = PT_SUFFIXES
         mirror = None
         if remote is not None:
+            expected = (expected_weights_size(opts.cfg or "") if opts.trainer == DARKNET
+                        else None)
+            if expected is not None:
+                log.info("the cfg makes every checkpoint %d bytes", expected)
             mirror = Mirror(remote, watch_dir=watch, suffixes=suffixes, check=check,
                             snapshot_dir=work / "snapshots", settle_polls=opts.settle_polls,
                             policy=opts.policy, progress=progress, on_event=reporter.say,
-                            on_warning=reporter.warn)
+                            on_warning=reporter.warn, expected_size=expected)
             mirror.start()
         reporter.say("running: " + " ".join(argv))
         pids: list[int] = []
