@@ -89,10 +89,10 @@ def obj_data(root: str, n_classes: int, *, backup: Optional[str] = None) -> str:
 
 
 _SECTION = re.compile(r"^\s*\[([^\]]+)\]")
-_KEY = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+CFG_KEY = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 
 
-def _sections(lines: List[str]) -> List[Tuple[str, int, int]]:
+def cfg_sections(lines: List[str]) -> List[Tuple[str, int, int]]:
     """(name, first line index, end index exclusive) for each [section]."""
     heads = [
         (m.group(1).strip().lower(), i)
@@ -107,7 +107,7 @@ def _sections(lines: List[str]) -> List[Tuple[str, int, int]]:
 
 def _get(lines: List[str], start: int, end: int, key: str) -> Optional[str]:
     for line in lines[start + 1 : end]:
-        m = _KEY.match(line.split("#", 1)[0])
+        m = CFG_KEY.match(line.split("#", 1)[0])
         if m and m.group(1) == key:
             return m.group(2)
     return None
@@ -116,7 +116,7 @@ def _get(lines: List[str], start: int, end: int, key: str) -> Optional[str]:
 def _set(lines: List[str], start: int, end: int, key: str, value: object) -> int:
     """Set ``key=value`` in the section; returns how many lines were inserted (0 or 1)."""
     for i in range(start + 1, end):
-        m = _KEY.match(lines[i].split("#", 1)[0])
+        m = CFG_KEY.match(lines[i].split("#", 1)[0])
         if m and m.group(1) == key:
             lines[i] = f"{key}={value}"
             return 0
@@ -140,7 +140,7 @@ def patch_darknet_cfg(
     net_done = False
     idx = 0
     while True:
-        secs = _sections(lines)
+        secs = cfg_sections(lines)
         if idx >= len(secs):
             break
         name, start, end = secs[idx]
@@ -177,8 +177,8 @@ def patch_darknet_cfg(
             num = int(_get(lines, start, end, "num") or 5)
             filters = (classes + coords + 1) * num
         _set(lines, start, end, "classes", classes)
-        conv = [s for s in _sections(lines) if s[1] < start and s[0] == "convolutional"]
-        prev = [s for s in _sections(lines) if s[1] < start]
+        conv = [s for s in cfg_sections(lines) if s[1] < start and s[0] == "convolutional"]
+        prev = [s for s in cfg_sections(lines) if s[1] < start]
         if not prev or prev[-1][0] != "convolutional":
             raise DatasetError(
                 f"{source}: the section before [{name}] at line {start + 1} is not "

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
-from ..datasets.configs import _KEY, _sections  # the one cfg line grammar drivesync has
+from ..datasets.configs import CFG_KEY, cfg_sections  # the one cfg line grammar
 from ..errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -76,11 +76,11 @@ def parse_cfg(text: str, *, source: str = "cfg") -> List[Section]:
     dropped and a key's first occurrence wins, as in darknet's ``option_find``.
     """
     lines = text.splitlines()
-    heads = _sections(lines)
+    heads = cfg_sections(lines)
     if not heads:
         raise DatasetError(f"{source}: no [section] found; not a darknet cfg")
     for i in range(heads[0][1]):
-        if _KEY.match(lines[i].split("#", 1)[0]):
+        if CFG_KEY.match(lines[i].split("#", 1)[0]):
             raise DatasetError(f"{source}:{i + 1}: option before the first [section]")
     if heads[0][0] not in ("net", "network"):
         raise DatasetError(f"{source}:{heads[0][1] + 1}: the first section must be [net], "
@@ -89,7 +89,7 @@ def parse_cfg(text: str, *, source: str = "cfg") -> List[Section]:
     for name, start, end in heads:
         opts: Dict[str, str] = {}
         for line in lines[start + 1:end]:
-            m = _KEY.match(line.split("#", 1)[0])
+            m = CFG_KEY.match(line.split("#", 1)[0])
             if m and m.group(1) not in opts:
                 opts[m.group(1)] = m.group(2)
         out.append(Section(type=name, options=opts, line=start + 1))
