@@ -289,6 +289,30 @@ def test_resumable_status_query_on_the_wire(svc, emulator):
     assert done.status_code == 200 and done.json()["name"] == "n"
 
 
+
+def test_resumable_chunks_but_the_last_are_multiples_of_256_kib(svc, emulator):
+    """As Google's upload servers: an odd-sized chunk that is not the last is refused
+    (400) and nothing of it is kept; the last one may have any size."""
+    data = os.urandom(CHUNK + 1000)
+    auth = {"Authorization": f"Bearer {emulator.token}"}
+    session = requests.post(f"{emulator.url}upload/drive/v3/files?uploadType=resumable",
+                            headers=auth, json={"name": "odd.bin"})
+    url = session.headers["Location"]
+    odd = requests.put(url, data=data[:1000],
+                       headers={**auth, "Content-Range": f"bytes 0-999/{len(data)}"})
+    assert odd.status_code == 400 and "multiple of 262144" in odd.json()["error"]["message"]
+    status = requests.put(url, headers={**auth, "Content-Range": f"bytes */{len(data)}"})
+    assert status.status_code == 308 and "Range" not in status.headers
+    first = requests.put(url, data=data[:CHUNK],
+                         headers={**auth, "Content-Range": f"bytes 0-{CHUNK - 1}/{len(data)}"})
+    assert first.status_code == 308
+    last = requests.put(url, data=data[CHUNK:], headers={
+        **auth, "Content-Range": f"bytes {CHUNK}-{len(data) - 1}/{len(data)}"})
+    assert last.status_code == 200
+    with pytest.raises(HttpError) as info:   # the client library with an odd chunk size
+        finish(resumable(svc, "odd2.bin", data, chunksize=CHUNK - 1))
+    assert info.value.status_code == 400
+
 def test_expired_session_is_404(svc, emulator):
     request = resumable(svc, "x.bin", os.urandom(CHUNK + 1))
     request.next_chunk()

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 IO_CHUNK = 64 * 1024
 MAX_BATCH = 100
+UPLOAD_UNIT = 256 * 1024  # resumable chunks other than the last: multiples of this
 DEFAULT_FILE_FIELDS = "kind,id,name,mimeType"
 DEFAULT_LIST_FIELDS = "kind,nextPageToken,incompleteSearch,files(kind,id,name,mimeType)"
 COUNTER_KEYS = ("requests", "creates", "rate_limited", "faults", "bytes_in", "bytes_out",
@@ -559,6 +560,14 @@ class Api:
         with session.lock:
             length = req.body.remaining
             start, total = _parse_content_range(req.headers.get("content-range"), length)
+            final = total is not None and start is not None and start + length >= total
+            if length and not final and length % UPLOAD_UNIT:
+                # Google's upload servers want every chunk but the last in multiples of
+                # 256 KiB (they refuse a short one with 400; a longer odd one is cut back
+                # to a multiple). Refusing both keeps a client that gets this wrong honest.
+                raise errors.bad_request(
+                    f"Invalid request. Every chunk but the last must be a multiple of "
+                    f"{UPLOAD_UNIT} bytes; this one has {length}.")
             if total is not None:
                 if session.total is not None and total != session.total:
                     raise errors.bad_request("Content-Range total does not match the session.")
