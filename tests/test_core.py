@@ -146,3 +146,24 @@ def test_local_list_leaves_out_a_file_removed_while_listing(tmp_path):
         (tmp_path / name).write_bytes(name.encode())
     remote = LocalRemote(tmp_path, hash_cache=_VanishingCache(None))
     assert [e.path for e in remote.list("")] == ["a.weights", "z.weights"]
+
+
+class _RemovingCache(HashCache):
+    """Hashing ``trigger`` removes folder ``a``: a run folder deleted mid-walk."""
+
+    def md5(self, file, *, st=None):  # type: ignore[override]
+        if str(file).endswith("trigger"):
+            import shutil
+
+            shutil.rmtree(os.path.join(os.path.dirname(str(file)), "a"))
+        return super().md5(file, st=st)
+
+
+def test_walk_skips_a_folder_removed_while_walking(tmp_path):
+    from drivesync.remotes.local import LocalRemote
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.pt").write_bytes(b"x")
+    (tmp_path / "trigger").write_bytes(b"t")
+    remote = LocalRemote(tmp_path, hash_cache=_RemovingCache(None))
+    assert [e.path for e in remote.walk("")] == ["a", "trigger"]

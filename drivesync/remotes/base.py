@@ -93,7 +93,13 @@ class Remote(ABC):
         queue = [path]
         while queue:
             folder = queue.pop(0)
-            for entry in sorted(self.list(folder), key=lambda e: (e.path, e.id)):
+            try:
+                children = self.list(folder)
+            except NotFound:
+                if folder == path:
+                    raise
+                continue  # removed since its parent was listed: nothing below it now
+            for entry in sorted(children, key=lambda e: (e.path, e.id)):
                 yield entry
                 if entry.is_dir:
                     queue.append(entry.path)
