@@ -286,3 +286,17 @@ def test_first_darknet_checkpoint_cut_short_is_refused_by_the_cfg_size(tmp_path,
     assert ("not mirroring yolo_last.weights: 60 bytes, but the cfg makes every checkpoint "
             "116 bytes: truncated") in out
     assert not local_remote.root.exists() or local_remote.list("") == []
+    # a short file put on the remote by hand: with no sibling to compare, resume warns
+    # and uses it (refusing the only checkpoint would throw the run away)
+    local_remote.root.mkdir(exist_ok=True)
+    head = struct.pack("<iiiq", 0, 2, 0, 2 * BATCH)
+    (local_remote.root / "yolo_last.weights").write_bytes(head + b"\0" * 40)
+    monkeypatch.delenv("FAKE_TRUNCATE_AT")
+    code = main(_argv(tmp_path, str(local_remote.root)))
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert code == 0, out
+    assert ("yolo_last.weights has 60 bytes, but the cfg makes every checkpoint 116 bytes"
+            in out)
+    assert "resuming from yolo_last.weights" in out and "reached iteration 12" in out
+    assert local_remote.stat("yolo_final.weights").size == 116

@@ -169,11 +169,15 @@ def stage(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
 
 # ---- resume ------------------------------------------------------------------
 def choose_resume(remote: Remote, *, trainer: str, dest_dir: Path,
-                  batch: Optional[int] = None, reporter: Reporter,
+                  batch: Optional[int] = None, expected_size: Optional[int] = None,
+                  reporter: Reporter,
                   progress: Progress = NULL_PROGRESS) -> tuple[Optional[Resume], list]:
     """Newest complete checkpoint that downloads (md5-verified) and passes its checks.
 
-    One that fails is skipped, with a warning, for the one before it.
+    One that fails is skipped, with a warning, for the one before it. A darknet
+    file whose size differs from ``expected_size`` (what the cfg fixes) only gets
+    a warning: with no sibling to compare, the file and the computation are one
+    witness each, and wrongly refusing the only checkpoint would lose the run.
     """
     from ..checkpoints.latest import complete_checkpoints, safe_local_name
 
@@ -196,6 +200,10 @@ def choose_resume(remote: Remote, *, trainer: str, dest_dir: Path,
             finally:
                 progress.on_done()
             info = check_darknet(local, batch=batch) if trainer == DARKNET else check_pt(local)
+            if trainer == DARKNET and expected_size not in (None, c.entry.size):
+                reporter.warn(f"{c.entry.name} has {c.entry.size} bytes, but the cfg makes "
+                              f"every checkpoint {expected_size} bytes: truncated, or written "
+                              "for another cfg? Resuming from it anyway")
         except (CheckpointError, ChecksumMismatch, NotFound) as exc:
             skipped.append((c.entry.name, str(exc)))
             reporter.warn(f"skipping checkpoint {c.entry.name}: {exc}")
@@ -358,13 +366,16 @@ def launch(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
     if opts.trainer == DARKNET and not opts.cfg:
         raise UsageError("launch darknet needs --cfg")
     staged = prepare_environment(opts, settings=settings, reporter=reporter, progress=progress)
-    batch = None
+    batch = expected = None
     if opts.trainer == DARKNET:
         binary = colab.prepare_darknet(opts.darknet)
         if binary.gpu is False:
             reporter.warn(f"{binary.path}: {binary.detail}")
         watch = trainers.backup_dir(opts.data)
         batch = trainers.cfg_int(opts.cfg or "", "batch")
+        expected = expected_weights_size(opts.cfg or "")
+        if expected is not None:
+            log.info("the cfg makes every checkpoint %d bytes", expected)
         watch.mkdir(parents=True, exist_ok=True)
     work = Path(opts.work_dir)
     remote = open_remote(opts.weights, settings=settings) if opts.weights else None
@@ -374,7 +385,8 @@ def launch(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
         if remote is not None:
             resume, skipped = choose_resume(remote, trainer=opts.trainer,
                                             dest_dir=work / "resume", batch=batch,
-                                            reporter=reporter, progress=progress)
+                                            expected_size=expected, reporter=reporter,
+                                            progress=progress)
         if resume:
             reporter.say(f"resuming from {resume.name}: {resume.reason}")
         elif opts.trainer == DARKNET:
@@ -403,10 +415,6 @@ def launch(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
             suffixes = PT_SUFFIXES
         mirror = None
         if remote is not None:
-            expected = (expected_weights_size(opts.cfg or "") if opts.trainer == DARKNET
-                        else None)
-            if expected is not None:
-                log.info("the cfg makes every checkpoint %d bytes", expected)
             mirror = Mirror(remote, watch_dir=watch, suffixes=suffixes, check=check,
                             snapshot_dir=work / "snapshots", settle_polls=opts.settle_polls,
                             policy=opts.policy, progress=progress, on_event=reporter.say,
