@@ -170,6 +170,7 @@ def open_image(
     origin: str = "",
     where: str = "",
     moved: Container[str] = (),
+    hash_image: bool = True,
 ) -> Optional[Item]:
     """Probe one image (one read: size, md5, dimensions) into an :class:`Item` without boxes.
 
@@ -177,12 +178,24 @@ def open_image(
     whose key is in ``moved`` was already moved into a shard: silently None). A name
     that is not plain ASCII is kept for reading but gets a safe output stem
     (noted in the report), so train.txt never holds a line darknet chokes on.
+    ``hash_image=False`` reads the header only and leaves ``md5`` "" (unknown).
     """
-    info = probe(path)
+    info = probe(path, hash_image=hash_image)
     if is_bad(info):
         report_bad_image(report, root, path, info, origin=origin, where=where, moved=moved)
         return None
     return image_item(root, path, info, report, origin=origin)
+
+
+def hashes_images(mode: str) -> bool:
+    """Whether a shard in ``mode`` records image md5s: only a copy does.
+
+    A copy is a second set of bytes that must be verifiable; a link is the same
+    file and a move the only one, so a header read and the size are enough, and
+    skipping the hash keeps a move of 100-300 KB photos as fast as a rename loop.
+    An image placed without one has md5 "" in the manifest: unknown, never equal.
+    """
+    return mode == "copy"
 
 
 def is_bad(info: Any) -> bool:
@@ -190,12 +203,14 @@ def is_bad(info: Any) -> bool:
     return type(info) is tuple
 
 
-def probe(path: str) -> Any:
-    """ImageInfo, or a picklable ``(kind, reason)`` tuple when the image is bad."""
+def probe(path: str, *, hash_image: bool = True) -> Any:
+    """ImageInfo, or a picklable ``(kind, reason)`` tuple when the image is bad.
+
+    ``hash_image=False``: header and size only, md5 "" (see :func:`hashes_images`)."""
     from .imageinfo import BadImage, probe_image
 
     try:
-        return probe_image(path)
+        return probe_image(path, md5=hash_image)
     except FileNotFoundError:
         return ("missing", "")
     except BadImage as exc:

@@ -5,8 +5,11 @@ every label has its image and every image its label; images are readable;
 no shard holds more files than the limit; identical images (same md5) are
 reported; train.txt/valid.txt name images that exist; every file the
 manifest lists is there with its size (labels, read anyway, also with their
-md5). Images are hashed only with ``verify`` (or when the manifest does not
-know them), so checking an unchanged dataset reads image headers, not images.
+md5). Without ``verify`` images are read only to their header: duplicates are
+looked for among images that share a size, each hashed once (or its md5 taken
+from the manifest where one is recorded), so checking an unchanged dataset
+reads image headers, not images. An md5 of "" in the manifest (an image placed
+by a link or move shard) is unknown: nothing is compared with it.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Set, Tuple
 
 from ..errors import NotFound
+from ..hashing import md5_file
 from ..progress import NULL_PROGRESS, Progress
 from . import IMAGE_EXTS, LABEL_EXT, display
 from .configs import default_root
-from .imageinfo import BadImage, probe_image, read_image_info
+from .imageinfo import BadImage, probe_image
 from .report import NOTE, Report
 from .shard import load_manifest
 from .yolo import parse_label
@@ -110,7 +114,8 @@ def check_dataset(
         rep.add(dataset, "obj.names", "no class list found; class ids not checked", skipped=NOTE)
     dirs = _shard_dirs(dataset)
     res.shards = len(dirs)
-    by_md5: Dict[str, str] = {}
+    by_size: Dict[int, List[str]] = {}  # image size -> images of that size, in the order met
+    digests: Dict[str, str] = {}  # md5s computed in this run (each image hashed at most once)
     total = sum(1 for d in dirs for _ in os.scandir(d))
     progress.on_start(files=total, bytes=0, desc="check")
     for d in dirs:
@@ -163,21 +168,12 @@ def check_dataset(
                     "image without a label (darknet and Ultralytics need one, "
                     "even an empty one for a background image)",
                 )
-            digest = _image_md5(path, known, rep, verify=verify)
-            if digest is None:
-                continue
-            if digest in by_md5:
-                res.duplicates += 1
-                rep.add(
-                    path,
-                    "",
-                    f"same image as {display(by_md5[digest])} (md5 {digest})",
-                    skipped=NOTE,
-                )
-            else:
-                by_md5[digest] = path
+            size = _image_ok(path, known, rep, digests, verify=verify)
+            if size is not None:
+                by_size.setdefault(size, []).append(path)
         progress.on_progress(files=len(entries))
     progress.on_done()
+    res.duplicates = _report_duplicates(by_size, known, digests, rep)
     for path in sorted(known.keys() - seen):
         rep.add(path, "", "listed in the manifest but missing")
     _check_lists(dataset, name, rep)
@@ -187,8 +183,9 @@ def check_dataset(
 def _compare_md5(
     path: str, size: int, md5: str, known: Mapping[str, Tuple[int, str]], rep: Report
 ) -> None:
-    """A file the manifest knows, with the right size, must also have its md5."""
-    if path in known and known[path][0] == size and known[path][1] != md5:
+    """A file the manifest knows, with the right size, must also have its md5
+    (where the manifest records one: "" is unknown, not a value to compare)."""
+    if path in known and known[path][0] == size and known[path][1] and known[path][1] != md5:
         rep.add(
             path,
             "",
@@ -196,21 +193,72 @@ def _compare_md5(
         )
 
 
-def _image_md5(
-    path: str, known: Mapping[str, Tuple[int, str]], rep: Report, *, verify: bool
-) -> Optional[str]:
+def _image_ok(
+    path: str,
+    known: Mapping[str, Tuple[int, str]],
+    rep: Report,
+    digests: Dict[str, str],
+    *,
+    verify: bool,
+) -> Optional[int]:
+    """The size of a readable image (None, reported, when it is not readable).
+
+    Reads the header only; ``verify`` reads the whole image, keeps its md5 in
+    ``digests`` and compares it with the manifest's where one is recorded."""
     try:
-        if not verify and path in known and os.path.getsize(path) == known[path][0]:
-            read_image_info(path)  # header only: still readable?
-            return known[path][1]
+        if not verify:
+            return probe_image(path, md5=False).size
         info = probe_image(path)
+        digests[path] = info.md5
         _compare_md5(path, info.size, info.md5, known, rep)
-        return info.md5
+        return info.size
     except BadImage as exc:
         rep.add(path, "", f"unreadable image: {exc}")
     except OSError as exc:
         rep.add(path, "", f"cannot read image: {exc.strerror or exc}")
     return None
+
+
+def _report_duplicates(
+    by_size: Mapping[int, List[str]],
+    known: Mapping[str, Tuple[int, str]],
+    digests: Dict[str, str],
+    rep: Report,
+) -> int:
+    """Note identical images; returns how many. Only images sharing a size can be
+    identical, so only those are hashed (once each), or their recorded md5 used."""
+    found: List[Tuple[str, str, str]] = []
+    for size, paths in by_size.items():
+        if len(paths) < 2:
+            continue
+        first: Dict[str, str] = {}
+        for path in paths:
+            digest = _digest(path, size, known, digests)
+            if digest is None:
+                continue  # vanished since it was read: nothing to compare
+            if digest in first:
+                found.append((path, first[digest], digest))
+            else:
+                first[digest] = path
+    for path, orig, digest in sorted(found):
+        rep.add(path, "", f"same image as {display(orig)} (md5 {digest})", skipped=NOTE)
+    return len(found)
+
+
+def _digest(
+    path: str, size: int, known: Mapping[str, Tuple[int, str]], digests: Dict[str, str]
+) -> Optional[str]:
+    """md5 of an image: computed this run, recorded in the manifest (same size), or read now."""
+    if path in digests:
+        return digests[path]
+    rec = known.get(path)
+    if rec is not None and rec[1] and rec[0] == size:
+        return rec[1]
+    try:
+        digests[path] = md5_file(path)
+    except OSError:
+        return None
+    return digests[path]
 
 
 def _check_lists(dataset: str, name: str, rep: Report) -> None:

@@ -29,6 +29,7 @@ def convert_coco(
     exclude: Optional[str] = None,
     moved: Container[str] = (),
     progress: Progress = NULL_PROGRESS,
+    hash_images: bool = True,
 ) -> Conversion:
     """``src`` is one JSON file or a folder whose ``*.json`` files are all read."""
     src = os.path.abspath(src)
@@ -85,6 +86,7 @@ def convert_coco(
             images=images,
             moved=moved,
             progress=progress,
+            hash_image=hash_images,
         )
     progress.on_done()
     return conv
@@ -120,6 +122,7 @@ def _doc(
     images: Optional[str],
     moved: Container[str],
     progress,
+    hash_image: bool = True,
 ) -> None:
     anns: Dict[Any, List[tuple]] = {}
     for i, a in enumerate(doc["annotations"]):
@@ -138,7 +141,9 @@ def _doc(
             (os.path.join(d, fname) for d in dirs if os.path.isfile(os.path.join(d, fname))),
             os.path.join(dirs[0], fname),
         )
-        item = open_image(root, image, report, origin=path, moved=moved)
+        item = open_image(
+            root, image, report, origin=path, moved=moved, hash_image=hash_image
+        )
         if item is None:
             continue
         w, h = im.get("width") or 0, im.get("height") or 0

@@ -34,6 +34,7 @@ def convert_crowdhuman(
     exclude: Optional[str] = None,
     moved: Container[str] = (),
     progress: Progress = NULL_PROGRESS,
+    hash_images: bool = True,
 ) -> Conversion:
     """Every ``*.odgt`` in ``src`` (or ``src`` itself when it is one file)."""
     if box not in BOX_KINDS:
@@ -75,6 +76,7 @@ def convert_crowdhuman(
                     box=box,
                     head=head_class is not None,
                     moved=moved,
+                    hash_image=hash_images,
                 )
         progress.on_progress(files=1)
     progress.on_done()
@@ -106,6 +108,7 @@ def _one(
     box: str,
     head: bool,
     moved: Container[str],
+    hash_image: bool = True,
 ) -> None:
     image = os.path.join(image_dir, image_id + ".jpg")
     if not os.path.exists(image):
@@ -113,7 +116,15 @@ def _one(
             if os.path.exists(os.path.join(image_dir, image_id + ext)):
                 image = os.path.join(image_dir, image_id + ext)
                 break
-    item = open_image(root, image, report, origin=path, where=f"line {lineno}", moved=moved)
+    item = open_image(
+        root,
+        image,
+        report,
+        origin=path,
+        where=f"line {lineno}",
+        moved=moved,
+        hash_image=hash_image,
+    )
     if item is None:
         return
     w, h = item.width, item.height

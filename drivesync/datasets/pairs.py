@@ -7,6 +7,9 @@ forked workers for a big folder (:mod:`.workers`); the parent only plans,
 journals and records. The journal is written and fsynced before any file of
 a batch moves; its entries carry no md5 (not known yet), so recovery
 validates again and reads each file where it is now.
+
+Only a copy hashes images (:func:`hashes_images`): a link or move reads each
+image's header and takes its size from fstat, and records md5 "" (unknown).
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Set, 
 
 from ..progress import NULL_PROGRESS, Progress
 from ..types import TEMP_PREFIX
-from . import Conversion, display, name_fields, workers
+from . import Conversion, display, hashes_images, name_fields, workers
 from .manifest import Entry, Journal, Manifest, entry_line, save_manifest
-from .place import Executor, size_of
+from .place import Executor, in_place, size_of
 from .report import NOTE, Report
 from .shard import ShardResult, dst_path, open_output
 from .workers import fork_context, imap_forked
@@ -49,6 +52,7 @@ def _place_pairs(args: tuple, ex: Optional[Executor] = None) -> List[tuple]:
     """
     out, mode, nc, recovering, tasks = args
     ex = ex or Executor(out, mode, Report())
+    hashed = hashes_images(mode)
     results = []
     for key, img, lab, img_dst, lab_dst, expect, fresh in tasks:
         img_at, lab_at = img, lab
@@ -57,15 +61,15 @@ def _place_pairs(args: tuple, ex: Optional[Executor] = None) -> List[tuple]:
                 img_at = os.path.join(out, img_dst)
             if lab is not None and not os.path.lexists(lab):
                 lab_at = os.path.join(out, lab_dst)
-        res = validate_pair(img_at, lab_at, nc)
+        res = validate_pair(img_at, lab_at, nc, hash_image=hashed)
         if res[0] != "ok":
             results.append(res)
             continue
         _, info, (lsize, lmd5, count, top) = res
         got = (info.size, info.md5, lsize, lmd5)
         if (
-            expect == got
-            and size_of(os.path.join(out, img_dst)) == info.size
+            expect == got  # md5 "" equals only "": a real md5 never matches an unknown one
+            and in_place(mode, img_at, os.path.join(out, img_dst), info.size, info.md5)
             and size_of(os.path.join(out, lab_dst)) == lsize
         ):
             results.append(("kept", got, count, top, ()))

@@ -1,10 +1,14 @@
 """Put one file where the plan says, in link, copy or move mode; idempotent and never lossy.
 
 Every step is judged from what is on disk (source there? destination there?
-same inode or same md5?), so running a step twice, or after a crash in the
-middle of it, ends the same way: the file present once, nothing overwritten
-that was not ours. Hard links fall back to copies, and renames to a verified
-copy + unlink, when source and output sit on different filesystems.
+same inode, same md5, same bytes?), so running a step twice, or after a crash
+in the middle of it, ends the same way: the file present once, nothing
+overwritten that was not ours. Hard links fall back to copies, and renames to
+a durable copy + unlink, when source and output sit on different filesystems.
+
+An md5 of "" means unknown (a link or move shard does not hash images): it is
+never compared as a value. Whether a destination already holds the file is
+then decided by its inode or by comparing its bytes with the source's.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ log = logging.getLogger(__name__)
 
 # link() refused for a reason that means "not here", not "something is wrong"
 NOLINK = {errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EACCES}
+_BLOCK = 1 << 20
 
 
 def size_of(path: str) -> int:
@@ -37,6 +42,42 @@ def size_of(path: str) -> int:
 
 def size_md5(path: str) -> Tuple[int, str]:
     return os.path.getsize(path), md5_file(path)
+
+
+def same_bytes(a: str, b: str) -> bool:
+    """Whether two files hold the same bytes, block by block.
+
+    Not filecmp.cmp: its module-level cache would grow with every pair
+    compared, and memory must stay flat over a 60k-pair dataset.
+    Raises FileNotFoundError when either file is missing.
+    """
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        if os.fstat(fa.fileno()).st_size != os.fstat(fb.fileno()).st_size:
+            return False
+        while True:
+            x, y = fa.read(_BLOCK), fb.read(_BLOCK)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
+def in_place(mode: str, src: str, dst: str, size: int, md5: str) -> bool:
+    """Whether ``dst`` still holds what the (just probed) source placed there, from one stat.
+
+    The caller has found the same md5 for the source now and in the manifest:
+    a real one, or "" (unknown) on both sides; then the size decides. A link
+    needs no more (the same inode, or a copy where no hard link was possible:
+    its size). A move whose source is still there is never "in place": the
+    Executor finishes it and drops the source only once proven identical.
+    """
+    try:
+        d = os.stat(dst)
+    except OSError:
+        return False
+    if d.st_size != size:
+        return False
+    return bool(md5) or mode == "link"  # the caller has just read the source
 
 
 def _temp_beside(dst: str) -> str:
@@ -102,9 +143,26 @@ class Executor:
                 self.can_link = False
         return self._replace(src, dst, size, md5)
 
+    def _holds(self, src: str, dst: str, size: int, md5: str) -> bool:
+        """Whether the existing ``dst`` is proven to hold the source's bytes.
+
+        A known md5 is compared with dst's; an unknown one ("") means comparing
+        dst with the source itself. Raises FileNotFoundError when the source is
+        gone and the md5 is unknown (the caller decides what is there now).
+        """
+        if md5:
+            return size_md5(dst) == (size, md5)
+        return same_bytes(src, dst)
+
     def _replace(self, src: str, dst: str, size: int, md5: str) -> bool:
-        if os.path.exists(dst) and size_md5(dst) == (size, md5):
-            return True
+        if os.path.exists(dst):
+            try:
+                if self._holds(src, dst, size, md5):
+                    return True
+            except FileNotFoundError:
+                # the source is gone: dst is what is left of it; keep it as it is
+                if not os.path.lexists(src) and size_of(dst) == size:
+                    return True
         try:
             _copy_into_place(src, dst)
         except FileNotFoundError:
@@ -133,7 +191,11 @@ class Executor:
         if not os.path.lexists(src):
             return self._moved_already(src, dst)
         if os.path.lexists(dst):
-            if os.path.samefile(src, dst) or size_md5(dst) == (size, md5):
+            try:
+                same = os.path.samefile(src, dst) or self._holds(src, dst, size, md5)
+            except FileNotFoundError:  # the source went away meanwhile
+                return self._moved_already(src, dst)
+            if same:
                 os.unlink(src)  # the copy is complete and verified: drop the source
                 return True
             self.report.add(

@@ -16,7 +16,7 @@ from typing import Callable, Container, ContextManager, List, Optional, Sequence
 
 from ..errors import DatasetError, NotFound, UsageError
 from ..progress import NULL_PROGRESS, Progress
-from . import FORMATS, Conversion, Counts, display, load_classes, safe_stem
+from . import FORMATS, Conversion, Counts, display, hashes_images, load_classes, safe_stem
 from .check import check_dataset
 from .configs import ConfigOptions, ConfigResult, check_root, default_root, write_configs
 from .lock import out_lock
@@ -167,10 +167,12 @@ def convert(
     moved: Container[str] = (),
     progress: Progress = NULL_PROGRESS,
     lazy: bool = False,
+    hash_images: bool = True,
 ) -> Conversion:
     """Read a dataset in any supported format into items (nothing is written).
 
-    ``lazy`` (YOLO input only for now) makes ``items`` a key-sorted stream."""
+    ``lazy`` (YOLO input only for now) makes ``items`` a key-sorted stream.
+    ``hash_images=False`` leaves image md5s "" (see :func:`hashes_images`)."""
     from .coco import convert_coco
     from .crowdhuman import convert_crowdhuman
     from .voc import convert_voc
@@ -187,6 +189,7 @@ def convert(
             exclude=exclude,
             moved=moved,
             progress=progress,
+            hash_images=hash_images,
         )
     if fmt == "crowdhuman":
         if classes is not None:
@@ -200,6 +203,7 @@ def convert(
             exclude=exclude,
             moved=moved,
             progress=progress,
+            hash_images=hash_images,
         )
     if fmt == "coco":
         return convert_coco(
@@ -211,10 +215,17 @@ def convert(
             exclude=exclude,
             moved=moved,
             progress=progress,
+            hash_images=hash_images,
         )
     if fmt == "yolo":
         return convert_yolo(
-            src, report=report, classes=classes, exclude=exclude, moved=moved, progress=progress
+            src,
+            report=report,
+            classes=classes,
+            exclude=exclude,
+            moved=moved,
+            progress=progress,
+            hash_images=hash_images,
         )
     raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
 
@@ -285,6 +296,7 @@ def _place(
         moved=set(m.entries) if m is not None else set(),
         progress=progress,
         lazy=fmt == "yolo" and not res.dry_run,
+        hash_images=hashes_images(res.mode),
         **opts,
     )
     sh = write_shards(

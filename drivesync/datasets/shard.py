@@ -9,6 +9,8 @@ journal (``OUT/.drivesync-journal.jsonl``). Every step is idempotent and is
 judged from what is on disk (source there? destination there? same inode or
 same md5?), so a run killed at any point and started again finishes the
 journal first: every file ends up present exactly once, nothing overwritten.
+Images placed by a link or move carry md5 "" (unknown, never compared as a
+value): see :func:`drivesync.datasets.hashes_images` and :mod:`.place`.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from .manifest import (  # noqa: F401  (JOURNAL, MANIFEST, save_manifest: re-exp
     read_journal,
     save_manifest,
 )
-from .place import Executor, size_of
+from .place import Executor, in_place, size_of
 from .report import ITEM, Report
 
 log = logging.getLogger(__name__)
@@ -398,7 +400,7 @@ def write_shards(
             shards.add(slot.shard)
             ops = _ops(it, slot, name=name, flat=flat)
             old = m.entries.get(slot.key)
-            if _in_place(out, old, ops):
+            if _in_place(out, old, ops, mode):
                 continue
             todo.append((slot.key, slot.shard, slot.stem, ops))
             result.placed += 1
@@ -425,12 +427,20 @@ def write_shards(
     return result
 
 
-def _in_place(out: str, old: Optional[tuple], ops: Tuple[FileOp, ...]) -> bool:
-    """Placed by an earlier run with these contents, and still there with its size."""
+def _in_place(out: str, old: Optional[tuple], ops: Tuple[FileOp, ...], mode: str) -> bool:
+    """Placed by an earlier run with these contents, and still there with its size.
+
+    An image md5 "" (unknown) equals only "" here, and then :func:`in_place`
+    judges from stat (same inode, or size) instead of the digest."""
     return (
         old is not None
         and [(d, n, h) for _, d, n, h, _ in old[2]] == [(d, n, h) for _, d, n, h, _ in ops]
-        and all(size_of(os.path.join(out, d)) == n for _, d, n, _, _ in ops)
+        and all(
+            in_place(mode, s, os.path.join(out, d), n, h)
+            if t is None
+            else size_of(os.path.join(out, d)) == n
+            for s, d, n, h, t in ops
+        )
     )
 
 

@@ -38,6 +38,7 @@ def convert_voc(
     exclude: Optional[str] = None,
     moved: Container[str] = (),
     progress: Progress = NULL_PROGRESS,
+    hash_images: bool = True,
 ) -> Conversion:
     """Every ``*.xml`` under ``src``; images in ``JPEGImages/`` or next to the XML.
 
@@ -80,6 +81,7 @@ def convert_voc(
             keep_difficult=keep_difficult,
             strict=classes is not None,
             moved=moved,
+            hash_image=hash_images,
         )
         if item is not None:
             conv.items.append(item)
@@ -131,9 +133,10 @@ def _one(
     keep_difficult: bool,
     strict: bool,
     moved: Container[str],
+    hash_image: bool = True,
 ) -> Optional[Item]:
     image = _find_image(src, path, root)
-    item = open_image(src, image, report, origin=path, moved=moved)
+    item = open_image(src, image, report, origin=path, moved=moved, hash_image=hash_image)
     if item is None:
         return None
     w, h = _int_size(root, "width"), _int_size(root, "height")

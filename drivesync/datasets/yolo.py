@@ -117,13 +117,17 @@ def read_small(path: str) -> bytes:
         os.close(fd)
 
 
-def validate_pair(image: str, label: Optional[str], nc: Optional[int]) -> tuple:
+def validate_pair(
+    image: str, label: Optional[str], nc: Optional[int], *, hash_image: bool = True
+) -> tuple:
     """Probe an image and parse its label; touches no report (it runs in workers too).
 
     Returns ``("bad", (kind, reason))``, ``("label", [(line, reason), ...])`` or
     ``("ok", info, (label size, label md5, boxes, highest class id))``.
+    ``hash_image=False``: the image's header and size only (``info.md5`` is "");
+    the label is read whole to be parsed anyway, so its md5 is always known.
     """
-    info = probe(image)
+    info = probe(image, hash_image=hash_image)
     if is_bad(info):
         return ("bad", info)
     if label is None:
@@ -200,23 +204,31 @@ def scan(root: str, exclude: Optional[str]) -> Tuple[List[str], Set[str]]:
     return images, texts
 
 
-def _check_chunk(args: Tuple[str, List[Tuple[str, Optional[str]]], Optional[int]]) -> List[tuple]:
-    root, pairs, nc = args
-    return [validate_pair(i, lab, nc) + (name_fields(root, i),) for i, lab in pairs]
+def _check_chunk(
+    args: Tuple[str, List[Tuple[str, Optional[str]]], Optional[int], bool]
+) -> List[tuple]:
+    root, pairs, nc, hashed = args
+    return [
+        validate_pair(i, lab, nc, hash_image=hashed) + (name_fields(root, i),) for i, lab in pairs
+    ]
 
 
 def _check_all(
-    root: str, pairs: List[Tuple[str, Optional[str]]], nc: Optional[int], progress: Progress
+    root: str,
+    pairs: List[Tuple[str, Optional[str]]],
+    nc: Optional[int],
+    progress: Progress,
+    hashed: bool,
 ) -> Iterator[tuple]:
     """Validation results in input order; in forked workers for a big folder."""
     ctx = fork_context() if len(pairs) >= workers.PARALLEL_MIN else None
     if ctx is None:
         for image, label in pairs:
             progress.on_progress(files=1)
-            yield from _check_chunk((root, [(image, label)], nc))
+            yield from _check_chunk((root, [(image, label)], nc, hashed))
         return
     size = 500
-    chunks = ((root, pairs[i : i + size], nc) for i in range(0, len(pairs), size))
+    chunks = ((root, pairs[i : i + size], nc, hashed) for i in range(0, len(pairs), size))
     for results in imap_forked(_check_chunk, chunks, ctx=ctx):
         progress.on_progress(files=len(results))
         yield from results
@@ -231,16 +243,18 @@ def convert_yolo(
     moved: Container[str] = (),
     progress: Progress = NULL_PROGRESS,
     lazy: bool = False,
+    hash_images: bool = True,
 ) -> Conversion:
     """Validate every pair under ``src``. ``lazy``: ``items`` is a key-sorted stream, so
-    the sharder can move validated pairs while later ones are still being read."""
+    the sharder can move validated pairs while later ones are still being read.
+    ``hash_images=False``: image md5s are left "" (a link or move needs none)."""
     src = os.path.abspath(src)
     images, texts = scan(src, exclude)
     progress.on_start(files=len(images), bytes=0, desc="validate")
     names = list(classes) if classes is not None else classes_in(src)
     conv = Conversion(classes=names or [], expected=len(images))
     pairs = [(image, find_label(image, texts)) for image in images]
-    stream = _items(src, pairs, texts, conv, names, report, moved, progress)
+    stream = _items(src, pairs, texts, conv, names, report, moved, progress, hash_images)
     conv.items = stream if lazy else list(stream)
     return conv
 
@@ -254,10 +268,11 @@ def _items(
     report: Report,
     moved: Container[str],
     progress: Progress,
+    hashed: bool = True,
 ) -> Iterator[Item]:
     nc = len(names) if names is not None else None
     top = -1
-    for (image, label), res in zip(pairs, _check_all(src, pairs, nc, progress)):
+    for (image, label), res in zip(pairs, _check_all(src, pairs, nc, progress, hashed)):
         if res[0] == "bad":
             report_bad_image(report, src, image, res[1], moved=moved)
             continue
