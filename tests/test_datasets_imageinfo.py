@@ -89,3 +89,47 @@ def test_jpeg_with_metadata_beyond_the_first_block(tmp_path):
     p.write_bytes(data)
     assert (read_image_info(str(p)).width, read_image_info(str(p)).height) == (640, 360)
     assert probe_image(str(p)).md5 == hashlib.md5(data).hexdigest()
+
+
+def _rchar() -> int:
+    """Bytes this process has read through read() so far (Linux /proc/self/io)."""
+    with open("/proc/self/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
+
+
+def test_probe_without_md5_reads_the_header_only(tmp_path):
+    """What a link or move shard needs: format, size (from fstat), no digest, no full read."""
+    import os
+
+    if not os.path.exists("/proc/self/io"):
+        pytest.skip("needs /proc/self/io to count the bytes read")
+    data = jpeg_bytes(1280, 720) + os.urandom(2_000_000)
+    p = tmp_path / "photo.jpg"
+    p.write_bytes(data)
+    before = _rchar()
+    info = probe_image(str(p), md5=False)
+    read = _rchar() - before
+    assert info == ("jpeg", 1280, 720, len(data), "")
+    assert read < 64 * 1024, read  # a header, not 2 MB
+    full = probe_image(str(p))
+    assert full.md5 == hashlib.md5(data).hexdigest() and full[:4] == info[:4]
+
+
+def test_probe_without_md5_still_finds_far_headers_and_rejects_truncation(tmp_path):
+    big = b"\xff\xe1" + struct.pack(">H", 60000) + b"\0" * 59998
+    data = jpeg_bytes(640, 360)
+    data = data[:2] + big + big + data[2:]
+    p = tmp_path / "exif.jpg"
+    p.write_bytes(data)  # frame header 120 KB in: beyond the peek, found by walking segments
+    assert probe_image(str(p), md5=False) == ("jpeg", 640, 360, len(data), "")
+    short = tmp_path / "short.jpg"
+    short.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF")  # the whole file, no frame header
+    with pytest.raises(BadImage, match="truncated JPEG"):
+        probe_image(str(short), md5=False)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[:70000])  # long, but cut inside the metadata
+    with pytest.raises(BadImage, match="truncated JPEG"):
+        probe_image(str(cut), md5=False)
+    small = tmp_path / "small.png"
+    small.write_bytes(png_bytes(3, 2))
+    assert probe_image(str(small), md5=False) == ("png", 3, 2, small.stat().st_size, "")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -151,6 +152,43 @@ def test_move_across_filesystems_after_a_crash_between_copy_and_unlink(tmp_path)
         subprocess.run(["rm", "-rf", str(src)], check=True)
 
 
+def test_unknown_md5_is_never_taken_as_already_placed(tmp_path):
+    """md5 "" (a link or move shard hashes no image): a destination counts as this
+    file only when its bytes are the source's; otherwise nothing is lost or replaced."""
+    out = tmp_path / "out"
+    (out / "ds").mkdir(parents=True)
+    data = png_bytes(6, 6, [(0, 0, 3, 3, (200, 10, 10))])
+    other = bytearray(data)
+    other[-20] ^= 0xFF  # same size, other bytes
+    src = tmp_path / "a.png"
+    # move: a same-size stranger at the destination is refused, both files stay as they are
+    src.write_bytes(data)
+    (out / "ds" / "a.png").write_bytes(bytes(other))
+    rep = Report()
+    assert not Executor(str(out), "move", rep).run((str(src), "ds/a.png", len(data), "", None))
+    assert src.read_bytes() == data and (out / "ds" / "a.png").read_bytes() == bytes(other)
+    assert "other contents" in rep.problems[0].reason
+    # move: an identical copy (a cross-filesystem copy killed before the unlink) is finished
+    (out / "ds" / "a.png").write_bytes(data)
+    ex = Executor(str(out), "move", Report())
+    assert ex.run((str(src), "ds/a.png", len(data), "", None))
+    assert not src.exists() and (out / "ds" / "a.png").read_bytes() == data
+    # copy / link fallback: a same-size stranger is rewritten from the source, not "kept"
+    for mode in ("copy", "link"):
+        src.write_bytes(data)
+        (out / "ds" / "b.png").write_bytes(bytes(other))
+        ex = Executor(str(out), mode, Report())
+        assert ex.run((str(src), "ds/b.png", len(data), "", None))
+        assert (out / "ds" / "b.png").read_bytes() == data and ex.copied == 1, mode
+        assert ex.run((str(src), "ds/b.png", len(data), "", None))  # now identical: no copy
+        assert ex.copied == 1 and src.read_bytes() == data
+    # the source gone: what is at the destination stays as it is
+    src.unlink()
+    ex = Executor(str(out), "copy", Report())
+    assert ex.run((str(src), "ds/b.png", len(data), "", None))
+    assert (out / "ds" / "b.png").read_bytes() == data and ex.copied == 0
+
+
 # ---------------------------------------------------------------- check vs manifest
 
 
@@ -182,6 +220,72 @@ def test_check_compares_files_with_the_manifest(voc, tmp_path, capsys):
     res = prepare(voc, out, fmt="voc", name="ds", mode="copy")
     assert res.placed == 2 and (ds / "img_0001.png").is_file()
     assert main(["check", str(out), "-q"]) == 0
+
+
+def _photo(i: int) -> bytes:
+    """A JPEG-like image of ~100 KB whose size depends on i (a header, then unique bytes)."""
+    sof = b"\xff\xc0\x00\x0b\x08" + (100 + i).to_bytes(2, "big") + (200).to_bytes(2, "big")
+    body = random.Random(i).randbytes(100_000 + 97 * i)
+    return b"\xff\xd8" + sof + b"\x01\x01\x11\x00" + b"\xff\xda" + body + b"\xff\xd9"
+
+
+def _rchar() -> int:
+    with open("/proc/self/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="needs /proc/self/io")
+def test_check_hashes_only_images_that_share_a_size(tmp_path):
+    from drivesync.datasets.check import check_dataset
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    for i in range(10):
+        (src / f"p{i}.jpg").write_bytes(_photo(i))
+        (src / f"p{i}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    assert shard_dataset(src, out, name="ds", mode="link", max_files=100).ok
+    t = _rchar()
+    res = check_dataset(str(out))
+    assert res.ok and res.images == 10 and res.duplicates == 0
+    assert _rchar() - t < 200_000  # ten headers and labels, not 1 MB of images
+    ds = out / "ds" / "000"
+    (ds / "copy.jpg").write_bytes(_photo(3))  # identical to p3 (same size): hashed, found
+    (ds / "copy.txt").write_text("")
+    (ds / "other.jpg").write_bytes(_photo(5)[:-9] + b"different")  # same size as p5, not equal
+    (ds / "other.txt").write_text("")
+    t = _rchar()
+    res = check_dataset(str(out))
+    read = _rchar() - t
+    notes = [p.line() for p in res.report.problems]
+    assert res.duplicates == 1 and any("copy.jpg" in n and "same image as" in n for n in notes)
+    assert not any("other.jpg" in n and "same image" in n for n in notes)
+    assert 4 * 100_000 < read < 6 * 100_000  # only the four images with a shared size
+
+
+def test_check_verify_compares_recorded_md5s_only(tmp_path, capsys):
+    """--verify: a copy's recorded md5 catches a same-size change; a link's "" (unknown)
+    is never compared (the image there is the source itself), only read."""
+    for mode in ("copy", "link"):
+        src, out = tmp_path / mode / "src", tmp_path / mode / "out"
+        make_flat(src, 3)
+        assert shard_dataset(src, out, name="ds", mode=mode).ok
+        img = out / "ds" / "000" / "im0001.png"
+        data = bytearray(img.read_bytes())
+        data[-20] ^= 0xFF
+        img.unlink()  # a new file: a link's source is not touched
+        img.write_bytes(bytes(data))
+        assert main(["check", str(out), "-q"]) == 0  # same size: trusted without --verify
+        code = main(["check", str(out), "--json", "--verify"])
+        doc = json.loads(capsys.readouterr().out)
+        changed = [p for p in doc["problems"] if "im0001.png: md5" in p]
+        if mode == "copy":
+            assert code == 4 and changed and "differs from the manifest" in changed[0]
+        else:
+            assert code == 0 and not changed, doc["problems"]
+        (out / "ds" / "000" / "im0002.png").write_bytes(b"\x89PNG garbage")  # now unreadable
+        code = main(["check", str(out), "--json", "--verify"])
+        doc = json.loads(capsys.readouterr().out)
+        assert code == 4 and any("im0002.png: unreadable image" in p for p in doc["problems"])
 
 
 # ---------------------------------------------------------------- user-level fixes

@@ -270,3 +270,104 @@ def test_move_leaves_bad_pairs_in_place_and_writes_background_labels(tmp_path):
     assert any("bad.txt:line 1: values must be in [0, 1]" in x for x in lines)
     assert any("broken.png" in x and "0 bytes" in x for x in lines)
     assert any("bg.png" in x and "background" in x for x in lines)
+
+
+# ---------------------------------------------------------------- image md5s by mode
+
+
+def photo(i: int, kb: int = 200) -> bytes:
+    """A JPEG-like photo of about ``kb`` KB (a real header, then unique bytes), size varies."""
+    rng = random.Random(i)
+    sof = b"\xff\xc0\x00\x0b\x08" + (480 + i).to_bytes(2, "big") + (640).to_bytes(2, "big")
+    body = rng.randbytes(kb * 1024 + 37 * i)
+    return b"\xff\xd8" + sof + b"\x01\x01\x11\x00" + b"\xff\xda" + body + b"\xff\xd9"
+
+
+def make_photos(root: Path, n: int, **kw) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (root / f"ph{i:03d}.jpg").write_bytes(photo(i, **kw))
+        (root / f"ph{i:03d}.txt").write_text(f"0 0.5 0.5 0.{i % 9 + 1} 0.5\n")
+
+
+def rchar() -> int:
+    with open("/proc/self/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
+
+
+needs_io = pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="needs /proc/self/io")
+
+
+@needs_io
+@pytest.mark.parametrize("mode", ["link", "move", "copy"])
+def test_only_a_copy_reads_and_hashes_whole_images(tmp_path, mode):
+    src, out = tmp_path / "src", tmp_path / "out"
+    make_photos(src, 8)
+    before = tree(src)
+    t = rchar()
+    res = shard_dataset(src, out, mode=mode, name="ds", max_files=6)
+    read = rchar() - t
+    assert res.ok and res.images == 8, [p.line() for p in res.report.problems]
+    images = 8 * 200 * 1024
+    if mode == "copy":
+        assert read >= images  # every image hashed (and copied)
+    else:
+        assert read < images // 10, read  # headers and labels only
+    m = load_manifest(str(out))
+    for key, (_, _, (img, lab)) in m.entries.items():
+        assert img[3] == ("" if mode != "copy" else before[key]), (mode, key, img)
+        assert lab[3] == before[key[:-4] + ".txt"]  # labels: always a real md5
+    assert Counter(shard_files(out, "ds").values()) == Counter(before.values())
+
+
+@pytest.mark.parametrize("mode", ["link", "move", "copy"])
+def test_general_path_records_image_md5_only_for_a_copy(tmp_path, mode):
+    """VOC/COCO/CrowdHuman and the flat convert go through write_shards: same rule."""
+    from drivesync.datasets.prepare import convert_dataset
+
+    src, out = tmp_path / "src", tmp_path / "flat"
+    make_photos(src, 3, kb=20)
+    before = tree(src)
+    res = convert_dataset(src, out, fmt="yolo", mode=mode)
+    assert res.ok and res.images == 3
+    m = load_manifest(str(out))
+    got = {key: img[3] for key, (_, _, (img, _)) in m.entries.items()}
+    assert got == {k: (before[k] if mode == "copy" else "") for k in got} and len(got) == 3
+    again = convert_dataset(src, out, fmt="yolo", mode=mode)
+    assert again.ok and again.placed == 0 and again.kept == 3
+
+
+@pytest.mark.parametrize("mode", ["link", "move"])
+def test_rerun_of_link_and_move_keeps_everything(tmp_path, mode):
+    src, out = tmp_path / "src", tmp_path / "out"
+    make_photos(src, 6, kb=20)
+    shard_dataset(src, out, mode=mode, name="ds", max_files=4)
+    placed = shard_files(out, "ds")
+    res = shard_dataset(src, out, mode=mode, name="ds", max_files=4)
+    assert res.ok and (res.kept, res.placed) == (6, 0)
+    assert shard_files(out, "ds") == placed
+    assert load_manifest(str(out)).entries["ph000.jpg"][2][0][3] == ""
+
+
+def test_move_rerun_never_takes_a_put_back_image_on_its_size(tmp_path):
+    """md5 "" is unknown: a source image back under a moved key, same size, other bytes,
+    is not "kept" and does not replace the placed one; an identical one is finished."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    make_photos(src, 3, kb=20)
+    before = tree(src)
+    shard_dataset(src, out, mode="move", name="ds", max_files=100)
+    placed = shard_files(out, "ds")
+    other = bytearray(photo(0, kb=20))
+    other[-100] ^= 0xFF  # same size, same header, other bytes
+    (src / "ph000.jpg").write_bytes(bytes(other))
+    (src / "ph000.txt").write_text("0 0.5 0.5 0.1 0.5\n")  # its label, as it was
+    (src / "ph001.jpg").write_bytes(photo(1, kb=20))  # an identical copy put back
+    (src / "ph001.txt").write_text("0 0.5 0.5 0.2 0.5\n")
+    res = shard_dataset(src, out, mode="move", name="ds", max_files=100)
+    assert shard_files(out, "ds") == placed  # nothing placed was replaced
+    text = "\n".join(p.line() for p in res.report.problems)
+    assert "other contents" in text and "ph000.jpg" in text
+    assert md5(src / "ph000.jpg") == hashlib.md5(bytes(other)).hexdigest()  # left in place
+    assert (src / "ph000.txt").exists()  # with its label: the pair is not split
+    assert not (src / "ph001.jpg").exists() and not (src / "ph001.txt").exists()
+    assert Counter(placed.values()) == Counter(before.values())

@@ -18,7 +18,7 @@ from typing import BinaryIO, NamedTuple, Tuple
 log = logging.getLogger(__name__)
 
 HEAD = 64 * 1024
-PEEK = 16 * 1024  # header-only probe: enough for the frame header of nearly every JPEG
+PEEK = 4 * 1024  # header-only probe: enough for the frame header of nearly every JPEG
 _RDONLY = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 CHUNK = 1 << 20
 
@@ -153,8 +153,9 @@ def _jpeg(head: bytes, complete: bool) -> Tuple[str, int, int]:
     i = 2
     n = len(head)
     while True:
-        while i < n and head[i] != 0xFF:
-            i += 1  # tolerate padding/garbage between segments
+        i = head.find(b"\xff", i)  # tolerate padding/garbage between segments
+        if i < 0:
+            i = n
         while i < n and head[i] == 0xFF:
             i += 1
         if i >= n:

@@ -76,8 +76,9 @@ def _place_pairs(args: tuple, ex: Optional[Executor] = None) -> List[tuple]:
             continue
         seen = len(ex.report.problems)
         ok = ex.run((img, img_dst, info.size, info.md5, None), fresh=fresh)
-        label_op = (lab, lab_dst, lsize, lmd5, None) if lab else (key, lab_dst, 0, lmd5, "")
-        ok = ex.run(label_op, fresh=fresh) and ok
+        if ok:  # an image left where it is keeps its label beside it: a pair is never split
+            label_op = (lab, lab_dst, lsize, lmd5, None) if lab else (key, lab_dst, 0, lmd5, "")
+            ok = ex.run(label_op, fresh=fresh)
         problems = tuple((p.file, p.where, p.reason) for p in ex.report.problems[seen:])
         results.append(("ok" if ok else "failed", got, count, top, problems))
     return results
