@@ -1,6 +1,7 @@
 """Shard a flat folder of image+label pairs: drivesync vs the naive move-one-by-one script.
 
     python benchmarks/bench_shard.py            # 15,000 pairs of ~125 KB JPEGs, RSS at 15k and 60k
+                                                # (median of 3 runs each; about 3 minutes)
     python benchmarks/bench_shard.py --quick    # 2,000 pairs, RSS at 2k and 8k
     python benchmarks/bench_shard.py --pairs 30000 --image-kb 250
 
@@ -31,6 +32,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import struct
 import subprocess
 import sys
@@ -179,8 +181,11 @@ CONTENDERS = (
 )
 
 
-def bench(pairs: int, work: Path, *, kb: int, only: tuple = ()) -> dict:
-    """{contender: (seconds, peak RSS)}; ``kb`` 0 means the old 1.3 KB PNGs."""
+def bench(pairs: int, work: Path, *, kb: int, repeat: int = 1, only: tuple = ()) -> dict:
+    """{contender: (median seconds, peak RSS)}; ``kb`` 0 means the old 1.3 KB PNGs.
+
+    The contenders take turns ``repeat`` times (so a burst of background load
+    hits all of them), each on a fresh clone of the template."""
     template = work / f"template{pairs}-{kb}"
     t = time.perf_counter()
     size = make_jpegs(template, pairs, kb=kb) if kb else make_pairs(template, pairs)
@@ -189,23 +194,30 @@ def bench(pairs: int, work: Path, *, kb: int, only: tuple = ()) -> dict:
         f"made {pairs} pairs of {kind} ({size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f}s",
         flush=True,
     )
-    results = {}
-    for label, code, extra in CONTENDERS:
-        if only and label not in only:
-            continue
-        src, dst = work / f"src{pairs}", work / f"dst{pairs}"
-        shutil.rmtree(src, ignore_errors=True)
-        shutil.rmtree(dst, ignore_errors=True)
-        clone(template, src)
-        args = (extra[0], str(2 * pairs), *extra[1:]) if extra else ()
-        seconds, rss = run_child(code, str(src), str(dst), *args)
-        moved = count_files(dst)
-        assert moved >= 2 * pairs, f"{label}: only {moved} files in the output"
-        results[label] = (seconds, rss)
-        print(f"  {label:32s} {seconds:7.2f} s   peak RSS {rss / 2**20:6.1f} MiB", flush=True)
-        shutil.rmtree(src, ignore_errors=True)
-        shutil.rmtree(dst, ignore_errors=True)
+    runs: dict = {}
+    for _ in range(repeat):
+        for label, code, extra in CONTENDERS:
+            if only and label not in only:
+                continue
+            src, dst = work / f"src{pairs}", work / f"dst{pairs}"
+            shutil.rmtree(src, ignore_errors=True)
+            shutil.rmtree(dst, ignore_errors=True)
+            clone(template, src)
+            args = (extra[0], str(2 * pairs), *extra[1:]) if extra else ()
+            seconds, rss = run_child(code, str(src), str(dst), *args)
+            moved = count_files(dst)
+            assert moved >= 2 * pairs, f"{label}: only {moved} files in the output"
+            runs.setdefault(label, []).append((seconds, rss))
+            shutil.rmtree(src, ignore_errors=True)
+            shutil.rmtree(dst, ignore_errors=True)
     shutil.rmtree(template)
+    results = {}
+    for label, got in runs.items():
+        seconds = statistics.median(t for t, _ in got)
+        rss = max(r for _, r in got)
+        results[label] = (seconds, rss)
+        spread = f"  (runs {', '.join(f'{t:.2f}' for t, _ in got)})" if len(got) > 1 else ""
+        print(f"  {label:30s} {seconds:6.2f} s   peak RSS {rss / 2**20:6.1f} MiB{spread}")
     return results
 
 
@@ -234,6 +246,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=15000, help="image+label pairs (default 15000)")
     ap.add_argument("--quick", action="store_true", help="2000 pairs; RSS at 2k and 8k")
     ap.add_argument("--image-kb", type=int, default=125, help="mean image size in KB (default 125)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per contender; median shown")
     ap.add_argument("--no-rss", action="store_true", help="skip the 4x-larger memory run")
     ap.add_argument("--no-small", action="store_true", help="skip the old 1.3 KB-image figures")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON at the end")
@@ -243,7 +256,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_shard_") as tmp:
         work = Path(tmp)
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {work}")
-        main_run = bench(pairs, work, kb=kb)
+        main_run = bench(pairs, work, kb=kb, repeat=args.repeat)
         naive = main_run["naive shutil.move"][0]
         move = main_run["drivesync shard --mode move"][0]
         serial = main_run["drivesync move, no workers"][0]
@@ -267,7 +280,7 @@ def main() -> None:
             big_kb = kb if shutil.disk_usage(work).free > need + 2**30 else 0
             if big_kb != kb:
                 print(f"not enough disk for {big} images of {kb} KB: the 4x run uses small ones")
-            r = bench(big, work, kb=big_kb)
+            r = bench(big, work, kb=big_kb, repeat=args.repeat)
             doc["rss_bytes"][big] = r["drivesync shard --mode link"][1]
             doc["big"] = {"pairs": big, "image_kb": big_kb, "naive_s": r["naive shutil.move"][0],
                           "drivesync_move_s": r["drivesync shard --mode move"][0],
@@ -283,7 +296,9 @@ def main() -> None:
         if not args.no_small and kb:
             print("for comparison, the old benchmark's 1.3 KB PNGs (they hide the cost of reading "
                   "whole images):")
-            r = bench(pairs, work, kb=0, only=tuple(c[0] for c in CONTENDERS[:3]))
+            r = bench(
+                pairs, work, kb=0, repeat=args.repeat, only=tuple(c[0] for c in CONTENDERS[:3])
+            )
             print(ratios(r))
             doc["small"] = {"pairs": pairs, "naive_s": r["naive shutil.move"][0],
                             "drivesync_move_s": r["drivesync shard --mode move"][0],

@@ -88,8 +88,9 @@ def check_dataset(
 ) -> CheckResult:
     """Check ``OUT/NAME`` against its labels, its limits, its lists and its manifest.
 
-    ``verify``: hash every image and compare it with the manifest's md5 (slow:
-    reads everything); otherwise an image whose size matches is trusted.
+    ``verify``: hash every image and compare it with the manifest's md5 where
+    one is recorded (slow: reads everything); otherwise an image whose size
+    matches is trusted and only images sharing a size are hashed (duplicates).
     """
     dataset, name = find_dataset(out, name)
     m = load_manifest(os.path.abspath(out))
