@@ -371,3 +371,25 @@ def test_move_rerun_never_takes_a_put_back_image_on_its_size(tmp_path):
     assert (src / "ph000.txt").exists()  # with its label: the pair is not split
     assert not (src / "ph001.jpg").exists() and not (src / "ph001.txt").exists()
     assert Counter(placed.values()) == Counter(before.values())
+
+
+@pytest.mark.parametrize("mode", ["move", "link"])
+def test_an_image_back_without_its_label_never_empties_the_placed_label(tmp_path, mode):
+    """After a move the placed label is the only copy: an image put back in the source
+    without it is not made a background image (an empty label over the real one)."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    make_photos(src, 2, kb=20)
+    shard_dataset(src, out, mode=mode, name="ds", max_files=100)
+    placed = shard_files(out, "ds")
+    label = next(p for p in (out / "ds").rglob("ph000.txt"))
+    text = label.read_text()
+    assert text.strip()
+    (src / "ph000.txt").unlink(missing_ok=True)
+    if mode == "move":
+        (src / "ph000.jpg").write_bytes(photo(0, kb=20))  # an identical copy put back
+    res = shard_dataset(src, out, mode=mode, name="ds", max_files=100)
+    assert label.read_text() == text
+    assert not res.ok and "holds one: kept" in "\n".join(p.line() for p in res.report.problems)
+    assert shard_files(out, "ds") == placed
+    entry = load_manifest(str(out)).entries["ph000.jpg"]
+    assert entry[2][1][2] == len(text.encode())  # the manifest still records the real label

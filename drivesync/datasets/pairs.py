@@ -76,7 +76,15 @@ def _place_pairs(args: tuple, ex: Optional[Executor] = None) -> List[tuple]:
             continue
         seen = len(ex.report.problems)
         ok = ex.run((img, img_dst, info.size, info.md5, None), fresh=fresh)
-        if ok:  # an image left where it is keeps its label beside it: a pair is never split
+        placed_label = os.path.join(out, lab_dst)
+        if ok and lab is None and not fresh and size_of(placed_label) > 0:
+            # The image came back without its label, but the shard holds one: after a
+            # move that file is the only copy, so an empty background label never
+            # replaces it. The manifest keeps the pair as it was.
+            ex.report.add(img, "", f"no label beside it, but {lab_dst} holds one: kept; put "
+                          f"the label back, or delete {lab_dst} to make it a background image")
+            ok = False
+        elif ok:  # an image left where it is keeps its label beside it: a pair is never split
             label_op = (lab, lab_dst, lsize, lmd5, None) if lab else (key, lab_dst, 0, lmd5, "")
             ok = ex.run(label_op, fresh=fresh)
         problems = tuple((p.file, p.where, p.reason) for p in ex.report.problems[seen:])
