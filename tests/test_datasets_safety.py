@@ -129,6 +129,32 @@ def test_link_and_move_across_filesystems(tmp_path, mode):
         subprocess.run(["rm", "-rf", str(src)], check=True)
 
 
+
+def test_link_across_filesystems_copies_as_a_copy_and_sees_a_changed_image(tmp_path):
+    """No hard link can cross file systems: the run says so and copies with md5s, so a
+    re-run after a source image changed (same size, other bytes) copies it again."""
+    src = other_fs(tmp_path)
+    try:
+        make_flat(src / "flat", 3)
+        res = shard_dataset(src / "flat", tmp_path / "out", mode="link", name="ds", max_files=4)
+        assert res.ok and res.mode == "copy"
+        assert any("hard links cannot cross file systems" in p.line()
+                   for p in res.report.problems)
+        manifest = [json.loads(line) for line in
+                    (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()[1:]]
+        assert all(e["files"][0]["md5"] for e in manifest)  # recorded: a copy
+        image = src / "flat" / "im0000.png"
+        data = bytearray(image.read_bytes())
+        data[-20] ^= 0xFF
+        image.write_bytes(bytes(data))
+        again = shard_dataset(src / "flat", tmp_path / "out", mode="link", name="ds",
+                              max_files=4)
+        assert again.ok and (again.placed, again.kept) == (1, 2)
+        placed = next((tmp_path / "out" / "ds").rglob("im0000.png"))
+        assert placed.read_bytes() == bytes(data)
+    finally:
+        subprocess.run(["rm", "-rf", str(src)], check=True)
+
 def test_move_across_filesystems_after_a_crash_between_copy_and_unlink(tmp_path):
     src = other_fs(tmp_path)
     try:

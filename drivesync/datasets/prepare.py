@@ -21,7 +21,7 @@ from .check import check_dataset
 from .configs import ConfigOptions, ConfigResult, check_root, default_root, write_configs
 from .lock import out_lock
 from .manifest import load_manifest
-from .report import Report, atomic_write
+from .report import NOTE, Report, atomic_write
 from .shard import MODES, ShardResult, recover, write_shards
 
 log = logging.getLogger(__name__)
@@ -134,16 +134,31 @@ def _begin(
     else:
         name = _name(src, name)
     names = load_classes(classes, classes_file)
+    linked_across = mode == "link" and not _same_filesystem(src, out)
     res = PrepareResult(
         src=src,
         out=out,
         dataset=out if flat else os.path.join(out, name),
         name=name,
         format=fmt,
-        mode=mode,
+        mode="copy" if linked_across else mode,
         dry_run=dry_run,
     )
+    if linked_across:  # say so, and copy as a copy: with md5s a re-run can see a change
+        res.report.add(display(src), "", "hard links cannot cross file systems (SRC and OUT "
+                       "are on different ones): copying instead", skipped=NOTE)
     return res, names
+
+
+def _same_filesystem(src: str, out: str) -> bool:
+    """Whether a hard link from ``src`` into ``out`` (or its nearest existing parent) can work."""
+    probe = out
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    try:
+        return os.stat(src).st_dev == os.stat(probe).st_dev
+    except OSError:
+        return True  # let the run report the missing folder in its own words
 
 
 def _locked(out: str, dry_run: bool) -> ContextManager[None]:
