@@ -366,3 +366,32 @@ def test_dedupe_trashes_identical_copies_in_one_batch(emulator, drive_remote):
     res = dedupe(drive_remote)
     assert res.deleted == 29 and res.failed == 0 and res.requests <= 4
     assert live_files(emulator) == {("space_Colab", "w.pt"): [md5(b"same")]}
+
+
+def test_google_docs_and_shortcuts_are_never_pulled_replaced_or_deleted(tmp_path, emulator,
+                                                                         monkeypatch, capsys):
+    """A Doc, a Sheet or a shortcut in the Drive folder has no bytes (no md5): pull skips
+    it with a note, and push --delete (even with a local file of the same name) leaves it."""
+    top = seed(emulator, emulator.state.root_id, "space_Colab", folder=True)
+    ds = seed(emulator, top, "ds", folder=True)
+    seed(emulator, ds, "a.txt", b"abc")
+    for name, mime in [("notes", "application/vnd.google-apps.document"),
+                       ("results", "application/vnd.google-apps.spreadsheet"),
+                       ("a link", "application/vnd.google-apps.shortcut")]:
+        emulator.state.create({"name": name, "parents": [ds], "mimeType": mime})
+    monkeypatch.setenv("DRIVESYNC_TOKEN", TOKEN)
+    dest = tmp_path / "dest"
+    address = "drive:space_Colab/ds"
+    assert main(["pull", address, str(dest), "--endpoint", emulator.url]) == 0
+    err = capsys.readouterr().err
+    assert err.count("a Google Docs file or shortcut (no bytes to sync): skipped") == 3
+    assert sorted(os.listdir(dest)) == ["a.txt"]
+    (dest / "results").write_text("a local file that happens to share the Sheet's name")
+    assert main(["push", str(dest), address, "--delete", "--endpoint", emulator.url,
+                 "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["plan"].get("deleted_items", 0) == 0
+    live = [f for f in emulator.state.all_files() if ds in f["parents"] and not f["trashed"]]
+    names = sorted(f["name"] for f in live)
+    assert names == ["a link", "a.txt", "notes", "results", "results"], names
+    assert sum(1 for f in live if f["mimeType"].startswith("application/vnd.google-apps")) == 3

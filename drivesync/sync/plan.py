@@ -72,6 +72,7 @@ class Action:
 class Plan:
     actions: list[Action] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # said, not failures
 
     def of(self, *kinds: str) -> list[Action]:
         return [a for a in self.actions if a.kind in kinds]
@@ -83,6 +84,18 @@ class Plan:
         out["bytes"] = sum(a.size for a in self.actions if a.kind in TRANSFER_KINDS)
         out["deleted_items"] = sum(len(a.targets) for a in self.actions if a.kind == DELETE)
         return out
+
+
+def is_native(e: Entry) -> bool:
+    """A Google Docs/Sheets/Slides file or a shortcut: a Drive file with no bytes, so no md5.
+
+    Every file with content on Drive has an md5; these never came from a local
+    folder, so sync neither downloads them nor deletes or replaces them.
+    """
+    return not e.is_dir and e.md5 is None
+
+
+NATIVE = "a Google Docs file or shortcut (no bytes to sync)"
 
 
 def excluded(rel: str, patterns: Sequence[str]) -> bool:
@@ -135,8 +148,14 @@ def plan_push(files: Sequence[LocalFile], dirs: Sequence[str], remote: Iterable[
     are handled here. A local file is skipped when one remote copy has the same
     size and md5; other same-named copies are removed as duplicates.
     """
-    rfiles, rdirs = index_remote(base, remote)
     plan = Plan()
+    mine = []
+    for e in remote:
+        if is_native(e):
+            plan.notes.append((e.path, f"{NATIVE}: left as it is"))
+        else:
+            mine.append(e)
+    rfiles, rdirs = index_remote(base, mine)
 
     def full(rel: str) -> str:
         return posixpath.join(base, rel) if base else rel

@@ -25,7 +25,18 @@ from ..types import TEMP_PREFIX, Entry, is_internal
 from .apply import apply_plan
 from .names import assign_names, ensure_dir, inside, raw_name, safe_part
 from .pack import FORMAT, MANIFEST_SUFFIX, TAR_SUFFIX, Manifest, parse_manifest, unpack_tar
-from .plan import DOWNLOAD, MKDIR, SKIP, UNPACK, Action, Plan, PullItem, plan_pull
+from .plan import (
+    DOWNLOAD,
+    MKDIR,
+    NATIVE,
+    SKIP,
+    UNPACK,
+    Action,
+    Plan,
+    PullItem,
+    is_native,
+    plan_pull,
+)
 from .result import SyncResult
 
 log = logging.getLogger(__name__)
@@ -130,7 +141,11 @@ def _make_plan(remote: Remote, base: str, root: str, *, unpack: bool,
                 warnings.append((same[0].path, f"{len(same)} remote folders share this name; "
                                  "their files were pulled into one local folder (`drivesync "
                                  f"dedupe {where}` merges them on the remote too)"))
-        files = _drop_identical_copies([c for c in children if not c.is_dir], folder, warnings)
+        for c in children:
+            if is_native(c):
+                warnings.append((c.path, f"{NATIVE}: skipped"))
+        files = _drop_identical_copies([c for c in children if not c.is_dir and not is_native(c)],
+                                       folder, warnings)
         shards, files = _find_shards(remote, folder, files, warnings) if unpack else ({}, files)
         named = [same[0] for same in folders.values()] + files + [
             m for m, _, _ in shards.values()]

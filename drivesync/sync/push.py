@@ -194,7 +194,8 @@ def push(local_dir: Union[str, Path], *, remote: Remote, path: str = "", jobs: i
                           delete=delete, excludes=excludes, cache=cache, packs_db=packs_db,
                           remote=remote, jobs=jobs)
         result = SyncResult(plan=plan.summary(), dry_run=dry_run,
-                            problems=list(plan.problems), warnings=list(tree.warnings),
+                            problems=list(plan.problems),
+                            warnings=list(tree.warnings) + plan.notes,
                             actions=[a.to_dict() for a in plan.actions if a.kind != SKIP])
         if not base_exists and not dry_run:
             _make_base(remote, base, plan, result)
