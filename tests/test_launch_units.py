@@ -276,3 +276,76 @@ def test_colab_cell_install_says_what_to_replace(capsys):
     cell = _cell_one(capsys.readouterr().out)
     assert _run_as_notebook(cell) == [
         'pip install -q "git+https://git.example.org/me/drivesync.git"']
+
+
+def _torch_like_pickle(tmp_path, ckpt: dict) -> bytes:
+    """A pickle that names torch/ultralytics classes and tensor storages, as torch.save
+    writes it, made without torch: the classes live in stand-in modules while dumping."""
+    import pickle
+    import sys
+    import types
+
+    made = {name: types.ModuleType(name) for name in ("torch", "ultralytics", "ultralytics.nn")}
+    for mod, cls in [("torch._utils", "_rebuild_tensor_v2"),
+                     ("ultralytics.nn.tasks", "DetectionModel")]:
+        m = types.ModuleType(mod)
+        klass = type(cls, (), {"__reduce__": lambda self: (type(self), ())})
+        klass.__module__, klass.__qualname__ = mod, cls
+        setattr(m, cls, klass)
+        made[mod] = m
+    saved = {k: sys.modules.get(k) for k in made}
+    sys.modules.update(made)
+    try:
+        ckpt = {k: (made[v[0]].__dict__[v[1]]() if isinstance(v, tuple) and v[0] in made else v)
+                for k, v in ckpt.items()}
+        buf = io.BytesIO()
+
+        class P(pickle.Pickler):
+            def persistent_id(self, obj):  # a tensor's storage, as torch.save writes it
+                return ("storage", "FloatStorage", "0", "cpu", 4) if obj == "TENSOR" else None
+
+        P(buf, protocol=2).dump(ckpt)
+        return buf.getvalue()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+
+
+def test_pt_fields_are_read_without_torch_and_nothing_in_the_pickle_runs(tmp_path):
+    """Without torch the epoch, the finished flag and save_dir still come from data.pkl;
+    a class the pickle names is never imported and a payload never runs."""
+    import os
+    import pickle
+
+    mid = _torch_like_pickle(tmp_path, {
+        "epoch": 2, "model": ("ultralytics.nn.tasks", "DetectionModel"),
+        "optimizer": {"state": {0: "TENSOR"}}, "train_args": {"save_dir": "/content/runs/exp"},
+        "ema": ("torch._utils", "_rebuild_tensor_v2")})
+    info = check_pt(_pt(tmp_path / "last.pt", {"archive/data.pkl": mid}), load=False)
+    assert (info.epoch, info.finished, info.save_dir) == (2, False, "/content/runs/exp")
+    assert info.describe() == "epoch 3 done"
+    done = _torch_like_pickle(tmp_path, {"epoch": -1, "optimizer": None})
+    assert check_pt(_pt(tmp_path / "done.pt", {"last/data.pkl": done}), load=False).finished
+    marker = tmp_path / "pwned"
+    evil = pickle.dumps({"epoch": 1, "x": _Payload(str(marker))}, protocol=2)
+    info = check_pt(_pt(tmp_path / "evil.pt", {"archive/data.pkl": evil}), load=False)
+    assert info.epoch == 1 and not marker.exists()
+    pickle.loads(pickle.dumps(_Payload(str(tmp_path / "armed")), protocol=2))
+    assert os.path.exists(tmp_path / "armed")  # the payload is live: plain pickle runs it
+    junk = check_pt(_pt(tmp_path / "junk.pt"), load=False)   # not a pickle: unknown
+    assert junk.epoch is None and junk.describe() == "epoch ?"
+
+
+class _Payload:
+    """Unpickled by pickle.loads it would create a file; the stand-in unpickler must not."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.path),))

@@ -4,12 +4,18 @@ Darknet weights start with int32 major, minor, revision, then ``seen`` (images
 trained on): an int64 when ``major*10 + minor >= 2``, else an int32. The
 iteration is ``seen / batch`` (``batch`` from the cfg's ``[net]`` section).
 Ultralytics ``.pt`` files are zip archives (``torch.save``); their CRCs are
-checked, and the file is loaded with torch when torch is importable.
+checked, and the file is loaded with torch when torch is importable. Without
+torch (or with ``load=False``) the epoch, whether the run finished and its
+``save_dir`` are read from the archive's ``data.pkl`` by an unpickler that
+imports nothing and runs nothing: every class the pickle names is a stand-in.
 """
 
 from __future__ import annotations
 
+import collections
+import io
 import logging
+import pickle
 import re
 import struct
 import zipfile
@@ -63,7 +69,7 @@ class WeightsInfo:
         if self.finished:
             return "finished run (optimizer stripped)"
         if self.epoch is None:
-            return "epoch ? (torch not installed)"
+            return "epoch ?"
         return f"epoch {self.epoch + 1} done"
 
 
@@ -134,6 +140,61 @@ def _torch_load(path: Path) -> Optional[Any]:
         raise CheckpointError(f"{path}: torch.load failed: {exc}") from None
 
 
+class _StandIn:
+    """Every class a checkpoint's pickle names (torch, ultralytics, numpy): built,
+    filled and called with anything, it keeps nothing, imports nothing, runs nothing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _StandIn:
+        return _StandIn()
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def append(self, item: Any) -> None:
+        pass
+
+    def extend(self, items: Any) -> None:
+        pass
+
+
+_SAFE_GLOBALS = {("collections", "OrderedDict"): collections.OrderedDict}
+_MAX_PICKLE = 64 << 20  # the pickle of a checkpoint is small; the tensors live beside it
+
+
+class _PeekUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:  # noqa: D102 - see _StandIn
+        return _SAFE_GLOBALS.get((module, name), _StandIn)
+
+    def persistent_load(self, pid: Any) -> None:  # tensor storages are not read
+        return None
+
+
+def peek_pt(path: Union[str, Path]) -> Optional[dict]:
+    """The top-level dict of a torch zip checkpoint without torch, or None.
+
+    Enough for the plain fields (``epoch``, ``train_args``, whether ``optimizer``
+    is None); tensors and models come back as empty stand-ins. Never raises:
+    it informs, it does not validate (the CRCs and torch.load do that).
+    """
+    try:
+        with zipfile.ZipFile(path) as z:
+            name = next((n for n in z.namelist()
+                         if n == "data.pkl" or n.endswith("/data.pkl")), None)
+            if name is None or z.getinfo(name).file_size > _MAX_PICKLE:
+                return None
+            data = z.read(name)
+        obj = _PeekUnpickler(io.BytesIO(data)).load()
+    except Exception:  # noqa: BLE001 - any malformed pickle just means "unknown"
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def check_pt(path: Union[str, Path], *, load: bool = True) -> WeightsInfo:
     """Zip magic and member CRCs; with torch importable and ``load``, it must load."""
     p = Path(path)
@@ -151,6 +212,8 @@ def check_pt(path: Union[str, Path], *, load: bool = True) -> WeightsInfo:
     epoch = save_dir = None
     finished = False
     ckpt = _torch_load(p) if load else None
+    if ckpt is None:  # no torch here, or not asked to load: read the plain fields
+        ckpt = peek_pt(p)
     if isinstance(ckpt, dict):
         raw_epoch = ckpt.get("epoch")
         if isinstance(raw_epoch, int):
