@@ -108,6 +108,8 @@ class LaunchResult:
         if info.kind == "darknet":
             return f"iteration {info.iteration}" if info.iteration is not None else \
                 f"{info.seen} images seen"
+        if info.finished:
+            return "the end of training (final weights, optimizer stripped)"
         return info.describe()
 
 
