@@ -105,6 +105,18 @@ def test_retried_create_that_landed_is_accepted_not_duplicated(drive_remote, emu
         drive_remote.upload(src(tmp_path, "y", b"other"), "d/y")
 
 
+def test_copy_is_server_side_and_a_retried_copy_is_not_doubled(drive_remote, emulator,
+                                                               tmp_path):
+    first = drive_remote.upload(src(tmp_path, "w", b"w" * 200_000), "d/last.pt")
+    sent = emulator.counters["bytes_in"]
+    copied = drive_remote.copy(first, "d/best.pt")
+    assert emulator.counters["bytes_in"] - sent < 2_000  # no byte of the file travelled
+    # Replay the same copy (same pre-generated id), as a retry after a lost answer would.
+    drive_remote._ids = IdPool(lambda n: [copied.id])
+    again = drive_remote.copy(first, "d/best.pt")
+    assert again.id == copied.id and again.md5 == first.md5
+    assert len(live_files(emulator, "best.pt")) == 1
+
 def test_modified_time_comes_from_the_local_file(drive_remote, tmp_path):
     p = src(tmp_path, "m", b"m")
     os.utime(p, (1_600_000_000.25, 1_600_000_000.25))

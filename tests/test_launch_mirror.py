@@ -181,3 +181,27 @@ def test_two_files_of_one_size_overrule_a_wrong_cfg_size(drive_remote, tmp_path)
     assert "trusting the trainer's files" in warnings[-1] and m.expected_size is None
     assert [r.name for r in m.poll()] == ["yolo_1000.weights"]
     assert sorted(_on_drive(drive_remote)) == ["yolo_1000.weights", "yolo_last.weights"]
+
+
+def test_a_file_with_bytes_already_on_drive_is_copied_there_not_uploaded(drive_remote,
+                                                                         emulator, tmp_path):
+    """best is written as the very bytes of the last just mirrored (Ultralytics does so
+    every time it improves): the mirror makes a copy on Drive instead of uploading them
+    again, and falls back to an upload when that file is gone meanwhile."""
+    m, events, _warnings = _mirror(drive_remote, tmp_path)
+    m.start()
+    last = _weights(tmp_path / "backup" / "yolo_last.weights", 10)
+    assert [r.copied_from for r in m.poll()] == [None]
+    sent = emulator.counters["bytes_in"]
+    (tmp_path / "backup" / "yolo_best.weights").write_bytes(last.read_bytes())
+    (got,) = m.poll()
+    assert got.copied_from == "yolo_last.weights" and "nothing uploaded" in events[-1]
+    assert emulator.counters["bytes_in"] - sent < SIZE // 2
+    on = _on_drive(drive_remote)
+    assert on["yolo_best.weights"].md5 == on["yolo_last.weights"].md5 == got.md5
+    for e in on.values():  # gone behind the mirror's back (another prune, the user)
+        drive_remote.delete(e, permanent=True)
+    (tmp_path / "backup" / "yolo_final.weights").write_bytes(last.read_bytes())
+    (again,) = m.poll()
+    assert again.copied_from is None
+    assert _on_drive(drive_remote)["yolo_final.weights"].md5 == got.md5

@@ -71,6 +71,20 @@ def test_mkdir_is_idempotent_and_listed(r):
     assert r.list("a/b") == []
 
 
+def test_copy_makes_an_independent_verified_file(r, tmp_path):
+    data = payload(300_000, seed=5)
+    src = r.upload(write(tmp_path, "last.pt", data), "w/last.pt")
+    made = r.copy(src, "w/sub/best.pt")
+    assert (made.path, made.size, made.md5) == ("w/sub/best.pt", len(data), md5(data))
+    assert made.id != src.id
+    r.delete("w/last.pt", permanent=True)
+    r.download("w/sub/best.pt", tmp_path / "got")
+    assert (tmp_path / "got").read_bytes() == data
+    with pytest.raises(UsageError):
+        r.copy(r.stat("w/sub"), "w/other")
+    with pytest.raises(NotFound):
+        r.copy("w/missing.pt", "w/x.pt")
+
 def test_list_takes_a_folder_entry(r, tmp_path):
     r.upload(write(tmp_path, "f.txt", b"f"), "d/f.txt")
     folder = r.stat("d")

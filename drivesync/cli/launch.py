@@ -195,12 +195,16 @@ def _summary(ctx: Context, r: LaunchResult) -> None:
         ctx.emit({"ok": r.exit_code == 0, "exit_code": r.exit_code, "command": r.command,
                   "resumed_from": r.resume.name if r.resume else None,
                   "reached": r.reached, "signal": r.signal,
-                  "mirrored": [{"name": m.name, "size": m.size, "md5": m.md5} for m in r.mirrored],
+                  "mirrored": [{"name": m.name, "size": m.size, "md5": m.md5,
+                                "copied_from": m.copied_from} for m in r.mirrored],
                   "bytes": r.bytes, "skipped": [list(s) for s in r.skipped]})
         return
     how = f"stopped by signal {r.signal}" if r.signal else f"exit code {r.exit_code}"
+    copies = sum(1 for m in r.mirrored if m.copied_from)
     ctx.say(f"drivesync: summary: trainer {how}; reached {r.reached}; "
-            f"mirrored {len(r.mirrored)} checkpoint(s), {r.bytes} bytes"
+            f"mirrored {len(r.mirrored)} checkpoint(s)"
+            + (f" ({copies} copied on the remote)" if copies else "")
+            + f", {r.bytes} bytes uploaded"
             + (f"; resumed from {r.resume.name}" if r.resume else ""))
 
 

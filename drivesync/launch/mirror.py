@@ -67,6 +67,7 @@ class Mirrored:
     md5: str
     info: Optional[WeightsInfo]
     seconds: float
+    copied_from: Optional[str] = None  # a server-side copy of this remote file: no upload
 
 
 @dataclass
@@ -162,6 +163,7 @@ class Mirror:
         self.on_warning = on_warning
         self.stats = MirrorStats()
         self.known: set[tuple[str, str]] = set()   # (name, md5) on the Remote or uploaded
+        self._twins: dict[str, Entry] = {}          # md5 -> a remote file holding those bytes
         self._baseline: dict[str, Key] = {}        # files that predate this launch
         self._done: dict[str, Key] = {}            # versions already handled
         self._seen: dict[str, tuple[Key, int]] = {}
@@ -183,6 +185,7 @@ class Mirror:
         self._clear()
         entries = self._dedupe(entries)
         self.known = {(e.name, e.md5) for e in entries if e.md5}
+        self._twins = {e.md5: e for e in entries if e.md5}
         self._baseline = {p.name: _key(p.stat()) for p in self._candidates()}
         if self._baseline:
             log.info("ignoring %d checkpoint files already in %s until they change",
@@ -211,6 +214,8 @@ class Mirror:
         return keep
 
     def _delete(self, entry: Entry) -> None:
+        if entry.md5 and getattr(self._twins.get(entry.md5), "id", None) == entry.id:
+            del self._twins[entry.md5]
         try:
             self.remote.delete(entry, permanent=True)
         except NotFound:
@@ -339,7 +344,7 @@ class Mirror:
                 self.stats.skipped_same += 1
                 log.info("%s: same content already on the remote", name)
                 return None
-            self._upload(snap, name)
+            twin = self._upload(snap, name, md5)
         except FileNotFoundError:
             self._seen.pop(name, None)
             return None
@@ -354,12 +359,14 @@ class Mirror:
             self._blocked_at = None
             self.on_event("Drive has space again; mirroring resumed")
         result = Mirrored(name=name, size=key[0], md5=md5, info=info,
-                          seconds=time.monotonic() - t0)
+                          seconds=time.monotonic() - t0, copied_from=twin)
         self.stats.mirrored.append(result)
-        self.stats.bytes += key[0]
+        if twin is None:  # bytes that travelled; a copy made on the remote sends none
+            self.stats.bytes += key[0]
         what = f" ({info.describe()})" if info is not None else ""
+        how = f" (a copy of {twin} made on the remote: nothing uploaded)" if twin else ""
         self.on_event(f"mirrored {name}{what} md5={md5} {key[0]} bytes "
-                      f"in {result.seconds:.1f}s")
+                      f"in {result.seconds:.1f}s{how}")
         self._prune()
         return result
 
@@ -388,18 +395,32 @@ class Mirror:
         if self._done.get(first[0]) == first[1]:
             del self._done[first[0]]  # look at the refused one again on the next poll
 
-    def _upload(self, snap: Path, name: str) -> Entry:
-        """Temp name -> verify -> rename -> delete the replaced copies."""
+    def _upload(self, snap: Path, name: str, want: str) -> Optional[str]:
+        """Temp name -> verify -> rename -> delete the replaced copies.
+
+        When the remote already holds these bytes under another name (Ultralytics
+        writes ``best.pt`` as the very bytes of the ``last.pt`` just mirrored), the
+        temp file is a copy made on the remote, so nothing is uploaded again.
+        Returns the name copied from, or None after an upload.
+        """
         final_path = join(self.path, name)
         tmp_path = join(self.path, UPLOAD_TEMP)
         old = [e for e in self._list() if e.name == name]
         self._clear()
-        self.progress.on_start(files=1, bytes=snap.stat().st_size, desc=f"mirror {name}")
-        try:
-            new = self.remote.upload(snap, tmp_path, progress=self.progress)
-        finally:
-            self.progress.on_done()
-        want = md5_file(snap)
+        twin = self._twins.get(want)
+        new: Optional[Entry] = None
+        if twin is not None and twin.name != name:
+            try:
+                new = self.remote.copy(twin, tmp_path)
+            except NotFound:  # pruned or replaced since: upload the bytes instead
+                self._twins.pop(want, None)
+        if new is None:
+            twin = None
+            self.progress.on_start(files=1, bytes=snap.stat().st_size, desc=f"mirror {name}")
+            try:
+                new = self.remote.upload(snap, tmp_path, progress=self.progress)
+            finally:
+                self.progress.on_done()
         if new.md5 and new.md5 != want:
             self._delete(new)
             raise DriveSyncError(f"{name}: remote md5 {new.md5} differs from local {want}")
@@ -407,7 +428,8 @@ class Mirror:
         for e in old:
             if e.id != final.id:
                 self._delete(e)
-        return final
+        self._twins[want] = final
+        return twin.name if twin is not None else None
 
     def _clear(self) -> None:
         """Remove in-flight copies a killed run left under the temp name."""

@@ -76,6 +76,15 @@ class Remote(ABC):
         """Rename and/or move one item to ``dest_path`` (parents created)."""
 
     @abstractmethod
+    def copy(self, target: Target, dest_path: str) -> Entry:
+        """A new file at ``dest_path`` (parents created) with the bytes of file ``target``.
+
+        On Drive no byte travels (``files.copy``): mirroring a ``best.pt`` that
+        holds the same bytes as the ``last.pt`` just uploaded costs one request,
+        not a second upload. The copy is verified by md5; a retry never doubles it.
+        """
+
+    @abstractmethod
     def delete(self, target: Target, *, permanent: bool = False) -> None:
         """Trash (default) or permanently delete a file or a whole folder."""
 

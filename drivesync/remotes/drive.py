@@ -504,6 +504,29 @@ class DriveRemote(Remote):
             self._delete_id(old["id"], permanent=True, what=what)
         return self._entry(meta, drel)
 
+    def copy(self, target: Target, dest_path: str) -> Entry:
+        src = self._resolve(target)
+        drel = clean_relpath(dest_path)
+        if src.is_dir:
+            raise UsageError(f"{self.address}/{src.path}: copy copies files, not folders")
+        if not drel:
+            raise UsageError("copy needs a file path, not the remote root")
+        parts = self._parts(drel)
+        what = f"copy of {self.address}/{src.path} to {drel}"
+        parent = self._folder_id(parts[:-1], create=True)
+        body = {"id": self._ids.take(), "name": parts[-1], "parents": [parent]}
+        self._writes.acquire()  # a copy is a new file: it counts against the write rate
+        try:
+            meta = self._run(lambda s: s.files().copy(fileId=src.id, body=body, fields=FIELDS),
+                             what=what)
+        except AlreadyExists:
+            meta = self._landed(body, what=what)
+        if src.md5 and meta.get("md5Checksum") != src.md5:
+            self._discard(meta["id"], what=what)
+            raise ChecksumMismatch(f"{what}: the copy has md5 {meta.get('md5Checksum')}, the "
+                                   f"source {src.md5}; the bad copy was removed")
+        return self._entry(meta, drel)
+
     def delete(self, target: Target, *, permanent: bool = False) -> None:
         if not clean_relpath(target_path(target)):
             raise UsageError("refusing to delete the remote root")

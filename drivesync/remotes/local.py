@@ -171,6 +171,14 @@ class LocalRemote(Remote):
         self.stats.requests += 1
         return self._entry(drel, dst)
 
+    def copy(self, target: Target, dest_path: str) -> Entry:
+        rel, src = self._resolve(target)
+        if src.is_dir():
+            raise UsageError(f"{self._label(rel)}: copy copies files, not folders")
+        if not clean_relpath(dest_path):
+            raise UsageError("copy needs a file path, not the remote root")
+        return self.upload(src, dest_path)  # temp sibling, md5 check, rename
+
     def delete(self, target: Target, *, permanent: bool = False) -> None:
         rel, p = self._resolve(target)
         if not rel:
