@@ -205,3 +205,17 @@ def test_a_file_with_bytes_already_on_drive_is_copied_there_not_uploaded(drive_r
     (again,) = m.poll()
     assert again.copied_from is None
     assert _on_drive(drive_remote)["yolo_final.weights"].md5 == got.md5
+
+
+def test_an_empty_file_is_waited_for_not_refused(drive_remote, tmp_path):
+    """A trainer may leave a checkpoint at 0 bytes, closed, for a while before it fills
+    it (seen with the real Ultralytics): that is not a checkpoint yet, so no warning,
+    and once it is filled it is mirrored."""
+    m, _events, warnings = _mirror(drive_remote, tmp_path)
+    m.start()
+    best = tmp_path / "backup" / "yolo_best.weights"
+    best.write_bytes(b"")
+    assert m.poll() == [] and m.poll() == [] and m.pending() == []
+    assert warnings == [] and m.stats.rejected == 0
+    _weights(best, 10)
+    assert [r.name for r in m.poll()] == ["yolo_best.weights"]

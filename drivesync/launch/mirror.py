@@ -255,6 +255,8 @@ class Mirror:
                 st = p.stat()
             except FileNotFoundError:
                 continue
+            if st.st_size == 0:  # being (re)written: trainers create before they fill
+                continue
             key = _key(st)
             name = p.name
             if self._baseline.get(name) == key or self._done.get(name) == key:
