@@ -139,3 +139,14 @@ def test_local_names_from_the_remote_are_sanitised(tmp_path):
     assert local_target(tmp_path, c) == tmp_path / "y_last.weights"
     assert local_target(str(tmp_path / "new") + "/", c) == tmp_path / "new" / "y_last.weights"
     assert local_target(tmp_path / "w.weights", c) == tmp_path / "w.weights"
+
+
+def test_a_numbered_copy_of_last_does_not_beat_it():
+    """Ultralytics writes epoch<N>.pt as the bytes of last.pt just after it: a resume
+    names last.pt; a numbered file with other bytes still wins by its time."""
+    same = [E("w/last.pt", modified=100.0, md5="a"), E("w/epoch1.pt", modified=100.3, md5="a"),
+            E("w/best.pt", modified=100.2, md5="a"), E("w/epoch0.pt", modified=90.0, md5="b")]
+    assert names(complete_checkpoints(same)) == [
+        "w/last.pt", "w/epoch1.pt", "w/best.pt", "w/epoch0.pt"]
+    newer = [E("w/last.pt", modified=100.0, md5="a"), E("w/epoch2.pt", modified=130.0, md5="c")]
+    assert names(complete_checkpoints(newer))[0] == "w/epoch2.pt"

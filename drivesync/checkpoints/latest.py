@@ -11,6 +11,9 @@
 * ``best``/``ema`` never beat the newest ``last`` of their family: trainers
   write them just after a ``last`` of the same iteration, so a later mtime
   says nothing about a newer state (they win only when no ``last`` exists);
+* a checkpoint holding the very bytes of a ``last`` of its family (same md5:
+  Ultralytics writes ``epoch<N>.pt`` as a copy of ``last.pt``) is never newer
+  than that ``last``, so the ``last`` is what a resume names;
 * at equal times: final > last > numbered > ema > best.
 
 "Settled" (``min_age``): a checkpoint modified less than ``min_age`` seconds
@@ -136,6 +139,15 @@ def order_newest_first(checkpoints: Iterable[Checkpoint]) -> list[Checkpoint]:
                 effective[id(c)] = min(c.entry.modified, max(lasts))
             elif c.role != NUMBERED:
                 effective[id(c)] = c.entry.modified
+        same_as_last: dict[str, float] = {}
+        for c in members:
+            if c.role == LAST and c.entry.md5:
+                same_as_last[c.entry.md5] = max(same_as_last.get(c.entry.md5, c.entry.modified),
+                                                c.entry.modified)
+        for c in members:
+            twin = same_as_last.get(c.entry.md5 or "") if c.role not in (LAST, FINAL) else None
+            if twin is not None:
+                effective[id(c)] = min(effective[id(c)], twin)
 
     def key(c: Checkpoint) -> tuple:
         return (effective[id(c)], ROLE_RANK[c.role],
