@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -73,10 +74,14 @@ def test_mkdir_is_idempotent_and_listed(r):
 
 def test_copy_makes_an_independent_verified_file(r, tmp_path):
     data = payload(300_000, seed=5)
-    src = r.upload(write(tmp_path, "last.pt", data), "w/last.pt")
+    source = write(tmp_path, "last.pt", data)
+    os.utime(source, (1_600_000_000, 1_600_000_000))  # Drive keeps it; a folder says now
+    src = r.upload(source, "w/last.pt")
+    time.sleep(0.05)  # so "now" at the copy differs from the source's time
     made = r.copy(src, "w/sub/best.pt")
     assert (made.path, made.size, made.md5) == ("w/sub/best.pt", len(data), md5(data))
     assert made.id != src.id
+    assert made.modified == pytest.approx(src.modified, abs=0.002)
     r.delete("w/last.pt", permanent=True)
     r.download("w/sub/best.pt", tmp_path / "got")
     assert (tmp_path / "got").read_bytes() == data

@@ -81,7 +81,8 @@ class Remote(ABC):
 
         On Drive no byte travels (``files.copy``): mirroring a ``best.pt`` that
         holds the same bytes as the ``last.pt`` just uploaded costs one request,
-        not a second upload. The copy is verified by md5; a retry never doubles it.
+        not a second upload. The copy is verified by md5, keeps the source's
+        modified time (as ``cp -p``), and a retry never doubles it.
         """
 
     @abstractmethod

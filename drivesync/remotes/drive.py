@@ -515,6 +515,8 @@ class DriveRemote(Remote):
         what = f"copy of {self.address}/{src.path} to {drel}"
         parent = self._folder_id(parts[:-1], create=True)
         body = {"id": self._ids.take(), "name": parts[-1], "parents": [parent]}
+        if src.modified:  # as `cp -p`: the bytes' time, not the copy's (latest orders by it)
+            body["modifiedTime"] = rfc3339(src.modified)
         self._writes.acquire()  # a copy is a new file: it counts against the write rate
         try:
             meta = self._run(lambda s: s.files().copy(fileId=src.id, body=body, fields=FIELDS),

@@ -177,7 +177,11 @@ class LocalRemote(Remote):
             raise UsageError(f"{self._label(rel)}: copy copies files, not folders")
         if not clean_relpath(dest_path):
             raise UsageError("copy needs a file path, not the remote root")
-        return self.upload(src, dest_path)  # temp sibling, md5 check, rename
+        made = self.upload(src, dest_path)  # temp sibling, md5 check, rename
+        st = src.stat()
+        dest = self._abs(made.path)
+        os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))  # as `cp -p`: the bytes' time
+        return self._entry(made.path, dest)
 
     def delete(self, target: Target, *, permanent: bool = False) -> None:
         rel, p = self._resolve(target)
