@@ -62,6 +62,8 @@ def main() -> int:
     ap.add_argument("--imgsz", type=int, default=64)
     ap.add_argument("--device", default="cpu", help="Ultralytics device (cpu, 0, ...)")
     ap.add_argument("--dir", help="work folder to keep (default: a temp folder)")
+    ap.add_argument("--launch-args", default="",
+                    help="more `drivesync launch` options, e.g. '--save-period 1 --keep-last 1'")
     args = ap.parse_args()
 
     work = Path(args.dir or tempfile.mkdtemp(prefix="drivesync-ultra-"))
@@ -89,7 +91,8 @@ def main() -> int:
                   "--dataset", f"drive:space_Colab/{NAME}", "--root", str(root),
                   "--stage-dir", str(work / "content" / "data"),
                   "--work-dir", str(work / "content" / "drivesync"), "--no-mount",
-                  "--interval", "0.5", "--", f"imgsz={args.imgsz}", "batch=8", "workers=0",
+                  "--interval", "0.5", *args.launch_args.split(),
+                  "--", f"imgsz={args.imgsz}", "batch=8", "workers=0",
                   "amp=False", "plots=False", "val=False", f"device={args.device}"]
         print("$ " + " ".join(launch), flush=True)
         log1 = work / "runtime1.log"
