@@ -219,3 +219,15 @@ def test_an_empty_file_is_waited_for_not_refused(drive_remote, tmp_path):
     assert warnings == [] and m.stats.rejected == 0
     _weights(best, 10)
     assert [r.name for r in m.poll()] == ["yolo_best.weights"]
+
+
+def test_a_local_folder_gets_the_bytes_from_the_snapshot_not_a_copy(local_remote, tmp_path):
+    """On a folder (the Colab mount) a "copy" would read the bytes back through the
+    mount: uploading the local snapshot is cheaper, so no copy is made there."""
+    m, _events, _warnings = _mirror(local_remote, tmp_path)
+    m.start()
+    last = _weights(tmp_path / "backup" / "yolo_last.weights", 10)
+    m.poll()
+    (tmp_path / "backup" / "yolo_best.weights").write_bytes(last.read_bytes())
+    assert [r.copied_from for r in m.poll()] == [None]
+    assert (local_remote.root / "backup" / "yolo_best.weights").read_bytes() == last.read_bytes()

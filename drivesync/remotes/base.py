@@ -28,6 +28,11 @@ class Remote(ABC):
     #: human-readable address, e.g. "drive:space_Colab/data" or "local:/mnt/x"
     address: str = ""
 
+    #: whether :meth:`copy` happens on the remote side (no byte read back or sent);
+    #: where it does not (a local folder, maybe a FUSE mount), a local file is the
+    #: cheaper source for a second copy of the same bytes
+    server_side_copy = False
+
     def __init__(self) -> None:
         self.stats = Stats()
 

@@ -75,6 +75,8 @@ SESSION_RESTARTS = 3           # new resumable sessions after the old one expire
 class DriveRemote(Remote):
     """A folder under My Drive (``root`` like "space_Colab/data") as a Remote."""
 
+    server_side_copy = True  # files.copy: Drive duplicates the bytes itself
+
     def __init__(self, root: str, *, settings: Optional[Settings] = None,
                  credentials: Any = None):
         super().__init__()
