@@ -179,9 +179,10 @@ class LocalRemote(Remote):
             raise UsageError("copy needs a file path, not the remote root")
         made = self.upload(src, dest_path)  # temp sibling, md5 check, rename
         st = src.stat()
-        dest = self._abs(made.path)
-        os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))  # as `cp -p`: the bytes' time
-        return self._entry(made.path, dest)
+        os.utime(self._abs(made.path), ns=(st.st_atime_ns, st.st_mtime_ns))  # as `cp -p`
+        # the md5 upload just verified still holds: only the time changed (no re-read)
+        return Entry(path=made.path, size=made.size, md5=made.md5, modified=st.st_mtime,
+                     kind=FILE, id=made.id)
 
     def delete(self, target: Target, *, permanent: bool = False) -> None:
         rel, p = self._resolve(target)

@@ -192,17 +192,18 @@ def _drop_identical_copies(files: list[Entry], folder: str,
                            warnings: list[tuple[str, str]]) -> list[Entry]:
     """One file per (name, size, md5): identical same-named copies (a retried upload,
     or merged same-named folders) are pulled once, the oldest; different ones all are."""
+    def same(e: Entry) -> tuple:
+        return (raw_name(e, folder), e.size, e.md5) if e.md5 else (e.id or e.path,)
+
     kept: dict[tuple, Entry] = {}
     copies: dict[tuple, int] = defaultdict(int)
     for e in sorted(files, key=lambda e: (e.modified, e.id or "")):
-        key = (raw_name(e, folder), e.size, e.md5) if e.md5 else (e.id or e.path,)
-        copies[key] += 1
-        kept.setdefault(key, e)
+        copies[same(e)] += 1
+        kept.setdefault(same(e), e)
     for key, n in copies.items():
         if n > 1:
             warnings.append((kept[key].path, f"{n} identical remote copies; pulled once"))
-    return [e for e in files if kept.get(
-        (raw_name(e, folder), e.size, e.md5) if e.md5 else (e.id or e.path,)) is e]
+    return [e for e in files if kept.get(same(e)) is e]
 
 
 def _find_shards(remote: Remote, folder: str, files: list[Entry],
