@@ -483,27 +483,7 @@ class DriveState:
         if "id" in meta and meta["id"] != rec.id:
             raise errors.bad_request("The id field cannot be changed.", location="id")
         # Validate everything before changing anything.
-        new_parents = list(rec.parents)
-        for pid in _split_ids(remove_parents):
-            real = self.resolve(pid)
-            if real not in new_parents:
-                raise errors.bad_request(f"Parent {pid} is not a parent of {file_id}.",
-                                         location="removeParents")
-            new_parents.remove(real)
-        added = []
-        for pid in _split_ids(add_parents):
-            real = self._check_parent(pid)
-            if real not in new_parents:
-                new_parents.append(real)
-                added.append(real)
-        if len(new_parents) != 1:
-            raise errors.ApiError(403, "cannotAddParent",
-                                  "Increasing the number of parents is not allowed. A file "
-                                  "must have exactly one parent.", location="addParents",
-                                  location_type="parameter")
-        if rec.is_folder and new_parents != rec.parents and self._is_under(new_parents[0], rec.id):
-            raise errors.bad_request("A folder cannot be moved into itself or its descendants.",
-                                     location="addParents")
+        new_parents = self._new_parents(rec, file_id, add_parents, remove_parents)
         if content is not None:
             if not rec.has_content:
                 raise errors.bad_request(f"Content cannot be uploaded for {rec.mime_type}.")
@@ -513,14 +493,7 @@ class DriveState:
             raise errors.bad_request("Invalid value for name", location="name")
         # Apply.
         if new_parents != rec.parents:
-            for p in rec.parents:
-                self.children.get(p, {}).pop(rec.id, None)
-            rec.parents = new_parents
-            for p in new_parents:
-                self.children.setdefault(p, {})[rec.id] = None
-            inherited = new_parents[0] != self.root_id and self.files[new_parents[0]].trashed
-            if not rec.explicitly_trashed and rec.trashed != inherited:
-                self._set_implicit(rec, inherited)  # moved into / out of a trashed folder
+            self._move(rec, new_parents)
         if "name" in meta:
             rec.name = meta["name"]
         if meta.get("mimeType") and rec.has_content and not meta["mimeType"].startswith(
@@ -528,15 +501,7 @@ class DriveState:
             rec.mime_type = meta["mimeType"]
         now = time.time()
         if content is not None:
-            rec.revisions.append(Revision(rec.blob, rec.size or 0, rec.md5 or EMPTY_MD5,
-                                          rec.modified))
-            while len(rec.revisions) > MAX_REVISIONS:
-                old = rec.revisions.pop(0)
-                self.blobs.delete(old.blob)
-                self.usage -= old.size
-            rec.blob, rec.size, rec.md5 = content.blob, content.size, content.md5
-            self.usage += content.size
-            rec.modified = now
+            self._replace_content(rec, content, now)
         if "trashed" in meta and bool(meta["trashed"]) != rec.explicitly_trashed:
             self._set_trashed(rec, bool(meta["trashed"]))
         if "modifiedTime" in meta:  # rename/move/trash leave modifiedTime alone, as on Drive
@@ -544,6 +509,52 @@ class DriveState:
         rec.version += 1
         self._persist(rec)
         return rec
+
+    def _new_parents(self, rec: FileRecord, file_id: str, add_parents: Optional[str],
+                     remove_parents: Optional[str]) -> List[str]:
+        """The parents after ``addParents``/``removeParents``, checked (one, no cycle)."""
+        new_parents = list(rec.parents)
+        for pid in _split_ids(remove_parents):
+            real = self.resolve(pid)
+            if real not in new_parents:
+                raise errors.bad_request(f"Parent {pid} is not a parent of {file_id}.",
+                                         location="removeParents")
+            new_parents.remove(real)
+        for pid in _split_ids(add_parents):
+            real = self._check_parent(pid)
+            if real not in new_parents:
+                new_parents.append(real)
+        if len(new_parents) != 1:
+            raise errors.ApiError(403, "cannotAddParent",
+                                  "Increasing the number of parents is not allowed. A file "
+                                  "must have exactly one parent.", location="addParents",
+                                  location_type="parameter")
+        if rec.is_folder and new_parents != rec.parents and self._is_under(new_parents[0], rec.id):
+            raise errors.bad_request("A folder cannot be moved into itself or its descendants.",
+                                     location="addParents")
+        return new_parents
+
+    def _move(self, rec: FileRecord, new_parents: List[str]) -> None:
+        for p in rec.parents:
+            self.children.get(p, {}).pop(rec.id, None)
+        rec.parents = new_parents
+        for p in new_parents:
+            self.children.setdefault(p, {})[rec.id] = None
+        inherited = new_parents[0] != self.root_id and self.files[new_parents[0]].trashed
+        if not rec.explicitly_trashed and rec.trashed != inherited:
+            self._set_implicit(rec, inherited)  # moved into / out of a trashed folder
+
+    def _replace_content(self, rec: FileRecord, content: Content, now: float) -> None:
+        """New bytes; the old ones become a revision (the oldest beyond the cap go)."""
+        rec.revisions.append(Revision(rec.blob, rec.size or 0, rec.md5 or EMPTY_MD5,
+                                      rec.modified))
+        while len(rec.revisions) > MAX_REVISIONS:
+            old = rec.revisions.pop(0)
+            self.blobs.delete(old.blob)
+            self.usage -= old.size
+        rec.blob, rec.size, rec.md5 = content.blob, content.size, content.md5
+        self.usage += content.size
+        rec.modified = now
 
     def _is_under(self, folder_id: str, ancestor_id: str) -> bool:
         cur: Optional[str] = folder_id
