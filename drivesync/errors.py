@@ -92,3 +92,7 @@ class ChecksumMismatch(RemoteError):
 def is_retryable(exc: BaseException) -> bool:
     """The classifier the pacer uses by default."""
     return isinstance(exc, (RateLimited, TransientError, ChecksumMismatch))
+
+
+class DiskFull(DriveSyncError):
+    """The local disk cannot hold what a download needs (checked before, or ENOSPC)."""

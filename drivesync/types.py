@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 from dataclasses import dataclass, field
 from typing import Optional
@@ -22,8 +23,14 @@ def is_internal(name: str) -> bool:
 
 
 def temp_name(name: str) -> str:
-    """The name of the in-flight copy of ``name`` (same folder)."""
-    return TEMP_PREFIX + name
+    """The name of the in-flight copy of ``name`` (same folder).
+
+    Fixed length (35 bytes), never prefix + name: a final name may use all 255
+    bytes a file system allows, and its temporary name must fit too. The same
+    name always gives the same temporary name, so a re-run resumes it.
+    """
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()
+    return TEMP_PREFIX + digest[:16]
 
 
 @dataclass(frozen=True)

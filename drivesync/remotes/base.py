@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Union
+from typing import BinaryIO, Iterable, Iterator, Optional, Union
 
 from ..errors import DriveSyncError, NotFound
+from ..localdisk import DISK, LocalDisk
 from ..progress import NULL_PROGRESS, Progress
 from ..types import Entry, Quota, Stats
 
@@ -32,6 +34,10 @@ class Remote(ABC):
     #: where it does not (a local folder, maybe a FUSE mount), a local file is the
     #: cheaper source for a second copy of the same bytes
     server_side_copy = False
+
+    #: the local disk downloads write to: free space and how files are opened
+    #: (a test stands in a full disk here)
+    disk: LocalDisk = DISK
 
     def __init__(self) -> None:
         self.stats = Stats()
@@ -73,7 +79,8 @@ class Remote(ABC):
 
         Bytes go to a temporary sibling of ``dest`` (resumed if one is left from
         an interrupted run), are verified against the remote md5, then renamed
-        onto ``dest`` atomically. A half-written ``dest`` never exists.
+        onto ``dest`` atomically, with the remote's modified time. A half-written
+        ``dest`` never exists; a full disk (ENOSPC) leaves no partial behind.
         """
 
     @abstractmethod
@@ -103,6 +110,20 @@ class Remote(ABC):
         """Storage limit, usage and the part of usage held by the trash."""
 
     # ---- derived --------------------------------------------------------
+    def open_read(self, target: Target) -> tuple[Entry, BinaryIO]:
+        """The file ``target`` and a reader of its bytes from the start (``read(n)``,
+        ``close``): for consumers that stream, such as unpacking a tar as it arrives.
+
+        The reader does NOT verify the md5: the caller hashes what it reads. This
+        fallback downloads to an anonymous temporary file first; transports that
+        can stream (Drive, a local folder) override it.
+        """
+        with tempfile.TemporaryDirectory(prefix=".drivesync-") as tmp:
+            dest = Path(tmp) / "f"
+            entry = self.download(target, dest)
+            reader = open(dest, "rb")  # noqa: SIM115 - handed to the caller, unlinked below
+        return entry, reader  # the name is gone; the open file lives until closed
+
     def walk(self, path: str = "") -> Iterator[Entry]:
         """Every folder and file below ``path`` (breadth-first, parents first)."""
         queue = [path]

@@ -14,11 +14,11 @@ import logging
 import mimetypes
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
 import google_auth_httplib2
+from google.auth.transport.requests import AuthorizedSession
 from googleapiclient.discovery import build_from_document
 from googleapiclient.discovery_cache import get_static_doc
 from googleapiclient.http import MediaFileUpload, build_http
@@ -42,6 +42,7 @@ from ..progress import NULL_PROGRESS, Progress
 from ..types import FILE, FOLDER, Entry, Quota, is_internal
 from .base import Remote, Target, TransferInterrupted, target_path
 from .drive_errors import classify
+from .drive_media import MediaStream
 from .drive_support import (
     ChunkedFileUpload,
     CountingHttp,
@@ -57,7 +58,7 @@ from .drive_support import (
     shown_name,
 )
 from .local import clean_relpath
-from .partial import PartialDownload
+from .partial import BLOCK, PartialDownload
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,7 +68,6 @@ FIELDS = "id,name,mimeType,size,md5Checksum,modifiedTime,createdTime,parents,tra
 LIST_FIELDS = f"nextPageToken,files({FIELDS})"
 MY_DRIVE = "root"              # Drive's alias for the My Drive folder
 SOCKET_TIMEOUT = 60            # seconds without a byte before a request fails
-DOWNLOAD_CHUNK = 8 * 1024 * 1024
 BATCH_MAX = 100                # Drive's limit of calls per batch
 SESSION_RESTARTS = 3           # new resumable sessions after the old one expired
 
@@ -89,6 +89,8 @@ class DriveRemote(Remote):
         self._lock = threading.Lock()          # stats counters, list of http objects
         self._mkdir_lock = threading.RLock()   # folder creation: one at a time, no twins
         self._https: list[Any] = []
+        self._sessions: list[Any] = []          # AuthorizedSessions of streamed downloads
+        self._streams: set[MediaStream] = set()  # downloads in flight (cut on Ctrl-C)
         self._doc: Optional[str] = None
         self._folders = FolderCache()
         self._ids = IdPool(self._generate_ids)
@@ -136,8 +138,11 @@ class DriveRemote(Remote):
     def close(self) -> None:
         with self._lock:
             https, self._https = self._https, []
+            sessions, self._sessions = self._sessions, []
         for http in https:
             http.close()
+        for session in sessions:
+            session.close()
         self._local = threading.local()
 
     # ---- one HTTP call, paced ---------------------------------------------
@@ -345,7 +350,10 @@ class DriveRemote(Remote):
             self._interrupted.set()
             with self._lock:
                 https = list(self._https)
+                streams = list(self._streams)
             cut_connections(https)
+            for stream in streams:
+                stream.abort()
         elif self._interrupted.is_set():
             self._interrupted.clear()
             self.close()
@@ -439,6 +447,27 @@ class DriveRemote(Remote):
 
     def download(self, target: Target, dest: Union[str, Path], *,
                  progress: Progress = NULL_PROGRESS) -> Entry:
+        entry, label = self._downloadable(target)
+        part = PartialDownload(dest, size=entry.size, disk=self.disk)
+        with part, self._media(entry, offset=part.have, label=label) as stream:
+            # this thread receives; the partial's writer thread hashes and writes
+            while True:
+                data = stream.read(BLOCK)
+                if not data:
+                    break
+                part.write(data)
+                progress.on_progress(bytes=len(data))
+                with self._lock:
+                    self.stats.bytes_down += len(data)
+        part.commit(entry.md5, label=label, mtime=entry.modified)
+        return entry
+
+    def open_read(self, target: Target) -> tuple[Entry, BinaryIO]:
+        entry, label = self._downloadable(target)
+        stream = self._media(entry, offset=0, label=label)
+        return entry, _CountingReader(stream, self)  # type: ignore[return-value]
+
+    def _downloadable(self, target: Target) -> tuple[Entry, str]:
         entry = self._resolve(target)
         if entry.md5 is None and not entry.is_dir:
             entry = self._entry(self._get(entry.id, what=f"{self.address}/{entry.path}"),
@@ -449,38 +478,39 @@ class DriveRemote(Remote):
         if entry.md5 is None:
             raise RemoteError(f"{label}: a Google Docs file or shortcut has no bytes "
                               "to download")
-        part = PartialDownload(dest, size=entry.size)
+        return entry, label
 
-        def store(data: bytes) -> None:
-            part.write(data)  # hashed while written: no second pass over the file
-            progress.on_progress(bytes=len(data))
+    def _media(self, entry: Entry, *, offset: int, label: str) -> MediaStream:
+        """One streamed GET of the file from ``offset`` (a Range only when resuming)."""
+        url = self._service().files().get_media(fileId=entry.id).uri
+        stream = MediaStream(url=url, size=entry.size, offset=offset,
+                             what=f"download of {label}", session=self._session,
+                             call=self._call, on_request=self._count_request,
+                             on_close=self._forget_stream)
+        with self._lock:
+            self._streams.add(stream)
+        return stream
+
+    def _forget_stream(self, stream: MediaStream) -> None:
+        with self._lock:
+            self._streams.discard(stream)
+
+    def _count_request(self) -> None:
+        with self._lock:
+            self.stats.requests += 1
+
+    def _session(self) -> Any:
+        """This thread's AuthorizedSession (google.auth over requests): it streams a
+        body, where httplib2 reads a whole answer into memory."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            if self._credentials is None:
+                self._credentials = get_credentials(self.settings)
+            session = AuthorizedSession(self._credentials)
             with self._lock:
-                self.stats.bytes_down += len(data)
-
-        # One writer thread: chunk N is written and hashed while chunk N+1 is
-        # fetched, so the connection is never idle waiting for the disk.
-        with part, ThreadPoolExecutor(max_workers=1) as writer:
-            pos, pending = part.have, None
-            while pos < entry.size:
-                data = self._call(lambda p=pos: self._fetch_range(entry.id, p, entry.size),
-                                  what=f"download of {label}")
-                if pending is not None:
-                    pending.result()
-                pending = writer.submit(store, data)
-                pos += len(data)
-            if pending is not None:
-                pending.result()
-        part.commit(entry.md5, label=label)
-        return entry
-
-    def _fetch_range(self, file_id: str, start: int, size: int) -> bytes:
-        end = min(start + DOWNLOAD_CHUNK, size) - 1
-        request = self._service().files().get_media(fileId=file_id)
-        request.headers["Range"] = f"bytes={start}-{end}"
-        data = request.execute(num_retries=0)
-        if len(data) != end - start + 1:
-            raise TransientError(f"short read: asked bytes {start}-{end}, got {len(data)}")
-        return data
+                self._sessions.append(session)
+            self._local.session = session
+        return session
 
     # ---- changes ------------------------------------------------------------------
     def move(self, target: Target, dest_path: str) -> Entry:
@@ -637,6 +667,29 @@ class DriveRemote(Remote):
                           what="about.get")
         user = about.get("user", {})
         return {"email": user.get("emailAddress"), "name": user.get("displayName")}
+
+
+class _CountingReader:
+    """``open_read``'s file object: counts bytes down and closes the stream."""
+
+    def __init__(self, stream: MediaStream, remote: DriveRemote):
+        self._stream = stream
+        self._remote = remote
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(BLOCK if n is None or n < 0 else n)
+        with self._remote._lock:
+            self._remote.stats.bytes_down += len(data)
+        return data
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> _CountingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class _NotAFolder(NotFound):

@@ -16,6 +16,8 @@ from typing import Optional
 
 import google.auth.exceptions
 import httplib2
+import requests
+import urllib3.exceptions
 from googleapiclient.errors import HttpError
 
 from ..errors import (
@@ -103,6 +105,10 @@ def classify(exc: BaseException, *, endpoint: str, what: str = "request"
         return TransientError(f"cannot reach {endpoint}: {exc.strerror or exc}")
     if isinstance(exc, (ConnectionError, http.client.HTTPException, ssl.SSLError,
                         httplib2.HttpLib2Error, socket.gaierror)):
+        return TransientError(f"connection to {endpoint} failed during {what}: "
+                              f"{type(exc).__name__} {exc}".rstrip())
+    if isinstance(exc, (requests.exceptions.RequestException, urllib3.exceptions.HTTPError)):
+        # the streamed downloads (drive_media) read through requests/urllib3
         return TransientError(f"connection to {endpoint} failed during {what}: "
                               f"{type(exc).__name__} {exc}".rstrip())
     if isinstance(exc, OSError) and exc.errno in (errno.EPIPE, errno.ECONNRESET,

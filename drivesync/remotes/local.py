@@ -16,7 +16,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Optional, Union
+from typing import BinaryIO, Optional, Union
 
 from ..errors import ChecksumMismatch, NotFound, RemoteError, UsageError
 from ..hashing import CHUNK, HashCache, default_cache_path, md5_file
@@ -150,15 +150,24 @@ class LocalRemote(Remote):
         if src.is_dir():
             raise RemoteError(f"{self._label(rel)}: is a folder, not a file")
         entry = self._entry(rel, src)
-        with PartialDownload(dest, size=entry.size) as part, open(src, "rb") as inp:
+        with PartialDownload(dest, size=entry.size, disk=self.disk) as part, \
+                open(src, "rb") as inp:
             inp.seek(part.have)
             for block in iter(lambda: inp.read(self._chunk), b""):
                 part.write(block)
                 progress.on_progress(bytes=len(block))
-        part.commit(entry.md5, label=self._label(rel))
+        part.commit(entry.md5, label=self._label(rel), mtime=entry.modified)
         self.stats.requests += 1
         self.stats.bytes_down += entry.size
         return entry
+
+    def open_read(self, target: Target) -> tuple[Entry, BinaryIO]:
+        rel, src = self._resolve(target)
+        if src.is_dir():
+            raise RemoteError(f"{self._label(rel)}: is a folder, not a file")
+        entry = self._entry(rel, src)
+        self.stats.requests += 1
+        return entry, open(src, "rb")  # noqa: SIM115 - the caller closes it
 
     def move(self, target: Target, dest_path: str) -> Entry:
         rel, src = self._resolve(target)

@@ -17,14 +17,16 @@ import json
 import logging
 import os
 import posixpath
+import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Optional, Union
 
-from ..errors import DatasetError
+from ..errors import DatasetError, DiskFull
 from ..hashing import CHUNK
-from ..types import TEMP_PREFIX
+from ..localdisk import is_disk_full
+from ..types import temp_name
 
 log = logging.getLogger(__name__)
 
@@ -176,13 +178,26 @@ def unpack_tar(tar_path: Union[str, Path], manifest: Manifest, dest_dir: Union[s
                on_bytes: Optional[Callable[[int], None]] = None,
                on_member: Optional[Callable[[str, str], None]] = None
                ) -> list[tuple[str, str]]:
-    """Stream ``tar_path`` into ``dest_dir``, verifying each member against the manifest.
+    """:func:`unpack_stream` of the tar file at ``tar_path``."""
+    with open(tar_path, "rb") as f:
+        return unpack_stream(f, manifest, dest_dir, on_bytes=on_bytes, on_member=on_member)
 
-    Each member goes to a temporary sibling and is renamed into place only when
-    its size and md5 match, so a bad or truncated archive never leaves a wrong
-    file. Returns problems as (member, reason); links, devices, unsafe names and
-    members the manifest does not list are refused. ``on_member(path, md5)`` is
-    told about each verified file written.
+
+def unpack_stream(source: BinaryIO, manifest: Manifest, dest_dir: Union[str, Path], *,
+                  on_bytes: Optional[Callable[[int], None]] = None,
+                  on_member: Optional[Callable[[str, str], None]] = None
+                  ) -> list[tuple[str, str]]:
+    """Unpack a tar read from ``source`` (e.g. as it downloads) into ``dest_dir``.
+
+    Members are checked against the manifest (size and md5) and written into a
+    hidden staging folder beside ``dest_dir`` while the whole stream is hashed;
+    they are moved into ``dest_dir`` only when the archive's size and md5 match
+    the manifest too. So a bad, truncated or tampered archive never leaves a
+    file that looks valid, and the tar is never written to disk whole and read
+    back. Returns problems as (member, reason) (member "" for the archive);
+    links, devices, unsafe names and members the manifest does not list are
+    refused. ``on_member(path, md5)`` is told about each verified file placed.
+    A full disk raises :class:`DiskFull` and leaves nothing staged behind.
     """
     from .names import ensure_dir, inside, safe_part
 
@@ -190,51 +205,106 @@ def unpack_tar(tar_path: Union[str, Path], manifest: Manifest, dest_dir: Union[s
     want = {m.name: m for m in manifest.members}
     seen: set[str] = set()
     problems: list[tuple[str, str]] = []
-    with tarfile.open(tar_path, mode="r|", encoding="utf-8") as tar:
-        for ti in tar:
+    staged: list[tuple[list[str], str]] = []  # (safe path parts, md5)
+    stage = os.path.join(os.path.dirname(os.path.abspath(dest_dir)),
+                         temp_name("unpack:" + os.path.basename(os.path.abspath(dest_dir))))
+    _remove_tree(stage)  # left by an interrupted run: it is never resumed
+    os.mkdir(stage, 0o700)
+    reader = _HashingReader(source)
+    try:
+        with tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK,  # type: ignore[call-overload]
+                          encoding="utf-8") as tar:
+            for ti in tar:
+                try:
+                    name = check_member_name(ti.name)
+                except DatasetError as exc:
+                    problems.append((ti.name, str(exc)))
+                    continue
+                if not ti.isreg():
+                    problems.append((name, "not a regular file (links and devices are refused)"))
+                    continue
+                m = want.get(name)
+                if m is None:
+                    problems.append((name, "not listed in the manifest"))
+                    continue
+                if name in seen:
+                    problems.append((name, "appears twice in the archive"))
+                    continue
+                parts = [safe_part(p) for p in name.split("/")]
+                try:
+                    staged_path = os.path.join(ensure_dir(stage, parts[:-1]), parts[-1])
+                except ValueError as exc:  # "a" and "a/b" both in the archive
+                    problems.append((name, str(exc)))
+                    continue
+                src = tar.extractfile(ti)
+                assert src is not None
+                n, md5 = _copy_hashed(src, staged_path, on_bytes)
+                if n != m.size or md5 != m.md5:
+                    os.unlink(staged_path)
+                    problems.append((name, f"size/md5 {n}/{md5} differ from the "
+                                           f"manifest's {m.size}/{m.md5}"))
+                    continue
+                staged.append((parts, m.md5 or ""))
+                seen.add(name)
+        while reader.read(CHUNK):  # the end blocks after the last member count too
+            pass
+        got = reader.h.hexdigest()
+        if reader.n != manifest.tar_size or got != manifest.tar_md5:
+            problems.append(("", f"the archive's size/md5 {reader.n}/{got} differ from the "
+                                 f"manifest's {manifest.tar_size}/{manifest.tar_md5}; "
+                                 "nothing of it was unpacked"))
+            return problems
+        for parts, md5 in staged:
+            name = "/".join(parts)
             try:
-                name = check_member_name(ti.name)
-            except DatasetError as exc:
-                problems.append((ti.name, str(exc)))
+                folder = ensure_dir(dest_dir, parts[:-1])
+            except ValueError as exc:
+                problems.append((name, f"would be written outside the target folder ({exc})"))
                 continue
-            if not ti.isreg():
-                problems.append((name, "not a regular file (links and devices are refused)"))
-                continue
-            m = want.get(name)
-            if m is None:
-                problems.append((name, "not listed in the manifest"))
-                continue
-            parts = [safe_part(p) for p in name.split("/")]
-            folder = ensure_dir(dest_dir, parts[:-1])
             final = os.path.join(folder, parts[-1])
             if not inside(dest_dir, os.path.dirname(final)) or os.path.islink(final):
                 problems.append((name, "would be written outside the target folder"))
                 continue
-            tmp = os.path.join(folder, TEMP_PREFIX + parts[-1])
-            src = tar.extractfile(ti)
-            assert src is not None
-            h = hashlib.md5()
-            n = 0
-            with open(tmp, "wb") as out:
-                while True:
-                    block = src.read(CHUNK)
-                    if not block:
-                        break
-                    out.write(block)
-                    h.update(block)
-                    n += len(block)
-                    if on_bytes is not None:
-                        on_bytes(len(block))
-            if n != m.size or h.hexdigest() != m.md5:
-                os.unlink(tmp)
-                problems.append((name, f"size/md5 {n}/{h.hexdigest()} differ from the "
-                                       f"manifest's {m.size}/{m.md5}"))
+            if os.path.isdir(final):
+                problems.append((name, "a folder is in the way"))
                 continue
-            os.replace(tmp, final)
-            seen.add(name)
+            os.replace(os.path.join(stage, *parts), final)
             if on_member is not None:
-                on_member(final, m.md5 or "")
+                on_member(final, md5)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFull(f"{dest_dir}: no space left while unpacking (archive of "
+                           f"{manifest.tar_size} bytes); the staged part was removed: free "
+                           "some space and re-run") from exc
+        raise
+    finally:
+        _remove_tree(stage)
     for name in sorted(set(want) - seen):
         if not any(p[0] == name for p in problems):
             problems.append((name, "listed in the manifest but missing from the archive"))
     return problems
+
+
+def _copy_hashed(src: BinaryIO, path: str,
+                 on_bytes: Optional[Callable[[int], None]]) -> tuple[int, str]:
+    """Write ``src`` to a new file ``path``; (bytes, md5) of what was written."""
+    h = hashlib.md5()
+    n = 0
+    with open(path, "xb") as out:
+        while True:
+            block = src.read(CHUNK)
+            if not block:
+                break
+            out.write(block)
+            h.update(block)
+            n += len(block)
+            if on_bytes is not None:
+                on_bytes(len(block))
+    return n, h.hexdigest()
+
+
+def _remove_tree(path: str) -> None:
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)

@@ -15,16 +15,17 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Optional, Union
+from typing import BinaryIO, Optional, Union
 
-from ..errors import DatasetError, DriveSyncError, NotFound, UsageError
+from ..errors import DatasetError, DiskFull, DriveSyncError, NotFound, UsageError
 from ..hashing import HashCache, default_cache_path
-from ..progress import NULL_PROGRESS, Progress
+from ..localdisk import LocalDisk
+from ..progress import NULL_PROGRESS, Progress, human_bytes
 from ..remotes.base import Remote
-from ..types import TEMP_PREFIX, Entry, is_internal
+from ..types import Entry, is_internal, temp_name
 from .apply import apply_plan
 from .names import assign_names, ensure_dir, inside, raw_name, safe_part
-from .pack import FORMAT, MANIFEST_SUFFIX, TAR_SUFFIX, Manifest, parse_manifest, unpack_tar
+from .pack import FORMAT, MANIFEST_SUFFIX, TAR_SUFFIX, Manifest, parse_manifest, unpack_stream
 from .plan import (
     DOWNLOAD,
     MKDIR,
@@ -64,11 +65,15 @@ def pull(remote: Remote, local_dir: Union[str, Path], *, path: str = "", jobs: i
         if not dry_run:
             os.makedirs(root, exist_ok=True)
         plan, warnings = _make_plan(remote, base, root, unpack=unpack, cache=cache)
+        short = _space_shortfall(plan, root, remote.disk)
+        if short and not dry_run:
+            raise DiskFull(short)
+        if short:
+            warnings.append((root, short))
         result = SyncResult(plan=plan.summary(), dry_run=dry_run, problems=list(plan.problems),
                             warnings=warnings,
                             actions=[a.to_dict() for a in plan.actions if a.kind != SKIP])
-        runner = _PullRunner(remote=remote, root=root, progress=progress, tmp_dir=state_path,
-                             cache=cache)
+        runner = _PullRunner(remote=remote, root=root, progress=progress, cache=cache)
         report = apply_plan(plan, runner.run, jobs=jobs, dry_run=dry_run, progress=progress,
                             desc="pull", interrupt=remote.set_interrupted)
         cache.flush()
@@ -90,6 +95,35 @@ def pull(remote: Remote, local_dir: Union[str, Path], *, path: str = "", jobs: i
     finally:
         if own_cache:
             cache.close()
+
+
+def _space_shortfall(plan: Plan, root: str, disk: LocalDisk) -> Optional[str]:
+    """Why the planned downloads cannot fit on the disk of ``root``; None if they can.
+
+    Bytes already in partial files left by an interrupted run are not counted
+    again; an unpacked shard takes about its tar's size (the tar itself is
+    never stored: it is unpacked as it arrives).
+    """
+    todo = plan.of(DOWNLOAD) + plan.of(UNPACK)
+    needed = 0
+    for a in todo:
+        have = 0
+        if a.kind == DOWNLOAD:
+            try:
+                have = os.lstat(os.path.join(os.path.dirname(a.local),
+                                             temp_name(os.path.basename(a.local)))).st_size
+            except OSError:
+                pass
+        needed += max(0, a.size - have)
+    if not needed:
+        return None
+    free = disk.free_bytes(root)
+    if needed <= free:
+        return None
+    return (f"not enough free space for this pull: needed {human_bytes(needed)} "
+            f"({needed} bytes) for {len(todo)} item(s), {human_bytes(free)} ({free} bytes) "
+            f"free on the disk of {root}; nothing was downloaded: free "
+            f"{human_bytes(needed - free)} or pull a sub-folder")
 
 
 def _local_md5(cache: HashCache, path: str,
@@ -274,13 +308,11 @@ def _shard_present(cache: HashCache, root: str, dest: str, man: Manifest) -> boo
 
 
 class _PullRunner:
-    def __init__(self, *, remote: Remote, root: str, progress: Progress, tmp_dir: Path,
-                 cache: HashCache):
+    def __init__(self, *, remote: Remote, root: str, progress: Progress, cache: HashCache):
         self.remote = remote
         self.cache = cache
         self.root = root
         self.progress = progress
-        self.tmp_dir = tmp_dir
         self.member_problems: list[tuple[str, str]] = []
 
     def _dest(self, parts: tuple[str, ...]) -> str:
@@ -288,7 +320,7 @@ class _PullRunner:
         final = os.path.join(folder, parts[-1])
         if not inside(self.root, os.path.dirname(final)):
             raise DatasetError(f"{final}: outside {self.root}")
-        tmp = os.path.join(folder, TEMP_PREFIX + parts[-1])
+        tmp = os.path.join(folder, temp_name(parts[-1]))
         if os.path.islink(tmp):
             os.unlink(tmp)  # never write through a planted link
         if os.path.isdir(final) and not os.path.islink(final):
@@ -314,19 +346,32 @@ class _PullRunner:
             self.cache.remember(path, md5, st=os.stat(path))
 
     def _unpack(self, a: Action) -> int:
+        """Stream the tar from the remote straight into extraction (never stored
+        whole); members land only once the archive's md5 matched."""
         sub, man = a.data
         dest = ensure_dir(self.root, sub)
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        tar_tmp = self.tmp_dir / f".drivesync-pull-{man.tar_md5}.tar"
+        _entry, reader = self.remote.open_read(a.targets[0])
         try:
-            self.remote.download(a.targets[0], tar_tmp, progress=self.progress)
-            problems = unpack_tar(tar_tmp, man, dest, on_member=self._learn)
+            problems = unpack_stream(_Counted(reader, self.progress), man, dest,
+                                     on_member=self._learn)
         finally:
-            try:
-                os.unlink(tar_tmp)
-            except FileNotFoundError:
-                pass
+            reader.close()
         if problems:
-            self.member_problems.extend((posixpath.join(a.path, n), r) for n, r in problems)
-            raise DatasetError(f"{len(problems)} member(s) of the archive were refused")
+            self.member_problems.extend((posixpath.join(a.path, n) if n else a.path, r)
+                                        for n, r in problems)
+            raise DatasetError(f"{len(problems)} problem(s) unpacking the archive; "
+                               "nothing wrong was kept")
         return a.size
+
+
+class _Counted:
+    """A reader that reports the bytes it hands out to the progress subscriber."""
+
+    def __init__(self, inner: BinaryIO, progress: Progress):
+        self._inner = inner
+        self._progress = progress
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._inner.read(n)
+        self._progress.on_progress(bytes=len(data))
+        return data
