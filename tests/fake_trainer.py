@@ -13,7 +13,8 @@ Knobs (env): FAKE_INTERVAL seconds per iteration, FAKE_LAST_EVERY, FAKE_NUM_EVER
 FAKE_PAYLOAD bytes, FAKE_CHUNKS, FAKE_CHUNK_SLEEP, FAKE_EXIT_CODE, FAKE_STOP_AT (last
 iteration, below the cfg's max_batches), FAKE_TRAP_TERM (on SIGTERM: finish the current
 checkpoint, print "FAKE got SIGTERM" and exit with FAKE_TERM_CODE, as a trainer that
-saves on SIGTERM would), FAKE_TRUNCATE_AT (darknet: the first checkpoint stops after this
+saves on SIGTERM would), FAKE_NAN (weights full of NaN, as
+a diverged run saves), FAKE_TRUNCATE_AT (darknet: the first checkpoint stops after this
 many bytes and the trainer exits 137, as darknet killed while saving leaves it).
 
 Like the real trainers, both modes read the dataset before training: every image listed
@@ -79,7 +80,12 @@ def read_images(listing: Path, *, labels: bool = False) -> int:
 def payload(tag: str, n: int) -> bytes:
     """Deterministic bytes derived from the iteration, so content differs per iteration."""
     seed = hashlib.sha256(f"{tag}:{n}".encode()).digest()
-    return (seed * (PAYLOAD // len(seed) + 1))[:PAYLOAD]
+    data = bytearray((seed * (PAYLOAD // len(seed) + 1))[:PAYLOAD])
+    # finite float32 values (a real trainer's weights): clear each value's top exponent bit
+    data[3::4] = bytes(b & 0x3F for b in data[3::4])
+    if os.environ.get("FAKE_NAN"):  # a diverged run (loss nan) saves weights full of NaN
+        data[:] = b"\x00\x00\xc0\x7f" * (len(data) // 4) + bytes(len(data) % 4)
+    return bytes(data)
 
 
 def write_slowly(path: Path, data: bytes) -> None:

@@ -37,7 +37,7 @@ import logging
 import posixpath
 import time
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import Callable, Iterable, Optional, Union
 
 from ..errors import NotFound
 from ..progress import NULL_PROGRESS, Progress
@@ -172,17 +172,12 @@ def _describe(remote: Remote, path: str, family: Optional[str]) -> str:
     return where + (f" (family {family!r})" if family is not None else "")
 
 
-def find_latest(remote: Remote, path: str = "", *, family: Optional[str] = None,
-                min_age: float = 0.0, now: Optional[float] = None,
-                recursive: bool = False) -> Checkpoint:
-    """The newest complete checkpoint in folder ``path``; NotFound (exit 3) if none.
+def ranked_latest(remote: Remote, path: str = "", *, family: Optional[str] = None,
+                  min_age: float = 0.0, now: Optional[float] = None,
+                  recursive: bool = False) -> list[Checkpoint]:
+    """Complete checkpoints in the order :func:`find_latest` prefers them (settled first).
 
-    With ``min_age`` the newest *settled* one (unmodified for ``min_age`` seconds
-    before ``now``, default the current time) wins; a younger one is chosen only
-    when no complete checkpoint is settled (:func:`young_reason` then says why
-    it may be unsafe). ``recursive`` looks in every folder below ``path`` (each
-    folder is its own family, so completeness is judged per run); between runs
-    the modified time decides, so the run trained last wins.
+    NotFound (exit 3) if there is none.
     """
     if recursive:
         entries = [e for e in remote.walk(path) if not e.is_dir]
@@ -201,10 +196,27 @@ def find_latest(remote: Remote, path: str = "", *, family: Optional[str] = None,
         raise NotFound(f"no complete checkpoint in {_describe(remote, path, family)}{hint}")
     now = time.time() if now is None else now
     settled = [c for c in found if young_reason(c, min_age=min_age, now=now) is None]
-    chosen = settled[0] if settled else found[0]
-    if chosen is not found[0]:
-        log.info("skipping %s: %s", found[0].entry.path,
-                 young_reason(found[0], min_age=min_age, now=now))
+    young = [c for c in found if young_reason(c, min_age=min_age, now=now) is not None]
+    return settled + young
+
+
+def find_latest(remote: Remote, path: str = "", *, family: Optional[str] = None,
+                min_age: float = 0.0, now: Optional[float] = None,
+                recursive: bool = False) -> Checkpoint:
+    """The newest complete checkpoint in folder ``path``; NotFound (exit 3) if none.
+
+    With ``min_age`` the newest *settled* one (unmodified for ``min_age`` seconds
+    before ``now``, default the current time) wins; a younger one is chosen only
+    when no complete checkpoint is settled (:func:`young_reason` then says why
+    it may be unsafe). ``recursive`` looks in every folder below ``path`` (each
+    folder is its own family, so completeness is judged per run); between runs
+    the modified time decides, so the run trained last wins. Judged from the
+    listing alone: only :func:`pull_latest`, which has the bytes, can refuse a
+    checkpoint full of NaN.
+    """
+    ranked = ranked_latest(remote, path, family=family, min_age=min_age, now=now,
+                           recursive=recursive)
+    chosen = ranked[0]
     log.info("latest checkpoint: %s", chosen.entry.path)
     return chosen
 
@@ -226,26 +238,62 @@ def local_target(dest: Union[str, Path], checkpoint: Checkpoint) -> Path:
     return path
 
 
+def _verify(path: Path, name: str) -> None:
+    """Refuse weights full of NaN/Inf; other oddities are the listing's business
+    (``latest`` also serves formats it cannot parse, so only the float scan decides)."""
+    from ..launch.weights import (
+        DARKNET_SUFFIXES,
+        PT_SUFFIXES,
+        CheckpointError,
+        NonFiniteWeights,
+        check_darknet,
+        check_pt,
+    )
+
+    try:
+        if name.lower().endswith(DARKNET_SUFFIXES):
+            check_darknet(path)
+        elif name.lower().endswith(PT_SUFFIXES):
+            check_pt(path, load=False)
+    except NonFiniteWeights:
+        raise
+    except CheckpointError:
+        pass
+
+
 def pull_latest(remote: Remote, path: str = "", *, dest: Union[str, Path],
                 family: Optional[str] = None, min_age: float = 0.0,
                 now: Optional[float] = None, recursive: bool = False,
-                progress: Progress = NULL_PROGRESS) -> Checkpoint:
+                progress: Progress = NULL_PROGRESS,
+                on_skip: Callable[[str], None] = log.warning) -> Checkpoint:
     """Download the newest complete checkpoint to ``dest`` (a file, or a folder).
 
     ``remote.download`` writes to a temporary sibling, resumes one left by an
     interrupted pull, verifies the md5 and renames into place, so ``dest`` is
-    either the old file or the complete new one, never half of it.
+    either the old file or the complete new one, never half of it. The bytes are
+    then checked (:mod:`drivesync.launch.weights`: header, every float finite); a
+    checkpoint that fails is removed again, ``on_skip`` says why, and the next
+    newest one is pulled instead.
     """
-    found = find_latest(remote, path, family=family, min_age=min_age, now=now,
-                        recursive=recursive)
-    target = local_target(dest, found)
-    progress.on_start(files=1, bytes=found.entry.size, desc=found.entry.name)
-    try:
-        remote.download(found.entry, target, progress=progress)
-        progress.on_progress(files=1)
-    finally:
-        progress.on_done()
-    log.info("pulled %s to %s", found.entry.path, target)
-    return found
+    from ..launch.weights import CheckpointError
 
-
+    ranked = ranked_latest(remote, path, family=family, min_age=min_age, now=now,
+                           recursive=recursive)
+    for found in ranked:
+        target = local_target(dest, found)
+        progress.on_start(files=1, bytes=found.entry.size, desc=found.entry.name)
+        try:
+            remote.download(found.entry, target, progress=progress)
+            progress.on_progress(files=1)
+        finally:
+            progress.on_done()
+        try:
+            _verify(target, found.entry.name)
+        except CheckpointError as exc:
+            target.unlink(missing_ok=True)
+            on_skip(f"skipping {found.entry.path}: {exc}")
+            continue
+        log.info("pulled %s to %s", found.entry.path, target)
+        return found
+    raise NotFound(f"no usable checkpoint in {_describe(remote, path, family)}: every complete "
+                   "one failed its checks (see the warnings)")

@@ -309,7 +309,8 @@ def run_latest(args, ctx) -> int:
                 pulled: Optional[Path] = None
             else:
                 found = pull_latest(remote, "", dest=dest, family=args.family, min_age=min_age,
-                                    now=now, recursive=args.recursive, progress=ctx.progress())
+                                    now=now, recursive=args.recursive, progress=ctx.progress(),
+                                    on_skip=ctx.warn)
                 pulled = local_target(dest, found)
         except NotFound as exc:
             raise _explain_missing(args.remote, ctx.settings, exc) from None

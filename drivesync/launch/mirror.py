@@ -23,6 +23,10 @@ still parses. Before the first one, ``expected_size`` (the size the cfg fixes,
 observation, two files of one smaller size overrule it (a kill truncates one
 file per run, and the trainer's own files are the better witness).
 
+Weights holding NaN or infinite floats (a run whose loss went ``nan``) are
+refused like a truncated file (:class:`.weights.NonFiniteWeights`): the good
+copy on the remote stays.
+
 A full Drive (QuotaExceeded) never stops training: a warning says what to do,
 uploads pause for ``quota_retry`` seconds, and mirroring resumes by itself once
 space is freed.
@@ -338,7 +342,9 @@ class Mirror:
             except CheckpointError as exc:
                 self._done[name] = key
                 self.stats.rejected += 1
-                self.on_warning(f"not mirroring {name}: {exc}")
+                kept = "; the copy already on the remote is kept" \
+                    if any(n == name for n, _md5 in self.known) else ""
+                self.on_warning(f"not mirroring {name}: {exc}{kept}")
                 return None
             md5 = md5_file(snap)
             if (name, md5) in self.known:
