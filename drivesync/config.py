@@ -32,7 +32,7 @@ class Settings:
     credentials: Optional[str] = None       # OAuth client secret JSON (installed app)
     service_account: Optional[str] = None   # service-account key JSON
     token_file: Optional[str] = None        # where `auth login` caches the user token (0600)
-    folder: str = DEFAULT_FOLDER            # top Drive folder for "drive:" with no path
+    folder: str = DEFAULT_FOLDER            # top Drive folder launch links by default
     jobs: int = 4                           # parallel transfers
     write_rate: float = 2.8                 # new Drive files per second (Drive allows ~3)
     chunk_size: int = 8 * 1024 * 1024       # resumable chunk, a multiple of 256 KiB

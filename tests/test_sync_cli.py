@@ -64,7 +64,7 @@ def test_partial_failure_exit_4_and_usage_errors(tmp_path, capsys, monkeypatch):
     code, out, err = run(capsys, "push", src, dst, "--write-rate", "0")
     assert code == EXIT_PARTIAL and "a.txt" in err and "1 item(s) failed" in err
     code, _, err = run(capsys, "push", tmp_path / "missing", dst)
-    assert code == EXIT_USAGE and "no such folder" in err
+    assert code == EXIT_NOT_FOUND and "no such folder" in err
     code, _, err = run(capsys, "push", src / "a.txt", dst)
     assert code == EXIT_USAGE and "is a file" in err
     code, _, err = run(capsys, "pull", dst, src / "a.txt")

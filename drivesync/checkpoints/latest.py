@@ -41,6 +41,7 @@ from typing import Callable, Iterable, Optional, Union
 
 from ..errors import NotFound
 from ..progress import NULL_PROGRESS, Progress
+from ..remotes.address import parse_address
 from ..remotes.base import Remote
 from ..types import TEMP_PREFIX, Entry, is_internal
 from .families import (
@@ -113,7 +114,7 @@ def default_min_age(remote: Remote) -> float:
     the trainer is still writing it, and its modified time is live. Through the
     Drive API a file only appears once its upload has completed, so 0 there.
     """
-    return DEFAULT_LOCAL_MIN_AGE if remote.address.startswith("local:") else 0.0
+    return DEFAULT_LOCAL_MIN_AGE if parse_address(remote.address).is_local else 0.0
 
 
 def order_newest_first(checkpoints: Iterable[Checkpoint]) -> list[Checkpoint]:

@@ -19,7 +19,7 @@ from ..checkpoints.prune import PruneResult, prune
 from ..config import Settings
 from ..errors import NotFound, PartialFailure, UsageError
 from ..progress import human_bytes
-from ..remotes import is_drive_address, open_remote
+from ..remotes import open_remote, parse_address
 from ..remotes.base import Remote
 from . import add_verb
 
@@ -67,11 +67,11 @@ def register(sub, common) -> None:
                    help="empty the remote's WHOLE trash afterwards (frees its quota)")
     p.add_argument("--min-age", type=float, metavar="SECONDS",
                    help="never delete a checkpoint younger than this; " + MIN_AGE_HELP)
-    p.add_argument("--recursive", "-r", action="store_true",
+    p.add_argument("--recursive", "-r", "-R", action="store_true",
                    help="prune every folder below REMOTE that holds checkpoints, each as its "
                         "own set of families (e.g. runs/detect/*/weights); --max-bytes is per "
                         "folder")
-    p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    p.add_argument("--dry-run", "-n", action="store_true", help="show the plan, change nothing")
     p.add_argument("--yes", "-y", action="store_true",
                    help="delete without asking (needed when stdin is not a terminal)")
     p.set_defaults(func=run_prune)
@@ -95,7 +95,7 @@ def register(sub, common) -> None:
                                                      "stem, or the folder name for last.pt)")
     q.add_argument("--min-age", type=float, metavar="SECONDS",
                    help="prefer checkpoints unmodified for this long; " + MIN_AGE_HELP)
-    q.add_argument("--recursive", "-r", action="store_true",
+    q.add_argument("--recursive", "-r", "-R", action="store_true",
                    help="look in every folder below REMOTE too (e.g. runs/detect/*/weights); "
                         "the checkpoint written last wins")
     q.add_argument("--pull", metavar="DEST",
@@ -131,13 +131,14 @@ def _explain_missing(address: str, settings: Settings, exc: NotFound) -> NotFoun
 
     Only runs after a NotFound, so it costs a request on the error path only.
     """
-    rest = address[len("drive:"):] if is_drive_address(address) else address
-    head, sep, name = rest.rstrip("/").rpartition("/")
-    if not name or (is_drive_address(address) and not sep):
+    parsed = parse_address(address)
+    head, sep, name = parsed.path.rstrip("/").rpartition("/")
+    if not name or (not parsed.is_local and not sep):
         return exc
-    parent = ("drive:" + head) if is_drive_address(address) else (head or sep or ".")
+    parent = (f"{parsed.scheme}:{head}" if not parsed.is_local else (head or sep or "."))
     try:
-        with open_remote(parent, settings=settings) as up:
+        with open_remote(parent if not parsed.is_local else "local:" + parent,
+                         settings=settings) as up:
             entry = up.stat(name)
     except Exception:  # noqa: BLE001 - only a hint; the original error stands
         return exc
@@ -226,7 +227,7 @@ def run_prune(args, ctx) -> int:
         failure = PartialFailure(f"{len(result.failed)} of {len(plan.delete)} deletes failed "
                                  f"(first: {first}: {msg}); re-run prune to retry them")
         if ctx.json:  # the document above already says so: stdout holds one document
-            print(f"drivesync: error: {failure}", file=ctx.err)
+            ctx.error(failure)
             return failure.exit_code
         raise failure
     return 0
@@ -291,7 +292,8 @@ def _prune_doc(address: str, policy: PrunePolicy, args, result: PruneResult, exe
 # ---- latest --------------------------------------------------------------------
 def _display(address: str, path: str) -> str:
     """A local remote's file as a plain path (for shell scripts), else ``drive:...``."""
-    base = address[len("local:"):] if address.startswith("local:") else address
+    parsed = parse_address(address)
+    base = parsed.path if parsed.is_local else address
     return f"{base.rstrip('/')}/{path}" if path else base
 
 
@@ -325,5 +327,5 @@ def run_latest(args, ctx) -> int:
                   "modified": e.modified, "settled": young is None,
                   "pulled_to": str(pulled) if pulled else None})
     else:  # the answer itself, printed even under --quiet (scripts capture it)
-        print(str(pulled) if pulled is not None else shown, file=ctx.out)
+        ctx.result(str(pulled) if pulled is not None else shown)
     return 0

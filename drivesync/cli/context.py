@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,32 @@ from typing import Any, Iterable, Optional, TextIO
 
 from ..config import Settings, load_settings
 from ..progress import Progress, make_progress
+
+# C0 controls (ESC, BEL, CR, LF, TAB...), DEL, C1, the Unicode line/paragraph
+# separators and bidi overrides, and lone surrogates (undecodable file names)
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+                     "\ud800-\udfff]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: object) -> str:
+    """``text`` safe for a terminal: every control character becomes ``\\xNN``.
+
+    Names from Drive (and from the local disk) are untrusted: raw, an ESC
+    sequence could drive the terminal and a newline could forge a line.
+    """
+    return _UNSAFE.sub(_escape, str(text))
+
+
+class _Printable(logging.Formatter):
+    """Log lines go through :func:`printable` too (a warning may quote a name)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - stdlib name
+        return printable(super().formatMessage(record))
 
 
 class _Redact(logging.Filter):
@@ -45,33 +72,65 @@ class Context:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
     log_handler: Optional[logging.Handler] = None  # --log-file, closed by cli.main
+    _warned: set = field(default_factory=set)       # each warning is printed once
 
     def progress(self) -> Progress:
         return make_progress(quiet=self.quiet or self.json, stream=self.err)
 
+    # ---- the one output channel: every line printed as text passes write() ----
+    def write(self, line: object, *, err: bool = False) -> None:
+        """Print one line, control characters escaped (see :func:`printable`)."""
+        print(printable(line), file=self.err if err else self.out)
+
     def emit(self, doc: Any) -> None:
-        """Print the one JSON document of a --json run."""
+        """Print the one JSON document of a --json run (JSON escapes by itself)."""
         print(json.dumps(doc, indent=2, sort_keys=True, default=str), file=self.out)
 
-    def say(self, *lines: str) -> None:
-        """Human output on stdout; silent under --json and --quiet."""
+    def say(self, *lines: object) -> None:
+        """Chatter on stdout (plans, summaries); silent under --json and --quiet."""
         if self.json or self.quiet:
             return
         for line in lines:
-            print(line, file=self.out)
+            self.write(line)
 
-    def warn(self, message: str) -> None:
-        if not self.json:
-            print(f"drivesync: warning: {message}", file=self.err)
+    def result(self, *lines: object) -> None:
+        """The answer a verb was asked for (ls names, quota, latest's path): printed
+        under --quiet too (``-q`` drops the chatter, never the result)."""
+        if self.json:
+            return
+        for line in lines:
+            self.write(line)
 
-    def table(self, rows: Iterable[Iterable[Any]], header: Optional[list[str]] = None) -> None:
-        rows = [[str(c) for c in r] for r in rows]
+    def note(self, line: object) -> None:
+        """Chatter on stderr (e.g. which folder ``ls`` lists), so stdout stays the result."""
+        if not (self.json or self.quiet):
+            self.write(line, err=True)
+
+    def warn(self, message: object) -> None:
+        line = f"drivesync: warning: {message}"
+        if not self.json and line not in self._warned:
+            self._warned.add(line)
+            self.write(line, err=True)
+
+    def record(self, line: object) -> None:
+        """A line for the --log-file only (e.g. a summary's counts), with a time."""
+        if self.log_handler is not None:
+            self.log_handler.handle(logging.LogRecord("drivesync", logging.INFO, __file__, 0,
+                                                      str(line), None, None))
+
+    def error(self, message: object) -> None:
+        self.write(f"drivesync: error: {message}", err=True)
+
+    def table(self, rows: Iterable[Iterable[Any]], header: Optional[list[str]] = None, *,
+              result: bool = False) -> None:
+        rows = [[printable(c) for c in r] for r in rows]
         if header:
             rows.insert(0, list(header))
         if not rows:
             return
         widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(len(rows[0]))]
-        self.say(*["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows])
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        (self.result if result else self.say)(*lines)
 
 
 class _Private(logging.FileHandler):
@@ -91,8 +150,8 @@ def open_log_file(path: str) -> logging.Handler:
         os.makedirs(parent, exist_ok=True)
     handler = _Private(target, encoding="utf-8", delay=False)
     handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s",
-                                           "%Y-%m-%dT%H:%M:%S%z"))
+    handler.setFormatter(_Printable("%(asctime)s %(process)d %(levelname)s %(message)s",
+                                    "%Y-%m-%dT%H:%M:%S%z"))
     handler.addFilter(_Redact())
     logging.getLogger("drivesync").addHandler(handler)
     return handler
@@ -115,7 +174,7 @@ def make_context(args: Any) -> Context:
     stderr = next((h for h in root.handlers if getattr(h, "_drivesync", False)), None)
     if stderr is None:
         stderr = _StderrHandler()
-        stderr.setFormatter(logging.Formatter("drivesync: %(levelname)s: %(message)s"))
+        stderr.setFormatter(_Printable("drivesync: %(levelname)s: %(message)s"))
         stderr.addFilter(_Redact())
         stderr._drivesync = True  # type: ignore[attr-defined]
         root.addHandler(stderr)

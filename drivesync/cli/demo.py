@@ -10,7 +10,7 @@ from . import add_verb
 
 def register(sub, common) -> None:
     p = add_verb(
-        sub, common, "demo",
+        sub, common, "demo", drive=False,
         help="run prepare -> push -> pull -> prune -> latest on a sample dataset, offline",
         description="Generate a small VOC dataset, prepare it, push it through the real Drive "
                     "v3 client into an in-process Drive emulator, pull it back as Colab would, "

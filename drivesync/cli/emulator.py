@@ -18,7 +18,7 @@ from .context import Context
 
 def register(sub: Any, common: Any) -> None:
     p = add_verb(
-        sub, common, "emulator",
+        sub, common, "emulator", drive=False,
         help="run a local Drive v3 emulator (no Google account needed)",
         example=("drivesync emulator --port 8765 --write-rate 3 --quota 1000000000\n"
                  "DRIVESYNC_API_ENDPOINT=http://127.0.0.1:8765/ DRIVESYNC_TOKEN=demo "

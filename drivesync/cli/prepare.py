@@ -96,6 +96,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         sub,
         common,
         "prepare",
+        drive=False,
         help="convert, shard, write configs and check, in one go",
         example="drivesync prepare VOC2012/ out/ --format voc --classes person,car\n"
         "drivesync prepare CrowdHuman/ out/ -f crowdhuman --head-class head "
@@ -112,6 +113,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         sub,
         common,
         "convert",
+        drive=False,
         help="convert annotations to a flat YOLO folder",
         example="drivesync convert VOC2012/ yolo/ --format voc\n"
         "drivesync shard yolo/ out/ --name voc",
@@ -132,6 +134,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         sub,
         common,
         "shard",
+        drive=False,
         help="split a YOLO folder (image + .txt pairs) into numbered shard folders",
         example="drivesync shard flat/ out/ --max-files 2000 --mode move",
     )
@@ -145,6 +148,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         sub,
         common,
         "configs",
+        drive=False,
         help="write obj.names, obj.data, train/valid.txt, data.yaml (and a darknet cfg)",
         example="drivesync configs out/ --root /WORK1/voc --darknet-cfg yolov4-tiny.cfg",
     )
@@ -159,6 +163,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         sub,
         common,
         "check",
+        drive=False,
         help="check a sharded dataset before training",
         example="drivesync check out/",
     )

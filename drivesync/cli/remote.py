@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Optional
 
 from ..progress import human_bytes
-from ..remotes import open_remote
+from ..remotes import open_remote, parse_address
 from ..types import Entry
 from . import add_verb
 
@@ -21,7 +21,8 @@ def register(sub, common) -> None:
                 "drivesync ls /content/drive/MyDrive/space_Colab --json")
     p.add_argument("address", metavar="REMOTE", help="drive:FOLDER/SUB, local:PATH or a path")
     p.add_argument("-l", "--long", action="store_true", help="size, modified time and md5")
-    p.add_argument("-R", "--recursive", action="store_true", help="everything below, too")
+    p.add_argument("-R", "-r", "--recursive", action="store_true",
+                   help="everything below, too (-r and -R are the same)")
     p.set_defaults(func=run_ls)
 
     p = add_verb(
@@ -47,17 +48,47 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts else ""
 
 
+def where(address: str) -> str:
+    """The resolved place of an address, for the first line a verb prints:
+    ``My Drive/space_Colab (drive:space_Colab)`` or an absolute local path."""
+    parsed = parse_address(address)
+    return parsed.place if parsed.is_local else f"{parsed.place} ({parsed})"
+
+
+def file_in_the_way(address: str, settings) -> Optional[str]:
+    """A message when ``address`` names a file, not a folder; else None.
+
+    Asks the parent folder, so it costs a request: call it only when the
+    folder was not found.
+    """
+    parsed = parse_address(address)
+    head, sep, name = parsed.path.rstrip("/").rpartition("/")
+    if not name:
+        return None
+    parent = (f"{parsed.scheme}:{head}" if not parsed.is_local else
+              "local:" + (head or sep or "."))
+    try:
+        with open_remote(parent, settings=settings) as up:
+            entry = up.stat(name)
+    except Exception:  # noqa: BLE001 - only a hint; absent or unreadable: no file in the way
+        return None
+    return None if entry.is_dir else f"{address} is a file, not a folder"
+
+
 def run_ls(args, ctx) -> int:
+    place = where(args.address)
     with open_remote(args.address, settings=ctx.settings) as remote:
         entries = list(remote.walk("")) if args.recursive else remote.list("")
     if ctx.json:
-        ctx.emit({"ok": True, "remote": remote.address, "entries": [_doc(e) for e in entries]})
+        ctx.emit({"ok": True, "remote": remote.address, "place": place,
+                  "entries": [_doc(e) for e in entries]})
         return 0
+    ctx.note(f"{place}: {len(entries)} items")  # on stderr: stdout stays one name a line
     if args.long:
         ctx.table([[("-" if e.is_dir else str(e.size)), _iso(e.modified), e.md5 or "-",
-                    e.path + ("/" if e.is_dir else "")] for e in entries])
+                    e.path + ("/" if e.is_dir else "")] for e in entries], result=True)
     else:
-        ctx.say(*[e.path + ("/" if e.is_dir else "") for e in entries])
+        ctx.result(*[e.path + ("/" if e.is_dir else "") for e in entries])
     return 0
 
 
@@ -69,17 +100,19 @@ def run_quota(args, ctx) -> int:
                   "trash": q.trash, "free": q.free})
         return 0
     ctx.table([["limit", human_bytes(q.limit)], ["used", human_bytes(q.usage)],
-               ["in trash", human_bytes(q.trash)], ["free", human_bytes(q.free)]])
+               ["in trash", human_bytes(q.trash)], ["free", human_bytes(q.free)]],
+              result=True)
     if q.trash:
         ctx.say("(trash counts against the quota until emptied)")
     return 0
 
 
 def run_mkdir(args, ctx) -> int:
+    place = where(args.address)
     with open_remote(args.address, settings=ctx.settings) as remote:
         remote.mkdir("")
     if ctx.json:
-        ctx.emit({"ok": True, "remote": remote.address})
+        ctx.emit({"ok": True, "remote": remote.address, "place": place})
     else:
-        ctx.say(f"{remote.address}: folder ready")
+        ctx.say(f"mkdir: {place}: folder ready")
     return 0

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import replace
 from typing import Iterator, Union
 
 from ..config import Settings
-from ..errors import DriveSyncError, PartialFailure
+from ..errors import DriveSyncError, NotFound, PartialFailure, UsageError
 from ..hashing import HashCache
 from ..progress import human_bytes
-from ..remotes import Remote, open_remote
+from ..remotes import Remote, open_remote, parse_address
 from ..sync import DedupeResult, SyncResult, dedupe, pull, push
 from . import add_verb
+from .remote import file_in_the_way, where
 
 SHOW = 20  # actions listed by --dry-run without -v
 
@@ -41,7 +43,7 @@ def register(sub, common) -> None:
                    help="trash remote files that are absent locally (only below REMOTE)")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                    help="skip paths matching GLOB (relative path or name; repeatable)")
-    p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    p.add_argument("--dry-run", "-n", action="store_true", help="print the plan, change nothing")
     p.add_argument("--write-rate", type=float, metavar="R",
                    help="new files per second (default 2.8; Drive allows about 3; 0: no limit)")
     p.add_argument("--allow-big-folders", action="store_true",
@@ -63,7 +65,7 @@ def register(sub, common) -> None:
                    help="source: drive:FOLDER/SUB, local:PATH or a local path")
     q.add_argument("local", metavar="LOCAL", help="local folder to write into")
     q.add_argument("--jobs", "-j", type=int, metavar="N", help="parallel downloads (default 4)")
-    q.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    q.add_argument("--dry-run", "-n", action="store_true", help="print the plan, change nothing")
     q.add_argument("--no-unpack", dest="unpack", action="store_false",
                    help="keep packed shards as .tar files")
     q.set_defaults(func=run_pull)
@@ -81,19 +83,33 @@ def register(sub, common) -> None:
     d.add_argument("remote", metavar="REMOTE", help="drive:FOLDER/SUB, local:PATH or a path")
     d.add_argument("--rename", action="store_true",
                    help="give same-named files with different content distinct names")
-    d.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    d.add_argument("--dry-run", "-n", action="store_true", help="print the plan, change nothing")
     d.set_defaults(func=run_dedupe)
 
 
+def local_folder(text: str, *, role: str, must_exist: bool) -> str:
+    """LOCAL of push/pull: a local path (``local:`` allowed), never ``drive:`` or a typo."""
+    parsed = parse_address(text)
+    if not parsed.is_local:
+        raise UsageError(f"{role} must be a local folder, not {text}")
+    path = os.path.expanduser(parsed.path)
+    if must_exist and not os.path.isdir(path):
+        if os.path.lexists(path):
+            raise UsageError(f"{path} is a file, not a folder ({role} must be a folder)")
+        raise NotFound(f"{path}: no such folder")
+    return path
+
+
 @contextlib.contextmanager
-def _transfer(ctx, address: str, settings: Settings) -> Iterator[tuple[Remote, HashCache]]:
+def _transfer(ctx, address: str, settings: Settings, *,
+              verb: str) -> Iterator[tuple[Remote, HashCache]]:
     """The remote and md5 cache of one push/pull; a failure first reports what was done."""
     remote = open_remote(address, settings=settings)
     cache = HashCache(settings.resolved_state_dir() / "hashes.sqlite")
     try:
         yield remote, cache
     except DriveSyncError as exc:
-        _partial_report(ctx, exc)
+        _partial_report(ctx, exc, verb=verb)
         raise
     finally:
         cache.close()
@@ -104,26 +120,44 @@ def run_push(args, ctx) -> int:
     s = ctx.settings
     if args.write_rate is not None:  # the Drive remote paces its creates with this too
         s = replace(s, write_rate=args.write_rate)
-    with _transfer(ctx, args.remote, s) as (remote, cache):
-        result = push(args.local, remote=remote, jobs=args.jobs or s.jobs, pack=args.pack,
+    local = local_folder(args.local, role="LOCAL", must_exist=True)
+    ctx.say(f"push: {os.path.abspath(local)} -> {where(args.remote)}"
+            + (" (dry run)" if args.dry_run else ""))
+    with _transfer(ctx, args.remote, s, verb="push") as (remote, cache):
+        result = push(local, remote=remote, jobs=args.jobs or s.jobs, pack=args.pack,
                       delete=args.delete, excludes=args.exclude, dry_run=args.dry_run,
                       write_rate=s.write_rate,
                       max_files_per_folder=s.max_files_per_folder,
                       allow_big_folders=args.allow_big_folders, progress=ctx.progress(),
                       hash_cache=cache, state_dir=s.resolved_state_dir())
+    if result.dry_run and any(a["action"] == "mkdir" and not a["path"] for a in result.actions):
+        in_the_way = file_in_the_way(args.remote, s)  # the real run would fail: say so now
+        if in_the_way:
+            raise UsageError(in_the_way)
     return _finish(ctx, result, verb="push")
 
 
 def run_pull(args, ctx) -> int:
     s = ctx.settings
-    with _transfer(ctx, args.remote, s) as (remote, cache):
-        result = pull(remote, args.local, jobs=args.jobs or s.jobs, dry_run=args.dry_run,
-                      unpack=args.unpack, progress=ctx.progress(), hash_cache=cache,
-                      state_dir=s.resolved_state_dir())
+    local = local_folder(args.local, role="LOCAL", must_exist=False)
+    existed = os.path.lexists(local)
+    ctx.say(f"pull: {where(args.remote)} -> {os.path.abspath(local)}"
+            + (" (dry run)" if args.dry_run else ""))
+    try:
+        with _transfer(ctx, args.remote, s, verb="pull") as (remote, cache):
+            result = pull(remote, local, jobs=args.jobs or s.jobs, dry_run=args.dry_run,
+                          unpack=args.unpack, progress=ctx.progress(), hash_cache=cache,
+                          state_dir=s.resolved_state_dir())
+    except NotFound:
+        if not existed:  # the folder pull made for a remote that is not there
+            with contextlib.suppress(OSError):
+                os.rmdir(local)
+        raise
     return _finish(ctx, result, verb="pull")
 
 
 def run_dedupe(args, ctx) -> int:
+    ctx.say(f"dedupe: {where(args.remote)}" + (" (dry run)" if args.dry_run else ""))
     remote = open_remote(args.remote, settings=ctx.settings)
     try:
         result = dedupe(remote, rename=args.rename, dry_run=args.dry_run)
@@ -132,11 +166,11 @@ def run_dedupe(args, ctx) -> int:
     return _finish(ctx, result, verb="dedupe")
 
 
-def _partial_report(ctx, exc: DriveSyncError) -> None:
+def _partial_report(ctx, exc: DriveSyncError, *, verb: str) -> None:
     """A stopped run (quota) still says what it did before the error line."""
     result = getattr(exc, "result", None)
     if result is not None and not ctx.json:
-        _print_summary(ctx, result, verb="push" if result.uploaded or result.packed else "sync")
+        _print_summary(ctx, result, verb=verb)
 
 
 def _finish(ctx, result: Union[SyncResult, DedupeResult], *, verb: str) -> int:
@@ -144,10 +178,9 @@ def _finish(ctx, result: Union[SyncResult, DedupeResult], *, verb: str) -> int:
         doc = result.to_dict()
         doc["ok"] = not result.problems
         ctx.emit(doc)
-    else:
-        if result.dry_run:
-            _print_plan(ctx, result)
-        _print_summary(ctx, result, verb=verb)
+    elif result.dry_run:
+        _print_plan(ctx, result)
+    _print_summary(ctx, result, verb=verb)  # silent under --json, but --log-file gets it
     if result.problems:
         if ctx.json:  # one JSON document: it already says ok=false and lists the problems
             return PartialFailure.exit_code
@@ -178,10 +211,11 @@ def _print_summary(ctx, result: Union[SyncResult, DedupeResult], *, verb: str) -
         for path, reason in result.conflicts:
             ctx.warn(f"{path}: {reason}")
         if not result.dry_run:
-            ctx.say(f"dedupe: {result.folders} folders, {result.deleted} duplicates trashed, "
-                    f"{result.renamed} renamed, {result.merged} folders merged, "
-                    f"{len(result.conflicts)} name conflicts, {result.failed} failed, "
-                    f"{result.requests} requests, {result.seconds:.1f}s")
+            _summary_line(ctx, f"dedupe: {result.folders} folders, {result.deleted} duplicates "
+                               f"trashed, {result.renamed} renamed, {result.merged} folders "
+                               f"merged, {len(result.conflicts)} name conflicts, "
+                               f"{result.failed} failed, {result.requests} requests, "
+                               f"{result.seconds:.1f}s")
         return
     if result.dry_run:
         return
@@ -190,6 +224,12 @@ def _print_summary(ctx, result: Union[SyncResult, DedupeResult], *, verb: str) -
              if verb == "push" else
              f"{result.downloaded} downloaded, {result.unpacked} shards unpacked, "
              f"{result.skipped} skipped")
-    ctx.say(f"{verb}: {moved}, {result.failed} failed, "
-            f"{human_bytes(result.bytes)}, {result.requests} requests, {result.retries} retries, "
-            f"{result.seconds:.1f}s")
+    _summary_line(ctx, f"{verb}: {moved}, {result.failed} failed, "
+                       f"{human_bytes(result.bytes)}, {result.requests} requests, "
+                       f"{result.retries} retries, {result.seconds:.1f}s")
+
+
+def _summary_line(ctx, line: str) -> None:
+    """The counts go to the terminal (unless -q) and always to --log-file."""
+    ctx.say(line)
+    ctx.record(line)

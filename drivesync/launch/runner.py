@@ -21,7 +21,7 @@ from typing import Callable, Optional, Protocol, Sequence
 from ..config import Settings
 from ..errors import ChecksumMismatch, ConfigError, DriveSyncError, NotFound, UsageError
 from ..progress import NULL_PROGRESS, Progress
-from ..remotes import is_drive_address, open_remote
+from ..remotes import is_drive_address, open_remote, parse_address
 from ..remotes.base import Remote
 from . import colab, trainers
 from .darknet_cfg import expected_weights_size
@@ -114,8 +114,7 @@ class LaunchResult:
 
 
 def address_basename(address: str, *, settings: Settings) -> str:
-    raw = address[len("drive:"):] if is_drive_address(address) else address
-    raw = raw[len("local:"):] if raw.startswith("local:") else raw
+    raw = parse_address(address).path
     base = posixpath.basename(raw.rstrip("/"))
     return base or settings.folder
 

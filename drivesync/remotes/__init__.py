@@ -1,34 +1,58 @@
-"""Open a Remote from an address: ``drive:FOLDER/SUB``, ``local:PATH`` or a plain path."""
+"""Open a Remote from an address: ``drive:FOLDER/SUB``, ``local:PATH`` or a plain path.
+
+Addresses are read by :func:`parse_address` (see ``address.py`` for the
+rules); a new remote type registers itself here with one
+``register_scheme`` line.
+"""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
-from ..config import Settings
-from ..errors import UsageError
+from ..config import Settings, load_settings
+from .address import (
+    Address,
+    drive_path,
+    known_schemes,
+    parse_address,
+    register_scheme,
+    scheme_opener,
+)
 from .base import Remote
 
-__all__ = ["Remote", "open_remote", "is_drive_address"]
+__all__ = ["Remote", "Address", "open_remote", "parse_address", "register_scheme",
+           "known_schemes", "is_drive_address"]
+
+
+def _open_drive(address: Address, settings: Settings) -> Remote:
+    from .drive import DriveRemote  # imports googleapiclient only when needed
+
+    return DriveRemote(address.path, settings=settings)
+
+
+def _open_local(address: Address, settings: Settings) -> Remote:
+    from .local import LocalRemote
+
+    return LocalRemote(address.path)
+
+
+register_scheme("drive", _open_drive, normalize=drive_path,
+                summary="a path under My Drive, through the Drive API")
+register_scheme("local", _open_local, summary="a local folder")
 
 
 def is_drive_address(address: str) -> bool:
-    return address.startswith("drive:")
+    """True for a ``drive:`` address (raises UsageError for an unknown ``WORD:``)."""
+    return parse_address(address).is_drive
 
 
-def open_remote(address: str, *, settings: Optional[Settings] = None) -> Remote:
-    """``drive:`` goes through the Drive v3 API; anything else is a local folder.
+def open_remote(address: Union[str, Address], *,
+                settings: Optional[Settings] = None) -> Remote:
+    """The Remote an address names.
 
-    ``drive:`` alone means the default top folder (``Settings.folder``).
+    Without ``settings``, they are resolved as the CLI resolves them: the
+    DRIVESYNC_* environment, then the config file (README "Configuration").
     """
-    settings = settings or Settings()
-    if is_drive_address(address):
-        from .drive import DriveRemote  # imports googleapiclient only when needed
-
-        root = address[len("drive:"):].strip("/") or settings.folder
-        return DriveRemote(root, settings=settings)
-    path = address[len("local:"):] if address.startswith("local:") else address
-    if not path:
-        raise UsageError("empty local path in remote address")
-    from .local import LocalRemote
-
-    return LocalRemote(path)
+    parsed = address if isinstance(address, Address) else parse_address(address)
+    settings = settings if settings is not None else load_settings()
+    return scheme_opener(parsed.scheme)(parsed, settings)

@@ -242,7 +242,7 @@ def _make_base(remote: Remote, base: str, plan: Plan, result: SyncResult) -> Non
 
 
 def _stopped(exc: DriveSyncError, result: SyncResult) -> DriveSyncError:
-    msg = (f"{exc}. Stopped with {result.left_files} file(s) "
+    msg = (f"{str(exc).rstrip('.')}. Stopped with {result.left_files} file(s) "
            f"({human_bytes(result.left_bytes)}) left to upload; {result.uploaded + result.packed} "
            "done are kept. Re-run the same command to resume (after freeing space, or "
            "tomorrow for the daily upload limit).")
