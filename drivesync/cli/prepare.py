@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any, Dict, Tuple
 
-from ..datasets import FORMATS
 from ..datasets.check import check_dataset
+from ..datasets.items import FORMATS
+from ..datasets.output import MODES
 from ..datasets.prepare import PrepareResult, convert_dataset, make_configs, prepare, shard_dataset
-from ..datasets.shard import MODES
 from ..errors import EXIT_OK, EXIT_PARTIAL
 from .context import Context
 
@@ -262,7 +262,7 @@ def cmd_shard(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_configs(args: argparse.Namespace, ctx: Context) -> int:
-    from ..datasets import load_classes
+    from ..datasets.items import load_classes
 
     names = load_classes(args.classes, args.classes_file)
     kw = _pick(args, _CONFIG, ("name", "dry_run"))

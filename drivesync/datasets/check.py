@@ -23,11 +23,12 @@ from typing import Dict, List, Mapping, Optional, Set, Tuple
 from ..errors import NotFound
 from ..hashing import md5_file
 from ..progress import NULL_PROGRESS, Progress
-from . import IMAGE_EXTS, LABEL_EXT, display
 from .configs import default_root
 from .imageinfo import BadImage, probe_image
+from .items import IMAGE_EXTS, LABEL_EXT
+from .manifest import load_manifest
+from .names import display
 from .report import NOTE, Report
-from .shard import load_manifest
 from .yolo import parse_label
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import os
 from typing import Any, Container, Dict, List, Optional, Sequence
 
 from ..progress import NULL_PROGRESS, Progress
-from . import Conversion, add_xywh, open_image, skip_box, walk_files
+from .items import Conversion, add_xywh, open_image, skip_box, walk_files
 from .report import Report
 
 log = logging.getLogger(__name__)

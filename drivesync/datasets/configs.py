@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import DatasetError, UsageError
-from . import display
+from .names import display
 from .report import atomic_write
 
 log = logging.getLogger(__name__)

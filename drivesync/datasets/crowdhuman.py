@@ -16,7 +16,7 @@ from typing import Any, Container, List, Optional
 
 from ..errors import UsageError
 from ..progress import NULL_PROGRESS, Progress
-from . import IMAGE_EXTS, Conversion, add_xywh, open_image, skip_box, walk_files
+from .items import IMAGE_EXTS, Conversion, add_xywh, open_image, skip_box, walk_files
 from .report import Report
 
 log = logging.getLogger(__name__)

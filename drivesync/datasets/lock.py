@@ -14,7 +14,7 @@ import os
 from typing import Iterator
 
 from ..errors import LockedError
-from . import display
+from .names import display
 
 log = logging.getLogger(__name__)
 

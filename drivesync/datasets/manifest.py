@@ -18,7 +18,7 @@ from typing import Container, Dict, Iterator, List, Optional, Sequence, Set, Tup
 
 from ..errors import DatasetError
 from ..types import TEMP_PREFIX
-from . import display
+from .names import display
 
 MANIFEST = "manifest.jsonl"
 JOURNAL = ".drivesync-journal.jsonl"

@@ -21,8 +21,8 @@ from typing import Set, Tuple
 
 from ..hashing import md5_file
 from ..types import TEMP_PREFIX
-from . import display
 from .manifest import FileOp
+from .names import display
 from .report import Report, atomic_write
 
 log = logging.getLogger(__name__)

@@ -16,13 +16,15 @@ from typing import Callable, Container, ContextManager, List, Optional, Sequence
 
 from ..errors import DatasetError, NotFound, UsageError
 from ..progress import NULL_PROGRESS, Progress
-from . import FORMATS, Conversion, Counts, display, hashes_images, load_classes, safe_stem
 from .check import check_dataset
 from .configs import ConfigOptions, ConfigResult, check_root, default_root, write_configs
+from .items import FORMATS, Conversion, Counts, hashes_images, load_classes
 from .lock import out_lock
 from .manifest import load_manifest
+from .names import display, safe_stem
+from .output import MODES, ShardResult, recover
 from .report import NOTE, Report, atomic_write
-from .shard import MODES, ShardResult, recover, write_shards
+from .shard import write_shards
 
 log = logging.getLogger(__name__)
 

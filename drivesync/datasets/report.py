@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Union
 
-from . import display
+from .names import display
 
 log = logging.getLogger(__name__)
 

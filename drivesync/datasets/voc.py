@@ -13,16 +13,8 @@ import xml.etree.ElementTree as ET
 from typing import Container, Dict, List, Optional, Sequence, Tuple
 
 from ..progress import NULL_PROGRESS, Progress
-from . import (
-    IMAGE_EXTS,
-    Conversion,
-    Item,
-    box_from_corners,
-    display,
-    open_image,
-    skip_box,
-    walk_files,
-)
+from .items import IMAGE_EXTS, Conversion, Item, box_from_corners, open_image, skip_box, walk_files
+from .names import display
 from .report import Report
 
 log = logging.getLogger(__name__)

@@ -15,19 +15,9 @@ import os
 from typing import Container, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from ..progress import NULL_PROGRESS, Progress
-from . import (
-    IMAGE_EXTS,
-    Conversion,
-    Item,
-    display,
-    image_item,
-    is_bad,
-    name_fields,
-    probe,
-    relkey,
-    report_bad_image,
-    workers,
-)
+from . import workers
+from .items import IMAGE_EXTS, Conversion, Item, image_item, is_bad, probe, report_bad_image
+from .names import display, name_fields, relkey
 from .report import NOTE, Report
 from .workers import fork_context, imap_forked
 
