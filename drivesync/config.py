@@ -93,3 +93,17 @@ def load_settings(flags: Optional[Mapping[str, Any]] = None, *,
         if name in _TYPES and raw is not None:
             values[name] = _coerce(name, raw)
     return replace(Settings(), **values)
+
+
+def resolve_settings(settings: Optional[Settings] = None, /, **flags: Any) -> Settings:
+    """The one settings resolution of the CLI and of every public function.
+
+    Given ``settings`` are used as they are (the caller resolved them); else
+    ``flags`` (None: not given), then DRIVESYNC_* environment, then the config
+    file, as :func:`load_settings` merges them. Flags also override given
+    settings, so ``push(..., jobs=8, settings=s)`` means what it says.
+    """
+    if settings is None:
+        return load_settings(flags)
+    known = {k: _coerce(k, v) for k, v in flags.items() if k in _TYPES and v is not None}
+    return replace(settings, **known) if known else settings

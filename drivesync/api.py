@@ -1,0 +1,172 @@
+"""The verbs as Python functions: ``drivesync.push(...)`` does what ``drivesync push`` does.
+
+Every function takes remote addresses as text (``"drive:space_Colab/data"``,
+a local path) or an open Remote, keyword arguments named like the CLI's
+flags, and ``settings=None``: then the settings come from the environment and
+the config file exactly as the CLI resolves them (``resolve_settings``). They
+return result objects (``to_dict()`` where the CLI has ``--json``), raise
+``DriveSyncError`` subclasses (each has ``exit_code``) and print nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+from typing import Iterator, Optional, Sequence, Union
+
+from .checkpoints.families import Checkpoint
+from .checkpoints.latest import default_min_age, find_latest, pull_latest
+from .checkpoints.policy import PrunePolicy, parse_size
+from .checkpoints.prune import PruneResult
+from .checkpoints.prune import prune as _prune
+from .config import Settings, resolve_settings
+from .errors import NotFound, UsageError
+from .hashing import HashCache
+from .progress import NULL_PROGRESS, Progress
+from .remotes import Remote, open_remote, parse_address
+from .sync import DedupeResult, SyncResult
+from .sync import dedupe as _dedupe
+from .sync import pull as _pull
+from .sync import push as _push
+from .types import Entry, Quota
+
+RemoteLike = Union[str, Remote]
+Size = Union[int, str, None]
+
+__all__ = ["push", "pull", "dedupe", "prune", "latest", "ls", "quota", "mkdir"]
+
+
+@contextlib.contextmanager
+def _opened(remote: RemoteLike, settings: Settings) -> Iterator[Remote]:
+    """An address is opened (and closed) here; a Remote given is the caller's."""
+    if isinstance(remote, Remote):
+        yield remote
+        return
+    with open_remote(remote, settings=settings) as opened:
+        yield opened
+
+
+def _local(path: Union[str, Path], *, must_exist: bool) -> str:
+    parsed = parse_address(os.fspath(path))
+    if not parsed.is_local:
+        raise UsageError(f"a local folder is needed here, not {path}")
+    local = os.path.expanduser(parsed.path)
+    if must_exist and not os.path.isdir(local):
+        if os.path.lexists(local):
+            raise UsageError(f"{local} is a file, not a folder")
+        raise NotFound(f"{local}: no such folder")
+    return local
+
+
+def push(local: Union[str, Path], remote: RemoteLike, *, pack: bool = False,
+         delete: bool = False, excludes: Sequence[str] = (), dry_run: bool = False,
+         jobs: Optional[int] = None, write_rate: Optional[float] = None,
+         allow_big_folders: bool = False, settings: Optional[Settings] = None,
+         progress: Progress = NULL_PROGRESS) -> SyncResult:
+    """Upload what differs from folder ``local`` to ``remote`` (``drivesync push``)."""
+    s = resolve_settings(settings, jobs=jobs, write_rate=write_rate)
+    src = _local(local, must_exist=True)
+    with _opened(remote, s) as r:
+        cache = HashCache(s.resolved_state_dir() / "hashes.sqlite")
+        try:
+            return _push(src, remote=r, jobs=s.jobs, pack=pack, delete=delete,
+                         excludes=list(excludes), dry_run=dry_run, write_rate=s.write_rate,
+                         max_files_per_folder=s.max_files_per_folder,
+                         allow_big_folders=allow_big_folders, progress=progress,
+                         hash_cache=cache, state_dir=s.resolved_state_dir())
+        finally:
+            cache.close()
+
+
+def pull(remote: RemoteLike, local: Union[str, Path], *, dry_run: bool = False,
+         unpack: bool = True, jobs: Optional[int] = None, settings: Optional[Settings] = None,
+         progress: Progress = NULL_PROGRESS) -> SyncResult:
+    """Download what differs from ``remote`` into folder ``local`` (``drivesync pull``)."""
+    s = resolve_settings(settings, jobs=jobs)
+    dest = _local(local, must_exist=False)
+    existed = os.path.lexists(dest)
+    with _opened(remote, s) as r:
+        cache = HashCache(s.resolved_state_dir() / "hashes.sqlite")
+        try:
+            return _pull(r, dest, jobs=s.jobs, dry_run=dry_run, unpack=unpack,
+                         progress=progress, hash_cache=cache,
+                         state_dir=s.resolved_state_dir())
+        except NotFound:
+            if not existed:  # no empty folder left for a remote that is not there
+                with contextlib.suppress(OSError):
+                    os.rmdir(dest)
+            raise
+        finally:
+            cache.close()
+
+
+def dedupe(remote: RemoteLike, *, rename: bool = False, dry_run: bool = False,
+           settings: Optional[Settings] = None) -> DedupeResult:
+    """Trash identical duplicates, merge same-named folders (``drivesync dedupe``)."""
+    s = resolve_settings(settings)
+    with _opened(remote, s) as r:
+        return _dedupe(r, rename=rename, dry_run=dry_run)
+
+
+def _size(value: Size, what: str) -> Optional[int]:
+    return parse_size(value, what=what) if isinstance(value, str) else value
+
+
+def prune(remote: RemoteLike, *, keep_last: int = 3, keep_every: Optional[int] = None,
+          max_bytes: Size = None, min_free: Size = None, min_age: Optional[float] = None,
+          permanent: bool = False, empty_trash: bool = False, recursive: bool = False,
+          dry_run: bool = False, settings: Optional[Settings] = None) -> PruneResult:
+    """Delete old checkpoints (``drivesync prune ... --yes``; ``dry_run=True`` only plans).
+
+    ``min_age`` defaults as in the CLI: 60 s on a local folder, 0 on ``drive:``.
+    """
+    s = resolve_settings(settings)
+    with _opened(remote, s) as r:
+        policy = PrunePolicy(keep_last=keep_last, keep_every=keep_every,
+                             max_bytes=_size(max_bytes, "max_bytes"),
+                             min_free=_size(min_free, "min_free"),
+                             min_age=default_min_age(r) if min_age is None else min_age)
+        return _prune(r, "", policy=policy, permanent=permanent, empty_trash=empty_trash,
+                      dry_run=dry_run, lock_dir=s.resolved_state_dir(), recursive=recursive)
+
+
+def latest(remote: RemoteLike, *, family: Optional[str] = None,
+           min_age: Optional[float] = None, recursive: bool = False,
+           pull_to: Union[str, Path, None] = None, settings: Optional[Settings] = None,
+           progress: Progress = NULL_PROGRESS) -> Checkpoint:
+    """The newest complete checkpoint (``drivesync latest``); NotFound if none.
+
+    With ``pull_to`` it is downloaded there (a file, or a folder), md5-verified.
+    """
+    s = resolve_settings(settings)
+    with _opened(remote, s) as r:
+        age = default_min_age(r) if min_age is None else min_age
+        if pull_to is None:
+            return find_latest(r, "", family=family, min_age=age, now=time.time(),
+                               recursive=recursive)
+        return pull_latest(r, "", dest=pull_to, family=family, min_age=age, now=time.time(),
+                           recursive=recursive, progress=progress)
+
+
+def ls(remote: RemoteLike, *, recursive: bool = False,
+       settings: Optional[Settings] = None) -> list[Entry]:
+    """The entries of a remote folder (``drivesync ls``; ``recursive``: ``-R``)."""
+    s = resolve_settings(settings)
+    with _opened(remote, s) as r:
+        return list(r.walk("")) if recursive else r.list("")
+
+
+def quota(remote: RemoteLike = "drive:", *, settings: Optional[Settings] = None) -> Quota:
+    """Storage limit, usage and trash (``drivesync quota``)."""
+    s = resolve_settings(settings)
+    with _opened(remote, s) as r:
+        return r.quota()
+
+
+def mkdir(remote: RemoteLike, *, settings: Optional[Settings] = None) -> Entry:
+    """Create a remote folder and its parents (``drivesync mkdir``)."""
+    s = resolve_settings(settings)
+    with _opened(remote, s) as r:
+        return r.mkdir("")
