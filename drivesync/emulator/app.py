@@ -1,7 +1,7 @@
 """The emulator: a Drive v3 server in-process, its knobs and its lifecycle.
 
 The parts, as moto splits its services: :mod:`.routes` (the one route table),
-:mod:`.handlers` and :mod:`.uploads` and :mod:`.batch` (the calls),
+:mod:`.handlers`, :mod:`.uploads`, :mod:`.permissions` and :mod:`.batch` (the calls),
 :mod:`.wire` (requests, responses, JSON, fields masks), :mod:`.models` (state,
 no HTTP), :mod:`.server` (sockets), :mod:`.control` (``/_emulator/...``),
 :mod:`.faults` (the stress knobs) and :mod:`.errors` (Google's envelope).

@@ -37,6 +37,8 @@ class Config:
     max_page: Optional[int] = None       # files.list items per page at most, whatever
                                          # pageSize says (Drive may return fewer)
     seed: int = 0
+    session_ttl: float = 7 * 24 * 3600.0  # seconds a resumable session URI stays valid
+                                          # from its initiation (Drive: about a week)
 
     @classmethod
     def names(cls) -> List[str]:
@@ -56,6 +58,8 @@ class Config:
             raise ValueError("write_rate must be >= 0 (None = unlimited)")
         if self.max_page is not None and self.max_page < 1:
             raise ValueError("max_page must be >= 1 (None = pageSize decides)")
+        if self.session_ttl <= 0:
+            raise ValueError("session_ttl must be > 0 seconds")
         if self.max_children < 1:
             raise ValueError("max_children must be >= 1")
 
@@ -100,7 +104,7 @@ class Injection:
 
 
 # Which requests an injected kind may hit: a quota error only makes sense on a
-# write, a session expiry only on a resumable upload PUT.
+# write, a session expiry only on a resumable upload chunk (PUT or POST).
 _WRITE_METHODS = ("POST", "PUT", "PATCH")
 
 
@@ -123,11 +127,11 @@ class FaultPlan:
         with self.lock:
             self.injections.append(Injection(kind, count, method, path_contains))
 
-    def pick(self, method: str, path: str, *, resumable_put: bool) -> Optional[str]:
+    def pick(self, method: str, path: str, *, resumable_chunk: bool) -> Optional[str]:
         """The fault for this request, if any (consumes one injection)."""
         with self.lock:
             for inj in self.injections:
-                if inj.kind == "expire_session" and not resumable_put:
+                if inj.kind == "expire_session" and not resumable_chunk:
                     continue
                 if inj.kind == "quota" and method not in _WRITE_METHODS:
                     continue

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Dict
 
 from . import errors
-from .models import new_file_id
+from .models import SHORTCUT_MIME, new_file_id
 from .query import ABOUT_SCHEMA, FILE_LIST_SCHEMA, apply_fields, check_fields, parse_fields
 from .wire import DEFAULT_LIST_FIELDS, IO_CHUNK, Request, Response, json_response, parse_range
 
@@ -79,12 +79,17 @@ def empty_trash(api: Api, req: Request) -> Response:
 def copy(api: Api, req: Request, file_id: str) -> Response:
     meta = req.json()
     api.take_write()
-    src, fh = api.state.open_content(file_id)
-    if fh is None:
-        content = api.store(iter([]), src.mime_type)
+    src = api.state.get(file_id)
+    content = None
+    if src.mime_type == SHORTCUT_MIME:  # a copy of a shortcut points at the same target
+        meta.setdefault("shortcutDetails", {"targetId": src.target_id})
     else:
-        with fh:
-            content = api.store(iter(lambda: fh.read(IO_CHUNK), b""), src.mime_type)
+        src, fh = api.state.open_content(file_id)
+        if fh is None:
+            content = api.store(iter([]), src.mime_type)
+        else:
+            with fh:
+                content = api.store(iter(lambda: fh.read(IO_CHUNK), b""), src.mime_type)
     meta.setdefault("name", src.name)
     meta.setdefault("mimeType", src.mime_type)
     meta.setdefault("parents", list(src.parents))

@@ -32,6 +32,7 @@ from .query import FOLDER_MIME, compile_query, format_time, parse_time, sort_rec
 log = logging.getLogger(__name__)
 
 GOOGLE_APPS_PREFIX = "application/vnd.google-apps."
+SHORTCUT_MIME = GOOGLE_APPS_PREFIX + "shortcut"
 EMPTY_MD5 = hashlib.md5(b"").hexdigest()
 MAX_REVISIONS = 100
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{10,100}$")
@@ -66,6 +67,9 @@ class FileRecord:
     explicitly_trashed: bool = False
     version: int = 1
     revisions: List[Revision] = field(default_factory=list)
+    target_id: Optional[str] = None     # a shortcut's target ...
+    target_mime: Optional[str] = None   # ... and its MIME type when the shortcut was made
+    permissions: List[dict] = field(default_factory=list)  # shares; the owner's is implied
 
     @property
     def is_folder(self) -> bool:
@@ -373,6 +377,10 @@ class DriveState:
         }
         if rec.parents:
             doc["parents"] = list(rec.parents)
+        if rec.mime_type == SHORTCUT_MIME:
+            doc["shortcutDetails"] = {"targetId": rec.target_id,
+                                      "targetMimeType": rec.target_mime}
+        doc.update(sharing_fields(rec))
         if rec.has_content and rec.size is not None:
             doc["size"] = str(rec.size)
             doc["md5Checksum"] = rec.md5
@@ -441,6 +449,9 @@ class DriveState:
         if content is not None and not rec.has_content:
             raise errors.bad_request(f"Content cannot be uploaded for mimeType {mime}.",
                                      location="mimeType")
+        if mime == SHORTCUT_MIME:
+            target = self._shortcut_target(meta)
+            rec.target_id, rec.target_mime = target.id, target.mime_type
         if rec.has_content:
             size = content.size if content else 0
             if self.quota_limit is not None and self.usage + size > self.quota_limit:
@@ -456,6 +467,23 @@ class DriveState:
         self._index(rec)
         self._persist(rec)
         return rec
+
+    def _shortcut_target(self, meta: dict) -> FileRecord:
+        details = meta.get("shortcutDetails")
+        target_id = details.get("targetId") if isinstance(details, dict) else None
+        if not target_id or not isinstance(target_id, str):
+            raise errors.bad_request("A shortcut needs shortcutDetails.targetId.",
+                                     reason="required", location="shortcutDetails.targetId")
+        target = self.files.get(self.resolve(target_id))
+        if target is None:
+            raise errors.not_found(target_id)
+        return target
+
+    def save(self, rec: FileRecord) -> None:
+        """Keep a change made to ``rec`` under :attr:`lock` (a new version)."""
+        with self.lock:
+            rec.version += 1
+            self._persist(rec)
 
     def update(self, file_id: str, meta: dict, *, add_parents: Optional[str] = None,
                remove_parents: Optional[str] = None, content: Optional[Content] = None
@@ -475,11 +503,12 @@ class DriveState:
         if rec.id == self.root_id and (meta or add_parents or remove_parents or content):
             raise errors.ApiError(403, "insufficientFilePermissions",
                                   "The user does not have sufficient permissions for this file.")
-        if "parents" in meta:
-            raise errors.ApiError(
-                403, "fieldNotWritable",
-                "The resource body includes fields which are not directly writable.",
-                location="parents", location_type="other")
+        for key in ("parents", "shortcutDetails"):  # shortcutDetails: on create only
+            if key in meta:
+                raise errors.ApiError(
+                    403, "fieldNotWritable",
+                    "The resource body includes fields which are not directly writable.",
+                    location=key, location_type="other")
         if "id" in meta and meta["id"] != rec.id:
             raise errors.bad_request("The id field cannot be changed.", location="id")
         # Validate everything before changing anything.
@@ -632,6 +661,22 @@ class DriveState:
 
 
 # ---------------------------------------------------------------------------- helpers
+
+OWNER_PERMISSION_ID = "0000000001"  # about.user.permissionId
+OWNER_EMAIL = "emulated.user@example.com"
+
+
+def owner_permission() -> dict:
+    return {"kind": "drive#permission", "id": OWNER_PERMISSION_ID, "type": "user",
+            "role": "owner", "emailAddress": OWNER_EMAIL, "displayName": "Emulated User",
+            "deleted": False, "pendingOwner": False}
+
+
+def sharing_fields(rec: FileRecord) -> dict:
+    """``shared``, ``permissionIds`` and ``permissions``: the owner's, then the shares."""
+    perms = [owner_permission()] + [dict(p) for p in rec.permissions]
+    return {"shared": bool(rec.permissions), "permissionIds": [p["id"] for p in perms],
+            "permissions": perms}
 
 
 def _split_ids(text: Optional[str]) -> List[str]:

@@ -361,8 +361,14 @@ FILE_SCHEMA: Schema = dict.fromkeys([
     "teamDriveId", "thumbnailLink", "thumbnailVersion", "trashed", "trashedTime",
     "trashingUser", "version", "videoMediaMetadata", "viewedByMe", "viewedByMeTime",
     "viewersCanCopyContent", "webContentLink", "webViewLink", "writersCanShare"])
+PERMISSION_SCHEMA: Schema = dict.fromkeys([
+    "allowFileDiscovery", "deleted", "displayName", "domain", "emailAddress", "expirationTime",
+    "id", "inheritedPermissionsDisabled", "kind", "pendingOwner", "permissionDetails",
+    "photoLink", "role", "teamDrivePermissionDetails", "type", "view"])
+PERMISSION_LIST_SCHEMA: Schema = {"kind": None, "nextPageToken": None,
+                                  "permissions": PERMISSION_SCHEMA}
 FILE_SCHEMA.update(lastModifyingUser=USER_SCHEMA, sharingUser=USER_SCHEMA,
-                   trashingUser=USER_SCHEMA, owners=USER_SCHEMA)
+                   trashingUser=USER_SCHEMA, owners=USER_SCHEMA, permissions=PERMISSION_SCHEMA)
 FILE_LIST_SCHEMA: Schema = {"files": FILE_SCHEMA, "incompleteSearch": None, "kind": None,
                             "nextPageToken": None}
 ABOUT_SCHEMA: Schema = dict.fromkeys([

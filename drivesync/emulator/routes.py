@@ -13,7 +13,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
-from . import batch, handlers, uploads
+from . import batch, handlers, permissions, uploads
 from .wire import Request, Response
 
 Handler = Callable[..., Response]
@@ -47,11 +47,15 @@ class Route:
 GET, POST, PATCH, PUT, DELETE = ("GET",), ("POST",), ("PATCH",), ("PUT",), ("DELETE",)
 FILES = "drive/v3/files"
 UPLOADS = "upload/drive/v3/files"
+PERMISSIONS = FILES + "/{file_id}/permissions"
+PERMISSION = PERMISSIONS + "/{permission_id}"
 
 ROUTES: List[Route] = [
     Route("batch", POST, "batch/drive/v3", batch.batch),
-    Route("upload.chunk", PUT, UPLOADS, uploads.upload_chunk, needs="upload_id"),
-    Route("upload.chunk", PUT, UPLOADS + "/{file_id}", uploads.upload_chunk, needs="upload_id"),
+    # Chunks go to the session URI with PUT (Google's client) or POST (rclone's).
+    Route("upload.chunk", PUT + POST, UPLOADS, uploads.upload_chunk, needs="upload_id"),
+    Route("upload.chunk", PUT + POST, UPLOADS + "/{file_id}", uploads.upload_chunk,
+          needs="upload_id"),
     Route("files.create", POST, UPLOADS, uploads.upload, checks_mask=True),
     Route("files.update", PATCH + PUT, UPLOADS + "/{file_id}", uploads.upload, checks_mask=True),
     Route("about.get", GET, "drive/v3/about", handlers.about),
@@ -63,6 +67,11 @@ ROUTES: List[Route] = [
     Route("files.update", PATCH + PUT, FILES + "/{file_id}", handlers.update, checks_mask=True),
     Route("files.delete", DELETE, FILES + "/{file_id}", handlers.delete),
     Route("files.copy", POST, FILES + "/{file_id}/copy", handlers.copy, checks_mask=True),
+    Route("permissions.create", POST, PERMISSIONS, permissions.create),
+    Route("permissions.list", GET, PERMISSIONS, permissions.list_permissions),
+    Route("permissions.get", GET, PERMISSION, permissions.get),
+    Route("permissions.update", PATCH, PERMISSION, permissions.update),
+    Route("permissions.delete", DELETE, PERMISSION, permissions.delete),
 ]
 
 

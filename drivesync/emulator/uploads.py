@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
@@ -34,26 +35,41 @@ class Session:
     total: Optional[int]
     file_id: Optional[str]          # set for an update
     writer: Any                     # models.BlobWriter
+    expires: float = float("inf")   # time.monotonic() after which the URI answers 404
     received: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     done: Optional[dict] = None     # the final file resource once complete
 
 
 class SessionStore:
-    """The open resumable sessions by id (in memory only, as documented)."""
+    """The open resumable sessions by id (in memory only, as documented).
+
+    A session expires ``session_ttl`` seconds after its initiation, finished or
+    not; from then on its URI answers 404, which tells a client to start again.
+    """
 
     def __init__(self) -> None:
         self.sessions: Dict[str, Session] = {}
         self.lock = threading.Lock()
 
     def add(self, session: Session) -> None:
+        now = time.monotonic()
         with self.lock:
+            stale = [s for s in self.sessions.values() if s.expires <= now]
+            for old in stale:
+                del self.sessions[old.id]
             self.sessions[session.id] = session
+        for old in stale:
+            with old.lock:  # not under a chunk that is still being written
+                old.writer.abort()
 
     def get(self, sid: str) -> Session:
         with self.lock:
             session = self.sessions.get(sid)
         if session is None:
+            raise errors.session_expired()
+        if session.expires <= time.monotonic():
+            self.forget(sid)
             raise errors.session_expired()
         return session
 
@@ -134,8 +150,9 @@ def start_session(api: Api, req: Request, file_id: Optional[str]) -> Response:
     total = int(total_text) if total_text and total_text.isdigit() else None
     api.precheck(file_id, meta, total)
     sid = uuid.uuid4().hex
+    expires = time.monotonic() + api.emu.config.session_ttl
     api.sessions.add(Session(sid, meta, dict(req.query), req.headers.get("x-upload-content-type"),
-                             total, file_id, api.state.blobs.writer()))
+                             total, file_id, api.state.blobs.writer(), expires))
     path = "upload/drive/v3/files" + (f"/{urllib.parse.quote(file_id)}" if file_id else "")
     query = dict(req.query, upload_id=sid)
     location = f"{req.base_url}{path}?{urllib.parse.urlencode(query)}"

@@ -86,6 +86,8 @@ class Request:
         except ValueError:
             raise errors.bad_request("Invalid JSON payload received.", reason="parseError"
                                      ) from None
+        if doc is None:  # rclone's move: PATCH ?addParents=..&removeParents=.. with null
+            return {}
         if not isinstance(doc, dict):
             raise errors.bad_request("Invalid JSON payload received.", reason="parseError")
         return doc
