@@ -374,11 +374,12 @@ def test_google_docs_and_shortcuts_are_never_pulled_replaced_or_deleted(tmp_path
     it with a note, and push --delete (even with a local file of the same name) leaves it."""
     top = seed(emulator, emulator.state.root_id, "space_Colab", folder=True)
     ds = seed(emulator, top, "ds", folder=True)
-    seed(emulator, ds, "a.txt", b"abc")
+    target = seed(emulator, ds, "a.txt", b"abc")
     for name, mime in [("notes", "application/vnd.google-apps.document"),
                        ("results", "application/vnd.google-apps.spreadsheet"),
                        ("a link", "application/vnd.google-apps.shortcut")]:
-        emulator.state.create({"name": name, "parents": [ds], "mimeType": mime})
+        emulator.state.create({"name": name, "parents": [ds], "mimeType": mime,
+                               "shortcutDetails": {"targetId": target}})  # a real-looking one
     monkeypatch.setenv("DRIVESYNC_TOKEN", TOKEN)
     dest = tmp_path / "dest"
     address = "drive:space_Colab/ds"
