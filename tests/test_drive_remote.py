@@ -155,6 +155,34 @@ def test_request_costs(drive_remote, emulator, tmp_path):
     assert emulator.counters["requests"] >= r.stats.requests + fresh.stats.requests
 
 
+def test_processes_creating_one_folder_at_once_end_up_in_the_same_one(drive_settings,
+                                                                       emulator):
+    """Two launchers (separate remotes, separate caches) creating --weights at the same
+    moment: both use the oldest folder and the twin is removed, so both write where
+    every later lookup will look (the lease race depends on it)."""
+    for round_ in range(4):
+        remotes = [DriveRemote("space_Colab", settings=drive_settings) for _ in range(3)]
+        for r in remotes:
+            r.mkdir("")
+        start = threading.Barrier(len(remotes))
+        ids: list = []
+
+        def make(r: DriveRemote, start=start, ids=ids, name=f"w{round_}") -> None:
+            start.wait()
+            ids.append(r.mkdir(name).id)
+
+        threads = [threading.Thread(target=make, args=(r,)) for r in remotes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        folders = [f for f in emulator.state.all_files()
+                   if f["name"] == f"w{round_}" and not f.get("trashed")]
+        assert len(set(ids)) == 1 and [f["id"] for f in folders] == ids[:1], (ids, folders)
+        for r in remotes:
+            r.close()
+
+
 def test_each_thread_has_its_own_http(drive_remote):
     services = []
     threads = [threading.Thread(target=lambda: services.append(drive_remote._service()))

@@ -147,10 +147,13 @@ def test_kill9_relaunch_cycles(tmp_path, which, request, monkeypatch):
     first_mirror = False
     expected = None
     for cycle in range(10):
-        proc = subprocess.Popen([sys.executable, "-m", "drivesync", *_argv(tmp_path, target)],
+        # a killed launch leaves its lease with a fresh heartbeat: the user who
+        # relaunches at once knows that runtime is gone
+        proc = subprocess.Popen([sys.executable, "-m", "drivesync",
+                                 *_argv(tmp_path, target, "--force-take-over")],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True, cwd=str(tmp_path))
-        time.sleep(rng.uniform(0.4, 1.2))
+        time.sleep(rng.uniform(0.4, 1.2) + 0.3)  # + taking the lease (settle)
         os.killpg(proc.pid, signal.SIGKILL)
         out = proc.communicate()[0].decode()
         print(f"--- cycle {cycle}\n" + out[-800:])  # shown when the test fails

@@ -278,6 +278,21 @@ def test_internal_names_are_hidden(r, tmp_path):
     assert [e.path for e in r.walk()] == ["keep.txt"]
 
 
+def test_list_internal_shows_exactly_what_list_hides(r, tmp_path):
+    """Leases are found this way (checkpoints/lease.py)."""
+    r.upload(write(tmp_path, "v", b"visible"), "d/keep.txt")
+    made = r.upload(write(tmp_path, "l", b'{"owner": "x"}'), "d/.drivesync-lease-x")
+    assert [e.path for e in r.list("d")] == ["d/keep.txt"]
+    got = r.list_internal("d")
+    assert [(e.path, e.md5, e.size) for e in got] == [("d/.drivesync-lease-x", made.md5, 14)]
+    r.download(got[0], tmp_path / "back")
+    assert (tmp_path / "back").read_bytes() == b'{"owner": "x"}'
+    r.delete(got[0], permanent=True)
+    assert r.list_internal("d") == []
+    with pytest.raises(NotFound):
+        r.list_internal("nowhere")
+
+
 @pytest.mark.parametrize("name", ["my data/it's a file.txt", "Ünïcødé/文件 名.bin",
                                   'quote "double"/x'])
 def test_paths_with_spaces_quotes_and_unicode(r, tmp_path, name):

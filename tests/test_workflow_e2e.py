@@ -184,8 +184,16 @@ def test_desktop_to_colab_darknet(desktop, drive_remote, tmp_path):
     assert expected and expected < STOP_AT
 
     _wipe_runtime(d)
-    out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                         cwd=str(tmp_path), timeout=60).stdout.decode()
+    # the dead runtime's lease is still fresh: a plain relaunch stops at once (exit 8),
+    # before staging anything; the user who knows that runtime is gone forces it
+    done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                          cwd=str(tmp_path), timeout=60)
+    assert done.returncode == 8 and "leased by another launch" in done.stdout.decode()
+    assert "staged" not in done.stdout.decode()
+    out = subprocess.run(argv + ["--force-take-over"], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, env=env, cwd=str(tmp_path),
+                         timeout=60).stdout.decode()
+    assert "taking over the lease of owner" in out, out
     assert f"resuming from {complete[0].entry.name}" in out, out
     assert f"FAKE resumed from {complete[0].entry.name} at iteration {expected}" in out, out
     assert "FAKE read 11 training images" in out
@@ -229,7 +237,10 @@ def test_desktop_to_colab_ultralytics(desktop, drive_remote, tmp_path):
     first = _run_until(argv, env, tmp_path, mirrored_twice)
     assert "FAKE fresh run" in first and "FAKE read 12 images" in first, first
     assert "mirrored last.pt" in first
-    entry = drive_remote.stat("runs/last.pt")
+    # killed between the rename and the delete of the old copy, Drive holds two last.pt:
+    # the relaunch resumes from the newer (stat would name the older)
+    entry = max((e for e in drive_remote.list("runs") if e.name == "last.pt"),
+                key=lambda e: e.modified)
     drive_remote.download(entry, tmp_path / "last.pt")
     import zipfile
 
@@ -237,8 +248,9 @@ def test_desktop_to_colab_ultralytics(desktop, drive_remote, tmp_path):
         epoch = int(z.read("fake/epoch"))
     _wipe_runtime(d)
     fast = dict(env, FAKE_INTERVAL="0.05")  # the relaunch only has to finish
-    out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=fast,
-                         cwd=str(tmp_path), timeout=60).stdout.decode()
+    out = subprocess.run(argv + ["--force-take-over"], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, env=fast, cwd=str(tmp_path),
+                         timeout=60).stdout.decode()
     assert "resuming from last.pt" in out, out
     assert 1 <= epoch < EPOCHS - 1
     assert f"from epoch {epoch + 2} to {EPOCHS} total epochs" in out, out

@@ -18,6 +18,7 @@ from ..errors import UsageError
 from ..remotes.base import Remote
 from ..types import Entry, Quota
 from .families import parse_checkpoint
+from .lease import spare_leased_newest
 from .lock import FolderLock, lock_path
 from .policy import PrunePlan, PrunePolicy, select_prunable
 
@@ -81,7 +82,8 @@ def prune(remote: Remote, path: str = "", *, policy: PrunePolicy, permanent: boo
     (``max_bytes`` applies per folder; ``min_free`` is refused, since which run's
     checkpoints should go first is the user's call) and its own lock, taken
     before anything is deleted. ``now`` is what ``policy.min_age`` counts from.
-    Raises LockedError (exit 8) when another run holds a folder's lock.
+    Raises LockedError (exit 8) when another run holds a folder's lock. The
+    newest checkpoint of a folder under a live launch lease is never deleted.
     """
     if recursive and policy.min_free is not None:
         raise UsageError("--min-free cannot be combined with --recursive: prune each run's "
@@ -106,6 +108,8 @@ def prune(remote: Remote, path: str = "", *, policy: PrunePolicy, permanent: boo
             quota = remote.quota() if policy.min_free is not None else None
             plan = select_prunable(entries, policy, quota=quota, permanent=permanent,
                                    empty_trash=empty_trash, now=now)
+            folders = {path: entries}
+        spare_leased_newest(remote, plan, folders)   # a live launch is writing there
         result = PruneResult(plan=plan, dry_run=dry_run, quota=quota)
         if dry_run:
             result.requests = remote.stats.requests - start

@@ -75,6 +75,13 @@ def _common_launch(p: argparse.ArgumentParser) -> None:
                    help="local folder for resume downloads and mirror snapshots")
     g.add_argument("--interval", type=float, default=5.0, metavar="SEC",
                    help="seconds between looks at the trainer's output folder (default 5)")
+    g.add_argument("--take-over", action="store_true",
+                   help="claim the --weights folder's lease from a launch that is gone: at once "
+                        "when its heartbeat is stale (2 min), else once it has not moved for "
+                        "that long (a live holder keeps it)")
+    g.add_argument("--force-take-over", action="store_true",
+                   help="claim the lease even from a launch whose heartbeat is fresh "
+                        "(only when you know that runtime is gone)")
     g = p.add_argument_group("prune while mirroring (off unless one is given)")
     g.add_argument("--keep-last", type=int, metavar="N",
                    help="keep the N newest numbered checkpoints")
@@ -136,6 +143,8 @@ def register(sub, common) -> None:
     c.add_argument("--pretrained")
     c.add_argument("--root", default="/WORK1")
     c.add_argument("--darknet", default="/content/darknet/darknet", metavar="PATH")
+    c.add_argument("--take-over", action="store_true",
+                   help="pass --take-over to launch (claim the lease of a runtime that is gone)")
     c.add_argument("--repo-url", metavar="URL",
                    help="git repository pip installs drivesync from (it is not on PyPI yet); "
                         "without it, cell 1 asks you to fill in REPO_URL")
@@ -169,7 +178,8 @@ def options_from_args(args) -> LaunchOptions:
         trainer=args.trainer, data=args.data, weights=args.weights, dataset=args.dataset,
         root=root or None, drive_dir=args.drive_dir, force_link=args.force_link,
         stage=args.stage, stage_dir=args.stage_dir, mount=args.mount, work_dir=args.work_dir,
-        interval=args.interval, policy=_policy(args), extra=tuple(args.extra))
+        interval=args.interval, policy=_policy(args), extra=tuple(args.extra),
+        take_over=args.take_over, force_take_over=args.force_take_over)
     if args.trainer == DARKNET:
         opts.cfg, opts.pretrained, opts.darknet, opts.map = (
             args.cfg, args.pretrained, args.darknet, args.map)
@@ -225,6 +235,8 @@ def colab_cell_text(args) -> str:
     if args.dataset:
         cmd += ["--dataset", args.dataset]
     cmd += ["--root", args.root]
+    if getattr(args, "take_over", False):
+        cmd += ["--take-over"]
     extra = "!pip install -q ultralytics\n" if args.trainer == ULTRALYTICS else ""
     return (
         "# --- cell 1: install (once per runtime) ---\n"

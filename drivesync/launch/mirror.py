@@ -177,6 +177,7 @@ class Mirror:
         self.quota_retry = quota_retry
         self.clock = clock
         self._blocked_at: Optional[float] = None   # when Drive last said it is full
+        self.stopped: Optional[str] = None         # why nothing more is written (lease lost)
 
     # ---- start ------------------------------------------------------------
     def start(self) -> list[Entry]:
@@ -253,6 +254,8 @@ class Mirror:
         While Drive is full (see :meth:`blocked`) files are only watched, not
         uploaded, unless ``force`` (the last tries after the trainer stopped).
         """
+        if self.stopped:
+            return []
         ready: list[tuple[int, Path, Key]] = []
         for p in self._candidates():
             try:
@@ -309,6 +312,8 @@ class Mirror:
                sleep: Callable[[float], None] = time.sleep) -> list[Mirrored]:
         """After the trainer stopped: poll until every changed file is handled."""
         out: list[Mirrored] = []
+        if self.stopped:
+            return out
         deadline = time.monotonic() + timeout
         refusals = self.stats.quota_blocked
         for _ in range(self.settle_polls + 1):

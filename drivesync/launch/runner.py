@@ -78,6 +78,9 @@ class LaunchOptions:
     interval: float = 5.0                   # seconds between polls of the output folder
     settle_polls: int = 2
     extra: Sequence[str] = ()
+    take_over: bool = False                 # claim a stale lease on --weights
+    force_take_over: bool = False           # claim even a live one
+    lease_timing: object = None             # checkpoints.lease.LeaseTiming or None (defaults)
 
 
 @dataclass
@@ -366,21 +369,27 @@ def launch(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
         raise UsageError(f"unknown trainer {opts.trainer!r}")
     if opts.trainer == DARKNET and not opts.cfg:
         raise UsageError("launch darknet needs --cfg")
-    staged = prepare_environment(opts, settings=settings, reporter=reporter, progress=progress)
-    batch = expected = None
-    if opts.trainer == DARKNET:
-        binary = colab.prepare_darknet(opts.darknet)
-        if binary.gpu is False:
-            reporter.warn(f"{binary.path}: {binary.detail}")
-        watch = trainers.backup_dir(opts.data)
-        batch = trainers.cfg_int(opts.cfg or "", "batch")
-        expected = expected_weights_size(opts.cfg or "")
-        if expected is not None:
-            log.info("the cfg makes every checkpoint %d bytes", expected)
-        watch.mkdir(parents=True, exist_ok=True)
-    work = Path(opts.work_dir)
     remote = open_remote(opts.weights, settings=settings) if opts.weights else None
+    lease = None
+    mirror: Optional[Mirror] = None
     try:
+        if remote is not None:  # first: a held folder stops us before we stage anything
+            lease = take_lease(remote, opts, reporter=reporter)
+            lease.start_heartbeat(on_lost=lambda why: _lease_lost(mirror, why, reporter))
+        staged = prepare_environment(opts, settings=settings, reporter=reporter,
+                                     progress=progress)
+        batch = expected = None
+        if opts.trainer == DARKNET:
+            binary = colab.prepare_darknet(opts.darknet)
+            if binary.gpu is False:
+                reporter.warn(f"{binary.path}: {binary.detail}")
+            watch = trainers.backup_dir(opts.data)
+            batch = trainers.cfg_int(opts.cfg or "", "batch")
+            expected = expected_weights_size(opts.cfg or "")
+            if expected is not None:
+                log.info("the cfg makes every checkpoint %d bytes", expected)
+            watch.mkdir(parents=True, exist_ok=True)
+        work = Path(opts.work_dir)
         resume: Optional[Resume] = None
         skipped: list = []
         if remote is not None:
@@ -414,12 +423,12 @@ def launch(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
                 resume_from=resume.local if resume else None, extra=opts.extra)
             check = lambda p: check_pt(p, load=False)  # noqa: E731
             suffixes = PT_SUFFIXES
-        mirror = None
         if remote is not None:
             mirror = Mirror(remote, watch_dir=watch, suffixes=suffixes, check=check,
                             snapshot_dir=work / "snapshots", settle_polls=opts.settle_polls,
                             policy=opts.policy, progress=progress, on_event=reporter.say,
                             on_warning=reporter.warn, expected_size=expected)
+            mirror.stopped = lease.lost if lease is not None else None
             mirror.start()
         reporter.say("running: " + " ".join(argv))
         pids: list[int] = []
@@ -439,5 +448,28 @@ def launch(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
             bytes=stats.bytes if stats else 0,
             newest=(stats.mirrored[-1] if stats and stats.mirrored else None))
     finally:
+        if lease is not None:
+            lease.release()
         if remote is not None:
             remote.close()
+
+
+def take_lease(remote: Remote, opts: LaunchOptions, *, reporter: Reporter):
+    """One writer per checkpoint folder (:mod:`..checkpoints.lease`); LockedError (exit 8)
+    names the holder when another launch holds ``--weights``."""
+    from ..checkpoints.lease import FolderLease, LeaseTiming
+
+    lease = FolderLease(remote, timing=opts.lease_timing or LeaseTiming(), on_note=reporter.say)
+    lease.acquire(take_over=opts.take_over or opts.force_take_over,
+                  force=opts.force_take_over)
+    reporter.say(f"leased {remote.address} for this launch (owner {lease.me.owner} on "
+                 f"{lease.me.host}); another launch on it stops until this one ends")
+    return lease
+
+
+def _lease_lost(mirror: Optional[Mirror], why: str, reporter: Reporter) -> None:
+    """Another launch took the folder over: stop writing into it (training goes on)."""
+    if mirror is not None:
+        mirror.stopped = why
+    reporter.warn(f"lease on the checkpoint folder lost: {why}; this launch no longer mirrors"
+                  + (f" (its checkpoints stay in {mirror.watch_dir})" if mirror else ""))

@@ -109,6 +109,15 @@ class Remote(ABC):
     def quota(self) -> Quota:
         """Storage limit, usage and the part of usage held by the trash."""
 
+    def list_internal(self, path: str = "") -> list[Entry]:
+        """drivesync's own items directly in folder ``path``, the ones :meth:`list`
+        hides (names starting ``.drivesync``: lease files, in-flight temp files).
+
+        Leases (:mod:`..checkpoints.lease`) are found this way. NotFound when
+        ``path`` is not a folder. Every remote must provide it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot list drivesync's own files")
+
     # ---- derived --------------------------------------------------------
     def open_read(self, target: Target) -> tuple[Entry, BinaryIO]:
         """The file ``target`` and a reader of its bytes from the start (``read(n)``,

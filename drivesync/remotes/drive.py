@@ -222,9 +222,23 @@ class DriveRemote(Remote):
                 return found
             meta = self._create({"name": parts[-1], "parents": [parent],
                                  "mimeType": FOLDER_MIME}, what=f"drive:{'/'.join(parts)}")
-            self._folders.put(parts, meta["id"])
             log.info("created folder drive:%s", "/".join(parts))
-            return meta["id"]
+            return self._adopt_twin(parent, parts, meta["id"])
+
+    def _adopt_twin(self, parent: str, parts: tuple[str, ...], made: str) -> str:
+        """Another process may have created the same folder at the same moment (two
+        launchers, two pushes): look again and use the oldest, as every other
+        lookup will, removing ours while it is still empty. Everyone agrees on
+        the oldest (createdTime, then id), so no two writers end up in twins."""
+        chosen = pick([f for f in self._children(parent, name=parts[-1])
+                       if f.get("mimeType") == FOLDER_MIME] or [{"id": made}],
+                      what=f"drive:{'/'.join(parts)}")["id"]
+        if chosen != made:
+            log.info("drive:%s was created twice at once; using the older one",
+                     "/".join(parts))
+            self._discard(made, what=f"removal of a twin of drive:{'/'.join(parts)}")
+        self._folders.put(parts, chosen)
+        return chosen
 
     def _existing_folder(self, parts: tuple[str, ...]) -> str:
         """Id of an existing folder; NotFound naming the whole path asked for."""
@@ -285,13 +299,14 @@ class DriveRemote(Remote):
         return self.stat(target_path(target))
 
     # ---- listing ----------------------------------------------------------------
-    def _list_id(self, folder_id: str, rel: str, parts: tuple[str, ...]) -> list[Entry]:
+    def _list_id(self, folder_id: str, rel: str, parts: tuple[str, ...], *,
+                 internal: bool = False) -> list[Entry]:
         items = self._children(folder_id)
         folders: dict[str, list[dict]] = {}
         out = []
         for meta in items:
             name = meta["name"]
-            if is_internal(name):
+            if is_internal(name) != internal:
                 continue
             if meta.get("mimeType") == FOLDER_MIME:
                 folders.setdefault(name, []).append(meta)
@@ -308,6 +323,11 @@ class DriveRemote(Remote):
         if isinstance(path, Entry) and path.id and path.is_dir:
             return self._list_id(path.id, rel, parts)
         return self._list_id(self._existing_folder(parts), rel, parts)
+
+    def list_internal(self, path: str = "") -> list[Entry]:
+        rel = clean_relpath(path)
+        parts = self._parts(rel)
+        return self._list_id(self._existing_folder(parts), rel, parts, internal=True)
 
     def walk(self, path: str = "") -> Iterator[Entry]:
         """Breadth-first, parents first; one files.list per folder (per 1000 items)."""

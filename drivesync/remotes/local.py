@@ -77,13 +77,22 @@ class LocalRemote(Remote):
         p = self._abs(rel)
         if not p.exists():
             raise NotFound(f"{self._label(rel)}: no such file or folder")
-        if isinstance(target, Entry) and target.id and str(p.stat().st_ino) != target.id:
-            raise NotFound(f"{self._label(rel)}: the item was replaced since it was listed")
+        try:
+            if isinstance(target, Entry) and target.id and str(p.stat().st_ino) != target.id:
+                raise NotFound(f"{self._label(rel)}: the item was replaced since it was listed")
+        except FileNotFoundError:
+            raise NotFound(f"{self._label(rel)}: no such file or folder") from None
         return rel, p
 
     # ---- primitives -----------------------------------------------------
     def list(self, path: Target = "") -> list[Entry]:
-        rel = clean_relpath(target_path(path))
+        return self._list(target_path(path), internal=False)
+
+    def list_internal(self, path: str = "") -> list[Entry]:
+        return self._list(path, internal=True)
+
+    def _list(self, path: str, *, internal: bool) -> list[Entry]:
+        rel = clean_relpath(path)
         p = self._abs(rel)
         self.stats.requests += 1
         if not p.is_dir():
@@ -94,7 +103,7 @@ class LocalRemote(Remote):
             raise NotFound(f"{self._label(rel)}: no such folder") from None
         out = []
         for child in children:
-            if is_internal(child.name) or child.is_symlink() and not child.is_file():
+            if is_internal(child.name) != internal or child.is_symlink() and not child.is_file():
                 continue
             try:
                 out.append(self._entry(posixpath.join(rel, child.name) if rel else child.name,
@@ -149,9 +158,12 @@ class LocalRemote(Remote):
         rel, src = self._resolve(target)
         if src.is_dir():
             raise RemoteError(f"{self._label(rel)}: is a folder, not a file")
-        entry = self._entry(rel, src)
-        with PartialDownload(dest, size=entry.size, disk=self.disk) as part, \
-                open(src, "rb") as inp:
+        try:
+            entry = self._entry(rel, src)
+            inp = open(src, "rb")
+        except FileNotFoundError:  # removed since it was resolved (a writer at work)
+            raise NotFound(f"{self._label(rel)}: no such file or folder") from None
+        with PartialDownload(dest, size=entry.size, disk=self.disk) as part, inp:
             inp.seek(part.have)
             for block in iter(lambda: inp.read(self._chunk), b""):
                 part.write(block)
@@ -199,7 +211,10 @@ class LocalRemote(Remote):
             raise UsageError("refusing to delete the remote root")
         self.stats.requests += 1
         if permanent:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            try:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+            except FileNotFoundError:
+                raise NotFound(f"{self._label(rel)}: no such file or folder") from None
             return
         trash = self.root / TRASH
         trash.mkdir(exist_ok=True)
