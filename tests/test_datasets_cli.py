@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,7 @@ def voc(tmp_path_factory):
     return make_sample_voc(tmp_path_factory.mktemp("voc") / "VOC", images=30)
 
 
-TINY = "[net]\nbatch=1\n[convolutional]\nfilters=255\n[yolo]\nmask=0,1,2\nclasses=80\n"
+TINY = (Path(__file__).parent / "data" / "darknet" / "two-heads-tiny.cfg").read_text()
 
 
 def run_json(capsys, argv):

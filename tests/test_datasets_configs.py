@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from drivesync.datasets.configs import (
@@ -15,46 +17,9 @@ from drivesync.datasets.configs import (
 )
 from drivesync.errors import DatasetError, UsageError
 
-TINY = """\
-[net]
-# Testing
-batch=1
-subdivisions=1
-width=416
-height=416
-max_batches = 500200
-steps=400000,450000
-
-[convolutional]
-batch_normalize=1
-filters=16
-size=3
-
-[convolutional]
-size=1
-stride=1
-filters=255
-activation=linear
-
-[yolo]
-mask = 3,4,5
-anchors = 10,14,  23,27,  37,58,  81,82,  135,169,  344,319
-classes=80
-num=6
-
-[route]
-layers = -4
-
-[convolutional]
-filters=255
-activation=linear
-
-[yolo]
-mask = 0,1,2
-anchors = 10,14,  23,27,  37,58,  81,82,  135,169,  344,319
-classes=80
-num=6
-"""
+DATA = Path(__file__).parent / "data" / "darknet"
+TINY_CFG = DATA / "two-heads-tiny.cfg"  # two [yolo] heads, a [route] between
+TINY = TINY_CFG.read_text()
 
 
 def section_values(text, section, key):

@@ -36,39 +36,7 @@ NAME = "voc"
 BATCH = 4
 STOP_AT = 45  # iterations of the fake darknet (prepare sets max_batches=6000)
 
-BASE_CFG = """[net]
-batch=64
-subdivisions=16
-width=416
-height=416
-max_batches = 500200
-steps=400000,450000
-
-[convolutional]
-size=1
-filters=255
-activation=linear
-
-[yolo]
-mask = 3,4,5
-anchors = 10,14,  23,27,  37,58,  81,82,  135,169,  344,319
-classes=80
-num=6
-
-[route]
-layers = -4
-
-[convolutional]
-size=1
-filters=255
-activation=linear
-
-[yolo]
-mask = 0,1,2
-anchors = 10,14,  23,27,  37,58,  81,82,  135,169,  344,319
-classes=80
-num=6
-"""
+BASE_CFG = HERE / "data" / "darknet" / "two-heads-tiny.cfg"  # prepare patches it for 3 classes
 
 
 @pytest.fixture
@@ -78,7 +46,7 @@ def desktop(tmp_path, emulator, monkeypatch):
     ep = ["--endpoint", emulator.url]
     root = tmp_path / "WORK1"
     make_sample_voc(tmp_path / "sample", images=12)
-    (tmp_path / "base.cfg").write_text(BASE_CFG)
+    (tmp_path / "base.cfg").write_text(BASE_CFG.read_text())
     out = tmp_path / "out"
     assert main(["prepare", str(tmp_path / "sample"), str(out), "--format", "voc",
                  "--name", NAME, "--max-files", "10", "--root", str(root / NAME),
