@@ -15,8 +15,10 @@ push   2,000 small files: the naive notebook loop (one files().create after
 pack   the same files with --pack: >= 50x faster than the naive loop.
 noop   re-push of 30,000 files in 15 shards: requests and seconds (goal <= ~50
        requests, 0 file reads). Seeded straight into the emulator's data dir.
-pull   one 200 MB file: throughput >= 90% of the bandwidth cap, client peak RSS
-       < 100 MB (the client runs in its own process).
+pull   one 200 MiB file, 4 x 50 MiB and 8 x 25 MiB in parallel, 1,000 files of 64 KiB:
+       the naive loop (MediaIoBaseDownload file by file) vs drivesync pull; share
+       of what the connections used can carry (goal >= 95% on one file, >= 90% in
+       aggregate) and each client's peak RSS (goal < 100 MB; own process).
 """
 
 from __future__ import annotations
@@ -247,32 +249,73 @@ def bench_noop(args: argparse.Namespace) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
+#: pull cases: name -> (files, bytes each, folder, drivesync jobs); --quick divides sizes by 10
+PULL_CASES = {
+    "one": (1, 200 * 2**20, "one", 1),
+    "par4": (4, 50 * 2**20, "par4", 4),
+    "par8": (8, 25 * 2**20, "par8", 8),
+    "small": (1000, 64 * 2**10, "small", 4),
+}
+
+
 def bench_pull(args: argparse.Namespace) -> dict:
-    size = (20 if args.quick else 200) * 1024 * 1024
+    """Per case: the naive get_media loop, then drivesync pull, each client in its own
+    process (its peak RSS alone), against one emulator with the bandwidth cap."""
     knobs = scaled(args.factor)
     cap = knobs["bandwidth"]
-    print(f"[pull] one {size // 2**20} MiB file; bandwidth cap {cap / 2**20:.0f} MiB/s per "
-          f"connection, latency {knobs['latency'] * 1000:.0f} ms (factor {args.factor:g}); "
-          "client in its own process")
+    cases = {k: (n // 5 if args.quick and k == "small" else n,
+                 size // 10 if args.quick and k != "small" else size, folder, jobs)
+             for k, (n, size, folder, jobs) in PULL_CASES.items()
+             if not args.cases or k in args.cases.split(",")}
+    print(f"[pull] bandwidth cap {cap / 2**20:.0f} MiB/s per connection, latency "
+          f"{knobs['latency'] * 1000:.0f} ms (factor {args.factor:g}); every client in its own "
+          "process; share = bytes/s over what the connections used can carry (cap x "
+          "connections)")
     work = Path(tempfile.mkdtemp(prefix="bench-pull-"))
+    out: dict = {}
     try:
-        blob = hashlib.sha256(b"seed").digest() * (size // 32)
-        seed(work / "emu", {"bench/big/model.bin": blob})
-        del blob
+        tree = {}
+        for name, (n, size, folder, _jobs) in cases.items():
+            for i in range(n):
+                unit = hashlib.sha256(f"{name}-{i}".encode()).digest()
+                tree[f"bench/{folder}/f{i:04d}.bin"] = unit * (size // 32)
+        seed(work / "emu", tree)
+        del tree
         srv = Server(work / "emu")
         try:
             srv.control.configure(latency=knobs["latency"], bandwidth=cap)
-            out = subprocess.run([sys.executable, __file__, "_pull_client", srv.url,
-                                  str(work / "dest")], capture_output=True, text=True,
-                                 check=True)
-            doc = json.loads(out.stdout.strip().splitlines()[-1])
+            for name, (n, size, folder, jobs) in cases.items():
+                what = (f"{n} files of {size / 2**20:.0f} MiB" if size >= 2**20
+                        else f"{n} files of {size // 1024} KiB")
+                print(f"  {name}: {what}; drivesync jobs {jobs}")
+                row = {}
+                for client, conns in (("naive", 1), ("drivesync", min(jobs, n))):
+                    dest = work / "dest"
+                    shutil.rmtree(dest, ignore_errors=True)
+                    gets0 = srv.control.counters["ops"].get("files.get", 0)
+                    res = subprocess.run([sys.executable, __file__, "_pull_client", client,
+                                          srv.url, str(dest), folder, str(jobs)],
+                                         capture_output=True, text=True)
+                    if res.returncode != 0:
+                        raise SystemExit(f"{client} pull client failed:\n{res.stderr[-3000:]}")
+                    doc = json.loads(res.stdout.strip().splitlines()[-1])
+                    gets = srv.control.counters["ops"].get("files.get", 0) - gets0
+                    if doc["bytes"] != n * size:
+                        raise SystemExit(f"{client}: pulled {doc['bytes']} of {n * size} bytes")
+                    rate = doc["bytes"] / doc["seconds"]
+                    share = 100 * rate / (cap * conns)
+                    label = "naive get_media loop" if client == "naive" else "drivesync pull"
+                    print(f"    {label:20s} {doc['seconds']:6.2f} s  {rate / 2**20:6.1f} MiB/s = "
+                          f"{share:3.0f}% of {conns} x cap; {gets} media GETs; peak RSS "
+                          f"{doc['maxrss_mb']:.0f} MB")
+                    row[client] = {"seconds": doc["seconds"], "share_pct": share,
+                                   "maxrss_mb": doc["maxrss_mb"], "gets": gets}
+                print(f"    ratio naive/drivesync: "
+                      f"{row['naive']['seconds'] / row['drivesync']['seconds']:.2f}x")
+                out[name] = row
         finally:
             srv.stop()
-        rate = doc["bytes"] / doc["seconds"]
-        print(f"  drivesync pull: {doc['seconds']:.1f} s, {rate / 2**20:.1f} MiB/s = "
-              f"{100 * rate / cap:.0f}% of the cap; client peak RSS {doc['maxrss_mb']:.0f} MB")
-        return {"seconds": doc["seconds"], "pct_of_cap": 100 * rate / cap,
-                "maxrss_mb": doc["maxrss_mb"]}
+        return out
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -290,19 +333,59 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _pull_client(url: str, dest: str) -> None:
-    remote = open_remote("drive:bench", settings=settings_for(url))
-    res = pull(remote, dest, path="big", jobs=1, hash_cache=HashCache(None),
-               state_dir=Path(dest).parent / "state")
-    rss = _peak_rss_mb()
-    print(json.dumps({"seconds": res.seconds, "bytes": res.bytes, "maxrss_mb": rss,
-                      "downloaded": res.downloaded}))
+def _pull_client(client: str, url: str, dest: str, folder: str, jobs: int) -> None:
+    if client == "naive":
+        seconds, nbytes = _naive_pull(url, Path(dest), folder)
+    else:
+        remote = open_remote("drive:bench", settings=settings_for(url))
+        res = pull(remote, dest, path=folder, jobs=jobs, hash_cache=HashCache(None),
+                   state_dir=Path(dest).parent / "state")
+        seconds, nbytes = res.seconds, res.bytes
+    print(json.dumps({"seconds": seconds, "bytes": nbytes, "maxrss_mb": _peak_rss_mb()}))
+
+
+def _naive_pull(url: str, dest: Path, folder: str) -> tuple[float, int]:
+    """What a notebook does: list the folder, then MediaIoBaseDownload file by file
+    (google-api-python-client's own download loop, default chunk size)."""
+    from google.oauth2.credentials import Credentials
+    from googleapiclient.discovery import build_from_document
+    from googleapiclient.discovery_cache import get_static_doc
+    from googleapiclient.http import MediaIoBaseDownload
+
+    doc = json.loads(get_static_doc("drive", "v3"))
+    doc["rootUrl"] = url
+    service = build_from_document(doc, credentials=Credentials(TOKEN))
+    t0 = time.monotonic()
+    parent = "root"
+    for name in ("bench", folder):
+        q = f"'{parent}' in parents and name = '{name}' and trashed = false"
+        parent = service.files().list(q=q, fields="files(id)").execute(
+            num_retries=5)["files"][0]["id"]
+    files, token = [], None
+    while True:
+        page = service.files().list(q=f"'{parent}' in parents and trashed = false",
+                                    pageSize=1000, pageToken=token,
+                                    fields="nextPageToken,files(id,name)").execute(num_retries=5)
+        files += page["files"]
+        token = page.get("nextPageToken")
+        if not token:
+            break
+    dest.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for f in files:
+        with open(dest / f["name"], "wb") as fh:
+            down = MediaIoBaseDownload(fh, service.files().get_media(fileId=f["id"]))
+            done = False
+            while not done:
+                _status, done = down.next_chunk(num_retries=5)
+            total += fh.tell()
+    return time.monotonic() - t0, total
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_pull_client"]:
-        _pull_client(argv[1], argv[2])
+        _pull_client(argv[1], argv[2], argv[3], argv[4], int(argv[5]))
         return 0
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -310,6 +393,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--quick", action="store_true", help="a smaller smoke run")
     p.add_argument("--factor", type=float, default=10.0,
                    help="speed-up applied to Drive's latency, write rate and bandwidth")
+    p.add_argument("--cases", default="",
+                   help=f"pull cases to run, comma-separated (default all: {','.join(PULL_CASES)})")
     args = p.parse_args(argv)
     results = {}
     if args.which in ("all", "push", "pack"):

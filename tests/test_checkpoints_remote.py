@@ -254,9 +254,10 @@ class Interrupt:
 
 
 def test_pull_latest_interrupted_then_resumed(remote, tmp_path):
+    from drivesync.hashing import CHUNK
     from drivesync.remotes.partial import BLOCK
 
-    size = BLOCK + 300_000      # more than one download block on both remotes
+    size = max(BLOCK, CHUNK) + 300_000      # more than one download block on both remotes
     seed(remote, tmp_path, {"y_1000.weights": size, "y_last.weights": size})
     want = hashlib.md5(payload("y_last.weights", size)).hexdigest()
     dest = tmp_path / "pulled"

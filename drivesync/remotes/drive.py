@@ -119,6 +119,14 @@ class DriveRemote(Remote):
             self._local.service = service
         return service
 
+    def _files(self) -> Any:
+        """This thread's ``files()`` resource, built once: building one costs ~1 ms
+        (a method object for each of its 16 methods), which counts per small file."""
+        files = getattr(self._local, "files", None)
+        if files is None:
+            files = self._local.files = self._service().files()
+        return files
+
     def _discovery(self) -> str:
         """The packaged Drive v3 document, pointed at ``api_endpoint`` when set.
 
@@ -502,7 +510,7 @@ class DriveRemote(Remote):
 
     def _media(self, entry: Entry, *, offset: int, label: str) -> MediaStream:
         """One streamed GET of the file from ``offset`` (a Range only when resuming)."""
-        url = self._service().files().get_media(fileId=entry.id).uri
+        url = self._files().get_media(fileId=entry.id).uri
         stream = MediaStream(url=url, size=entry.size, offset=offset,
                              what=f"download of {label}", session=self._session,
                              call=self._call, on_request=self._count_request,
