@@ -72,7 +72,7 @@ def merge_plans(plans: dict[str, PrunePlan]) -> PrunePlan:
 def prune(remote: Remote, path: str = "", *, policy: PrunePolicy, permanent: bool = False,
           empty_trash: bool = False, dry_run: bool = False, lock_dir: Optional[Path] = None,
           confirm: Optional[Callable[[PrunePlan], bool]] = None, recursive: bool = False,
-          now: Optional[float] = None) -> PruneResult:
+          now: Optional[float] = None, spare_leased: bool = True) -> PruneResult:
     """List folder ``path`` once, plan with ``policy`` and delete (unless ``dry_run``).
 
     ``confirm`` is asked with the plan before anything is deleted (the CLI's
@@ -83,7 +83,9 @@ def prune(remote: Remote, path: str = "", *, policy: PrunePolicy, permanent: boo
     checkpoints should go first is the user's call) and its own lock, taken
     before anything is deleted. ``now`` is what ``policy.min_age`` counts from.
     Raises LockedError (exit 8) when another run holds a folder's lock. The
-    newest checkpoint of a folder under a live launch lease is never deleted.
+    newest checkpoint of a folder under a live launch lease is never deleted,
+    unless ``spare_leased`` is False: the launch holding the lease prunes its own
+    folder to the user's budget (it is the one writer there).
     """
     if recursive and policy.min_free is not None:
         raise UsageError("--min-free cannot be combined with --recursive: prune each run's "
@@ -109,7 +111,8 @@ def prune(remote: Remote, path: str = "", *, policy: PrunePolicy, permanent: boo
             plan = select_prunable(entries, policy, quota=quota, permanent=permanent,
                                    empty_trash=empty_trash, now=now)
             folders = {path: entries}
-        spare_leased_newest(remote, plan, folders)   # a live launch is writing there
+        if spare_leased:
+            spare_leased_newest(remote, plan, folders)   # a live launch is writing there
         result = PruneResult(plan=plan, dry_run=dry_run, quota=quota)
         if dry_run:
             result.requests = remote.stats.requests - start

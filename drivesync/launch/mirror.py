@@ -461,7 +461,10 @@ class Mirror:
         from ..checkpoints.prune import prune
 
         try:
-            result = prune(self.remote, self.path, policy=self.policy, permanent=True)
+            # this launch holds the folder's lease: its own budget applies, not the
+            # rule that protects a leased folder from other pruners
+            result = prune(self.remote, self.path, policy=self.policy, permanent=True,
+                           spare_leased=False)
         except DriveSyncError as exc:
             self.on_warning(f"prune after mirroring failed: {exc}")
             return
