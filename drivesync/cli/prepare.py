@@ -6,7 +6,7 @@ import argparse
 from typing import Any, Dict, Tuple
 
 from ..datasets.check import check_dataset
-from ..datasets.items import FORMATS
+from ..datasets.formats import FORMATS
 from ..datasets.output import MODES
 from ..datasets.prepare import PrepareResult, convert_dataset, make_configs, prepare, shard_dataset
 from ..errors import EXIT_OK, EXIT_PARTIAL

@@ -13,7 +13,16 @@ import os
 from typing import Any, Container, Dict, List, Optional, Sequence
 
 from ..progress import NULL_PROGRESS, Progress
-from .items import Conversion, add_xywh, open_image, skip_box, walk_files
+from .items import (
+    Conversion,
+    ConvertOptions,
+    Format,
+    add_xywh,
+    has_files,
+    open_image,
+    skip_box,
+    walk_files,
+)
 from .report import Report
 
 log = logging.getLogger(__name__)
@@ -173,3 +182,22 @@ def _doc(
         for i, _ in anns[image_id]:
             reason = f'image_id {image_id!r} is not in "images"'
             skip_box(report, conv.counts, path, f"annotations[{i}].image_id", reason)
+
+
+def _convert(src: str, o: ConvertOptions, report: Report, progress: Progress) -> Conversion:
+    return convert_coco(src, report=report, classes=o.classes, keep_crowd=o.keep_crowd,
+                        images=o.images, exclude=o.exclude, moved=o.moved, progress=progress,
+                        hash_images=o.hash_images)
+
+
+def _has_images_list(path: str) -> bool:
+    """A JSON file that names an ``"images"`` list near its start (COCO writes it first)."""
+    try:
+        with open(path, "rb") as f:
+            return b'"images"' in f.read(1 << 20)
+    except OSError:
+        return False
+
+
+FORMAT = Format("coco", convert=_convert,
+                detect=lambda src: has_files(src, (".json",), also=_has_images_list))

@@ -16,7 +16,17 @@ from typing import Any, Container, List, Optional
 
 from ..errors import UsageError
 from ..progress import NULL_PROGRESS, Progress
-from .items import IMAGE_EXTS, Conversion, add_xywh, open_image, skip_box, walk_files
+from .items import (
+    IMAGE_EXTS,
+    Conversion,
+    ConvertOptions,
+    Format,
+    add_xywh,
+    has_files,
+    open_image,
+    skip_box,
+    walk_files,
+)
 from .report import Report
 
 log = logging.getLogger(__name__)
@@ -151,3 +161,14 @@ def _one(
     item.boxes = tuple(boxes)
     conv.counts.boxes += len(boxes)
     conv.items.append(item)
+
+
+def _convert(src: str, o: ConvertOptions, report: Report, progress: Progress) -> Conversion:
+    if o.classes is not None:
+        raise UsageError("CrowdHuman classes are fixed: person (and --head-class NAME)")
+    return convert_crowdhuman(src, report=report, box=o.box, head_class=o.head_class,
+                              images=o.images, exclude=o.exclude, moved=o.moved,
+                              progress=progress, hash_images=o.hash_images)
+
+
+FORMAT = Format("crowdhuman", convert=_convert, detect=lambda src: has_files(src, (".odgt",)))

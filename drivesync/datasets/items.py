@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Container, List, Optional, Tuple
+from typing import Any, Callable, Container, List, Optional, Sequence, Tuple
 
 from ..errors import DatasetError
+from ..progress import Progress
 from .imageinfo import BadImage, probe_image
 from .names import display, name_fields, relkey
-from .report import BOX, NOTE
+from .report import BOX, NOTE, Report
 
 Box = Tuple[int, float, float, float, float]
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 LABEL_EXT = ".txt"
-FORMATS = ("voc", "crowdhuman", "coco", "yolo")
 
 
 def format_box(box: Box) -> str:
@@ -275,3 +275,55 @@ def walk_files(root: str, *, exclude: Optional[str] = None) -> List[str]:
             os.path.join(dirpath, f) for f in sorted(filenames) if not f.startswith(".drivesync")
         )
     return out
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """What a conversion may be asked for; each converter reads the fields it knows.
+
+    ``moved``: keys already moved into shards (their missing images are not
+    reported); ``lazy``: items as a key-sorted stream (YOLO); ``hash_images``:
+    False leaves image md5s "" (see :func:`hashes_images`).
+    """
+
+    classes: Optional[Sequence[str]] = None
+    base_classes: Sequence[str] = ()
+    keep_difficult: bool = False
+    keep_crowd: bool = False
+    box: str = "fbox"
+    head_class: Optional[str] = None
+    images: Optional[str] = None
+    exclude: Optional[str] = None
+    moved: Container[str] = ()
+    lazy: bool = False
+    hash_images: bool = True
+
+
+Converter = Callable[[str, ConvertOptions, Report, Progress], Conversion]
+
+
+@dataclass(frozen=True)
+class Format:
+    """One input format, as it registers itself in :mod:`.formats`.
+
+    ``detect(src)`` says whether ``src`` holds files of this format (cheap: names
+    only, stops at the first hit); ``folder_only``: SRC must be a folder, not a file.
+    """
+
+    name: str
+    convert: Converter
+    detect: Callable[[str], bool]
+    folder_only: bool = False
+
+
+def has_files(src: str, suffixes: Tuple[str, ...], *, also: Callable[[str], bool] = bool) -> bool:
+    """Whether ``src`` is, or holds (at any depth), a file ending in one of ``suffixes``
+    for which ``also(path)`` holds; stops at the first one."""
+    if os.path.isfile(src):
+        return src.lower().endswith(suffixes) and also(src)
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".drivesync")]
+        for f in filenames:
+            if f.lower().endswith(suffixes) and also(os.path.join(dirpath, f)):
+                return True
+    return False

@@ -12,13 +12,14 @@ import contextlib
 import logging
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Container, ContextManager, List, Optional, Sequence, Tuple, Union
+from typing import Callable, ContextManager, List, Optional, Sequence, Tuple, Union
 
 from ..errors import DatasetError, NotFound, UsageError
 from ..progress import NULL_PROGRESS, Progress
 from .check import check_dataset
 from .configs import ConfigOptions, ConfigResult, check_root, default_root, write_configs
-from .items import FORMATS, Conversion, Counts, hashes_images, load_classes
+from .formats import get_format
+from .items import Conversion, ConvertOptions, Counts, hashes_images, load_classes
 from .lock import out_lock
 from .manifest import load_manifest
 from .names import display, safe_stem
@@ -97,13 +98,12 @@ def _inside(child: str, parent: str) -> bool:
 
 
 def _validate(src: str, out: str, fmt: str, mode: str) -> None:
-    if fmt not in FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    folder_only = get_format(fmt).folder_only
     if mode not in MODES:
         raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     if not os.path.exists(src):
         raise NotFound(f"{display(src)}: no such file or folder")
-    if os.path.isfile(src) and fmt in ("voc", "yolo"):
+    if os.path.isfile(src) and folder_only:
         raise UsageError(f"{display(src)}: for --format {fmt}, SRC is the dataset's folder")
     tree = os.path.dirname(src) if os.path.isfile(src) else src  # a COCO json: its folder
     if _inside(out, tree):
@@ -173,78 +173,15 @@ def convert(
     *,
     fmt: str,
     report: Report,
-    classes: Optional[Sequence[str]] = None,
-    base_classes: Sequence[str] = (),
-    keep_difficult: bool = False,
-    keep_crowd: bool = False,
-    box: str = "fbox",
-    head_class: Optional[str] = None,
-    images: Optional[str] = None,
-    exclude: Optional[str] = None,
-    moved: Container[str] = (),
     progress: Progress = NULL_PROGRESS,
-    lazy: bool = False,
-    hash_images: bool = True,
+    **options,
 ) -> Conversion:
-    """Read a dataset in any supported format into items (nothing is written).
+    """Read a dataset in any registered format into items (nothing is written).
 
-    ``lazy`` (YOLO input only for now) makes ``items`` a key-sorted stream.
-    ``hash_images=False`` leaves image md5s "" (see :func:`hashes_images`)."""
-    from .coco import convert_coco
-    from .crowdhuman import convert_crowdhuman
-    from .voc import convert_voc
-    from .yolo import convert_yolo
-
-    src = os.fspath(src)
-    if fmt == "voc":
-        return convert_voc(
-            src,
-            report=report,
-            classes=classes,
-            base_classes=base_classes,
-            keep_difficult=keep_difficult,
-            exclude=exclude,
-            moved=moved,
-            progress=progress,
-            hash_images=hash_images,
-        )
-    if fmt == "crowdhuman":
-        if classes is not None:
-            raise UsageError("CrowdHuman classes are fixed: person (and --head-class NAME)")
-        return convert_crowdhuman(
-            src,
-            report=report,
-            box=box,
-            head_class=head_class,
-            images=images,
-            exclude=exclude,
-            moved=moved,
-            progress=progress,
-            hash_images=hash_images,
-        )
-    if fmt == "coco":
-        return convert_coco(
-            src,
-            report=report,
-            classes=classes,
-            keep_crowd=keep_crowd,
-            images=images,
-            exclude=exclude,
-            moved=moved,
-            progress=progress,
-            hash_images=hash_images,
-        )
-    if fmt == "yolo":
-        return convert_yolo(
-            src,
-            report=report,
-            classes=classes,
-            exclude=exclude,
-            moved=moved,
-            progress=progress,
-            hash_images=hash_images,
-        )
-    raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    ``options`` are :class:`ConvertOptions` fields: ``lazy`` (YOLO input only
+    for now) makes ``items`` a key-sorted stream; ``hash_images=False`` leaves
+    image md5s "" (see :func:`hashes_images`)."""
+    return get_format(fmt).convert(os.fspath(src), ConvertOptions(**options), report, progress)
 
 
 def _fill(res: PrepareResult, conv: Conversion, sh: ShardResult) -> None:

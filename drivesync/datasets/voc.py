@@ -13,7 +13,18 @@ import xml.etree.ElementTree as ET
 from typing import Container, Dict, List, Optional, Sequence, Tuple
 
 from ..progress import NULL_PROGRESS, Progress
-from .items import IMAGE_EXTS, Conversion, Item, box_from_corners, open_image, skip_box, walk_files
+from .items import (
+    IMAGE_EXTS,
+    Conversion,
+    ConvertOptions,
+    Format,
+    Item,
+    box_from_corners,
+    has_files,
+    open_image,
+    skip_box,
+    walk_files,
+)
 from .names import display
 from .report import Report
 
@@ -176,3 +187,24 @@ def _one(
     item.boxes = tuple(boxes)
     conv.counts.boxes += len(boxes)
     return item
+
+
+def _convert(src: str, o: ConvertOptions, report: Report, progress: Progress) -> Conversion:
+    return convert_voc(src, report=report, classes=o.classes, base_classes=o.base_classes,
+                       keep_difficult=o.keep_difficult, exclude=o.exclude, moved=o.moved,
+                       progress=progress, hash_images=o.hash_images)
+
+
+def _detect(src: str) -> bool:
+    return has_files(src, (".xml",), also=lambda p: _head(p).find(b"<annotation") >= 0)
+
+
+def _head(path: str, n: int = 4096) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError:
+        return b""
+
+
+FORMAT = Format("voc", convert=_convert, detect=_detect, folder_only=True)

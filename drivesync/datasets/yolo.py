@@ -16,7 +16,19 @@ from typing import Container, Iterable, Iterator, List, Optional, Sequence, Set,
 
 from ..progress import NULL_PROGRESS, Progress
 from . import workers
-from .items import IMAGE_EXTS, Conversion, Item, image_item, is_bad, probe, report_bad_image
+from .items import (
+    IMAGE_EXTS,
+    LABEL_EXT,
+    Conversion,
+    ConvertOptions,
+    Format,
+    Item,
+    has_files,
+    image_item,
+    is_bad,
+    probe,
+    report_bad_image,
+)
 from .names import display, name_fields, relkey
 from .report import NOTE, Report
 from .workers import fork_context, imap_forked
@@ -301,3 +313,17 @@ def classes_in(src: str) -> Optional[List[str]]:
                 log.info("classes from %s", display(p))
                 return names
     return None
+
+
+def _convert(src: str, o: ConvertOptions, report: Report, progress: Progress) -> Conversion:
+    return convert_yolo(src, report=report, classes=o.classes, exclude=o.exclude, moved=o.moved,
+                        progress=progress, lazy=o.lazy, hash_images=o.hash_images)
+
+
+def _detect(src: str) -> bool:
+    """A ``.txt`` (not a class list) that reads as YOLO label lines."""
+    return has_files(src, (LABEL_EXT,), also=lambda p: os.path.basename(p) not in (
+        "classes.txt", "obj.names", "train.txt", "valid.txt", "test.txt") and _looks_like_label(p))
+
+
+FORMAT = Format("yolo", convert=_convert, detect=_detect, folder_only=True)
