@@ -153,9 +153,12 @@ def test_kill9_relaunch_cycles(tmp_path, which, request, monkeypatch):
                                  *_argv(tmp_path, target, "--force-take-over")],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True, cwd=str(tmp_path))
-        time.sleep(rng.uniform(0.4, 1.2) + 0.3)  # + taking the lease (settle)
+        # the random kill counts from the trainer's start, so a slow start-up (a busy
+        # machine, the lease's settle time) cannot use up the time the mirror needs
+        started = _read_until(proc, b"running:", timeout=60)
+        time.sleep(rng.uniform(0.4, 1.2))
         os.killpg(proc.pid, signal.SIGKILL)
-        out = proc.communicate()[0].decode()
+        out = (started + proc.communicate()[0]).decode()
         print(f"--- cycle {cycle}\n" + out[-800:])  # shown when the test fails
         if expected is not None:
             # what launch chose (the kill may even come before it chose: nothing to judge)
@@ -183,6 +186,18 @@ def test_kill9_relaunch_cycles(tmp_path, which, request, monkeypatch):
             assert expected == max(iters), (cycle, [c.entry.name for c in complete], iters)
     assert first_mirror and expected and expected > 0
     assert len(seen_uploads) == len(set(seen_uploads)), "a checkpoint was uploaded twice"
+
+
+def _read_until(proc: subprocess.Popen, marker: bytes, *, timeout: float) -> bytes:
+    """Read ``proc``'s output until a line holds ``marker`` (or it ends, or ``timeout``)."""
+    got = b""
+    deadline = time.monotonic() + timeout
+    while marker not in got and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        got += line
+    return got
 
 
 def _spawn(tmp_path: Path, remote_root: Path, *extra: str, **env_extra: str):
