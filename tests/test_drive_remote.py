@@ -61,12 +61,11 @@ class InjectAfter:
 
 
 def test_duplicate_folders_resolve_to_the_oldest_with_a_warning(drive_remote, drive_settings,
-                                                                tmp_path, caplog):
+                                                                emulator, tmp_path, caplog):
     drive_remote.upload(src(tmp_path, "a", b"in the first"), "dup/a.txt")
     root_id = drive_remote.stat("").id
     time.sleep(0.01)
-    drive_remote._service().files().create(
-        body={"name": "dup", "mimeType": FOLDER_MIME, "parents": [root_id]}).execute()
+    emulator.add_file({"name": "dup", "mimeType": FOLDER_MIME, "parents": [root_id]})
     fresh = DriveRemote("space_Colab", settings=drive_settings)  # empty path cache
     with caplog.at_level(logging.WARNING, logger="drivesync"):
         assert [e.path for e in fresh.list("dup")] == ["dup/a.txt"]
@@ -259,12 +258,10 @@ def test_missing_root_reads_not_found_and_writes_create_it(drive_settings, tmp_p
 def test_unusable_drive_names_are_shown_with_look_alikes_and_addressable(drive_remote, emulator,
                                                                          tmp_path):
     root_id = drive_remote.mkdir("").id
-    files = drive_remote._service().files()
     for name in ("a/b", "..", "x\\y", "n\x00l", "a\uff0fb"):
-        files.create(body={"name": name, "parents": [root_id]}).execute()
-    odd = files.create(body={"name": ".", "parents": [root_id], "mimeType": FOLDER_MIME},
-                       fields="id").execute()["id"]
-    files.create(body={"name": "in", "parents": [odd]}).execute()
+        emulator.add_file({"name": name, "parents": [root_id]})
+    odd = emulator.add_file({"name": ".", "parents": [root_id], "mimeType": FOLDER_MIME})["id"]
+    emulator.add_file({"name": "in", "parents": [odd]})
     fresh = DriveRemote("space_Colab", settings=drive_remote.settings)
     listed = [e.path for e in fresh.list("")]
     assert listed == sorted(["a\uff0fb", "a\uff0fb", "\uff0e\uff0e", "x\uff3cy", "n\u2400l",

@@ -370,3 +370,26 @@ def test_shortcuts_and_shares_survive_a_restart(tmp_path):
             "shortcutDetails"]["targetId"] == target
         assert drive.files().get(fileId=target, fields="permissionIds").execute()[
             "permissionIds"] == ["0000000001", "anyoneWithLink"]
+
+
+def test_add_file_seeds_what_a_client_would_not_make(emulator):
+    """The control plane's add_file: same-named folders, bytes, past the write limit."""
+    from drivesync.emulator import EmulatorClient
+
+    emulator.configure(write_rate=0.001, write_burst=1)
+    client = EmulatorClient(emulator.url)
+    try:
+        first = emulator.add_file({"name": "dup", "mimeType": FOLDER})
+        second = client.add_file({"name": "dup", "mimeType": FOLDER})
+        data = os.urandom(300)
+        inside = client.add_file({"name": "a.bin", "parents": [second["id"]]}, data)
+        assert first["id"] != second["id"] and inside["parents"] == [second["id"]]
+        assert inside["md5Checksum"] == hashlib.md5(data).hexdigest()
+        assert content_of(emulator, inside["id"]) == data
+        with pytest.raises(ValueError, match="400"):
+            client._call("POST", "add_file", {"name": "x", "data_base64": "%%%"})
+        with pytest.raises(ValueError, match="404"):  # an unknown parent, as files.create
+            client.add_file({"name": "x", "parents": ["1nothere00000"]})
+    finally:
+        client.close()
+    assert emulator.counters["rate_limited"] == 0

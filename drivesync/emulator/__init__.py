@@ -7,6 +7,7 @@ with the same method names.
 
 from __future__ import annotations
 
+import base64
 from typing import Any, Dict, List, Optional
 
 from .app import Emulator
@@ -41,6 +42,12 @@ class EmulatorClient:
                path_contains: Optional[str] = None) -> None:
         self._call("POST", "inject", {"kind": kind, "count": count, "method": method,
                                       "path_contains": path_contains})
+
+    def add_file(self, meta: Dict[str, Any], data: Optional[bytes] = None) -> Dict[str, Any]:
+        doc = dict(meta)
+        if data is not None:
+            doc["data_base64"] = base64.b64encode(data).decode()
+        return self._call("POST", "add_file", doc)
 
     @property
     def counters(self) -> Dict[str, Any]:

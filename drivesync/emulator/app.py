@@ -124,6 +124,17 @@ class Emulator:
             self.state.max_children = cfg.max_children
         return self.settings()
 
+    def add_file(self, meta: Dict[str, Any], data: Optional[bytes] = None) -> Dict[str, Any]:
+        """Create a file or folder as ``files.create`` would, past the write limit and
+        faults: for tests that need what drivesync would not make itself (same-named
+        items, odd names, Docs, shortcuts). Returns the full file resource."""
+        content = None
+        if data is not None:
+            writer = self.state.blobs.writer()
+            writer.write(data)
+            content = writer.finish(meta.get("mimeType"))
+        return self.state.render(self.state.create(dict(meta), content))
+
     def settings(self) -> Dict[str, Any]:
         return {k: getattr(self.config, k) for k in Config.names()}
 

@@ -7,6 +7,8 @@ the state, set knobs, inject faults and read counters over HTTP; the in-process
 
 from __future__ import annotations
 
+import base64
+import binascii
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
@@ -59,10 +61,17 @@ def _inject(emu: Emulator, req: Request) -> Any:
     return {"ok": True, "pending": emu.faults.pending()}
 
 
+def _add_file(emu: Emulator, req: Request) -> Any:
+    doc = req.json()
+    data = doc.pop("data_base64", None)
+    return emu.add_file(doc, base64.b64decode(data, validate=True) if data is not None else None)
+
+
 ACTIONS: Dict[Tuple[str, str], Callable[[Emulator, Request], Any]] = {
     ("POST", "reset"): _reset,
     ("POST", "configure"): lambda emu, req: emu.configure(**req.json()),
     ("POST", "inject"): _inject,
+    ("POST", "add_file"): _add_file,
     ("GET", "counters"): lambda emu, req: emu.counters,
     ("GET", "files"): lambda emu, req: emu.state.all_files(),
     ("GET", "settings"): lambda emu, req: emu.settings(),
@@ -77,5 +86,7 @@ def handle(emu: Emulator, req: Request) -> Response:
         return json_response({"error": f"no control action {req.method} {action}"}, 404)
     try:
         return json_response(run(emu, req))
-    except (TypeError, ValueError, ApiError) as exc:
+    except ApiError as err:  # Drive's refusal (an unknown parent...): its status and reason
+        return json_response({"error": err.message, "reason": err.reason}, err.code)
+    except (TypeError, ValueError, binascii.Error) as exc:
         return json_response({"error": str(exc)}, 400)
