@@ -1,4 +1,4 @@
-"""The one contract every Remote keeps, run against the local folder and Drive.
+"""The one contract every Remote keeps: a local folder, Drive, S3 and GCS.
 
 The Drive leg talks HTTP to the emulator through google-api-python-client;
 nothing is mocked. With DRIVESYNC_LIVE=1 (and real credentials) the same suite
@@ -51,7 +51,8 @@ def write(tmp: Path, name: str, data: bytes) -> Path:
     return p
 
 
-@pytest.fixture(params=["local", "drive", pytest.param("live", marks=pytest.mark.live)])
+@pytest.fixture(params=["local", "drive", "s3", "gs",
+                        pytest.param("live", marks=pytest.mark.live)])
 def r(request):
     """The remote with its root folder made (Drive creates it on the first write)."""
     remote = request.getfixturevalue(f"{request.param}_remote")

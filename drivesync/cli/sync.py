@@ -35,8 +35,10 @@ def register(sub, common) -> None:
     )
     p.add_argument("local", metavar="LOCAL", help="local folder to upload")
     p.add_argument("remote", metavar="REMOTE",
-                   help="target: drive:FOLDER/SUB, local:PATH or a local path")
-    p.add_argument("--jobs", "-j", type=int, metavar="N", help="parallel uploads (default 4)")
+                   help="target: drive:FOLDER/SUB, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, "
+                        "local:PATH or a local path")
+    p.add_argument("--jobs", "-j", type=int, metavar="N",
+                   help="parallel uploads (default 4; 16 on s3:// and gs://)")
     p.add_argument("--pack", action="store_true",
                    help="one uncompressed tar + manifest per shard folder")
     p.add_argument("--delete", action="store_true",
@@ -62,9 +64,11 @@ def register(sub, common) -> None:
                 "drivesync pull drive:space_Colab/data /content/data --dry-run --json",
     )
     q.add_argument("remote", metavar="REMOTE",
-                   help="source: drive:FOLDER/SUB, local:PATH or a local path")
+                   help="source: drive:FOLDER/SUB, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, "
+                        "local:PATH or a local path")
     q.add_argument("local", metavar="LOCAL", help="local folder to write into")
-    q.add_argument("--jobs", "-j", type=int, metavar="N", help="parallel downloads (default 4)")
+    q.add_argument("--jobs", "-j", type=int, metavar="N",
+                   help="parallel downloads (default 4; 16 on s3:// and gs://)")
     q.add_argument("--dry-run", "-n", action="store_true", help="print the plan, change nothing")
     q.add_argument("--no-unpack", dest="unpack", action="store_false",
                    help="keep packed shards as .tar files")
@@ -116,6 +120,16 @@ def _transfer(ctx, address: str, settings: Settings, *,
         remote.close()
 
 
+def _jobs(args, settings: Settings, remote: Remote) -> int:
+    """--jobs, else a configured ``jobs``, else what suits the remote (an object store
+    takes many parallel transfers; Drive and a folder the default 4)."""
+    if args.jobs:
+        return args.jobs
+    if settings.jobs != Settings.jobs:
+        return settings.jobs
+    return remote.features.default_jobs or settings.jobs
+
+
 def run_push(args, ctx) -> int:
     s = ctx.settings
     if args.write_rate is not None:  # the Drive remote paces its creates with this too
@@ -124,7 +138,7 @@ def run_push(args, ctx) -> int:
     ctx.say(f"push: {os.path.abspath(local)} -> {where(args.remote)}"
             + (" (dry run)" if args.dry_run else ""))
     with _transfer(ctx, args.remote, s, verb="push") as (remote, cache):
-        result = push(local, remote=remote, jobs=args.jobs or s.jobs, pack=args.pack,
+        result = push(local, remote=remote, jobs=_jobs(args, s, remote), pack=args.pack,
                       delete=args.delete, excludes=args.exclude, dry_run=args.dry_run,
                       write_rate=s.write_rate,
                       max_files_per_folder=s.max_files_per_folder,
@@ -145,7 +159,7 @@ def run_pull(args, ctx) -> int:
             + (" (dry run)" if args.dry_run else ""))
     try:
         with _transfer(ctx, args.remote, s, verb="pull") as (remote, cache):
-            result = pull(remote, local, jobs=args.jobs or s.jobs, dry_run=args.dry_run,
+            result = pull(remote, local, jobs=_jobs(args, s, remote), dry_run=args.dry_run,
                           unpack=args.unpack, progress=ctx.progress(), hash_cache=cache,
                           state_dir=s.resolved_state_dir())
     except NotFound:

@@ -417,7 +417,9 @@ class Mirror:
         Returns the name copied from, or None after an upload.
         """
         final_path = join(self.path, name)
-        tmp_path = join(self.path, UPLOAD_TEMP)
+        # an object store shows an upload only once complete: no temporary name needed
+        atomic = self.remote.features.atomic_upload
+        tmp_path = final_path if atomic else join(self.path, UPLOAD_TEMP)
         old = [e for e in self._list() if e.name == name]
         self._clear()
         twin = self._twins.get(want)
@@ -437,7 +439,7 @@ class Mirror:
         if new.md5 and new.md5 != want:
             self._delete(new)
             raise DriveSyncError(f"{name}: remote md5 {new.md5} differs from local {want}")
-        final = self.remote.move(new, final_path)
+        final = new if atomic else self.remote.move(new, final_path)
         for e in old:
             if e.id != final.id:
                 self._delete(e)

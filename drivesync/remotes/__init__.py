@@ -1,4 +1,5 @@
-"""Open a Remote from an address: ``drive:FOLDER/SUB``, ``local:PATH`` or a plain path.
+"""Open a Remote from an address: ``drive:FOLDER/SUB``, ``s3://BUCKET/PREFIX``,
+``gs://BUCKET/PREFIX``, ``local:PATH`` or a plain path.
 
 Addresses are read by :func:`parse_address` (see ``address.py`` for the
 rules); a new remote type registers itself here with one
@@ -19,6 +20,7 @@ from .address import (
     scheme_opener,
 )
 from .base import Remote
+from .objects import bucket_path, open_object_remote
 
 __all__ = ["Remote", "Address", "open_remote", "parse_address", "register_scheme",
            "known_schemes", "is_drive_address"]
@@ -39,6 +41,10 @@ def _open_local(address: Address, settings: Settings) -> Remote:
 register_scheme("drive", _open_drive, normalize=drive_path,
                 summary="a path under My Drive, through the Drive API")
 register_scheme("local", _open_local, summary="a local folder")
+register_scheme("s3", open_object_remote, normalize=bucket_path,
+                summary="s3://BUCKET/PREFIX, S3 or an S3-compatible server; drivesync[s3]")
+register_scheme("gs", open_object_remote, normalize=bucket_path,
+                summary="gs://BUCKET/PREFIX, Google Cloud Storage; drivesync[gcs]")
 
 
 def is_drive_address(address: str) -> bool:

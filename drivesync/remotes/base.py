@@ -11,6 +11,7 @@ import logging
 import posixpath
 import tempfile
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, Optional, Union
 
@@ -22,6 +23,20 @@ from ..types import Entry, Quota, Stats
 log = logging.getLogger(__name__)
 
 Target = Union[str, Entry]
+
+
+@dataclass(frozen=True)
+class Features:
+    """Optional abilities of a transport (as rclone's fs/features.go); the defaults
+    describe Drive and a local folder, so only the stores that differ set them."""
+
+    #: a finished upload becomes visible at once and whole (object stores): writers
+    #: need no temporary name to hide a half-written file
+    atomic_upload: bool = False
+    #: creates must be paced (Drive: ~3 new files/s per user); False: no write limit
+    paced_writes: bool = True
+    #: parallel transfers when the user chose none (None: ``Settings.jobs``)
+    default_jobs: Optional[int] = None
 
 
 class Remote(ABC):
@@ -38,6 +53,9 @@ class Remote(ABC):
     #: the local disk downloads write to: free space and how files are opened
     #: (a test stands in a full disk here)
     disk: LocalDisk = DISK
+
+    #: what else this transport can do (see :class:`Features`)
+    features = Features()
 
     def __init__(self) -> None:
         self.stats = Stats()
