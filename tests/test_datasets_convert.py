@@ -13,6 +13,7 @@ import pytest
 
 from drivesync.datasets.coco import convert_coco
 from drivesync.datasets.crowdhuman import convert_crowdhuman
+from drivesync.datasets.names import ascii_names
 from drivesync.datasets.report import BOX, ITEM, NOTE, Report
 from drivesync.datasets.sample import png_bytes, voc_xml
 from drivesync.datasets.voc import convert_voc
@@ -132,10 +133,16 @@ def test_non_ascii_and_non_utf8_names_get_safe_stems(tmp_path):
     rep = Report()
     conv = convert_voc(str(tmp_path), report=rep)
     stems = sorted(it.stem for it in conv.items)
-    assert stems == ["bad_name", "cafe"]
+    assert stems == ["bad_name", "café"]          # valid UTF-8 is kept (issue 9 item 4)
+    folding = Report()
+    with ascii_names(True):                       # prepare --ascii-names
+        folded = sorted(it.stem for it in convert_voc(str(tmp_path), report=folding).items)
+    assert folded == ["bad_name", "cafe"]
     notes = [p.line() for p in reasons(rep, NOTE)]
     assert any("not valid UTF-8" in n and "bad\\xff name" in n for n in notes)
-    assert any("not plain ASCII" in n and "cafe.png" in n for n in notes)
+    assert not any("café" in n for n in notes)      # kept as it is: nothing to note
+    assert any("not plain ASCII" in n and "cafe.png" in p.line()
+               for p in reasons(folding, NOTE) for n in [p.line()])
     assert not rep.failed  # renamed, not skipped
 
 

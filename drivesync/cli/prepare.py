@@ -49,6 +49,13 @@ def _convert_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", metavar="DIR", help="CrowdHuman/COCO: folder holding the images")
 
 
+def _names_opt(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ascii-names", action="store_true",
+                   help="transliterate image names to ASCII (街景_01.jpg -> 01.jpg); by "
+                        "default valid UTF-8 names are kept, as darknet and Ultralytics read "
+                        "them")
+
+
 def _shard_opts(p: argparse.ArgumentParser, *, mode: bool = True) -> None:
     p.add_argument(
         "--max-files",
@@ -66,7 +73,8 @@ def _shard_opts(p: argparse.ArgumentParser, *, mode: bool = True) -> None:
             help="link (hard links, copy across filesystems; default), copy, or move "
             "(journaled; the source images are moved)",
         )
-    p.add_argument("--dry-run", action="store_true", help="show the plan, write nothing")
+    p.add_argument("--dry-run", "-n", action="store_true", help="show the plan, write nothing")
+    _names_opt(p)
 
 
 def _config_opts(p: argparse.ArgumentParser) -> None:
@@ -102,8 +110,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "drivesync prepare CrowdHuman/ out/ -f crowdhuman --head-class head "
         "--darknet-cfg yolov4-tiny.cfg",
     )
-    p.add_argument("src", metavar="SRC")
-    p.add_argument("out", metavar="OUT")
+    p.add_argument("src", metavar="SRC",
+                   help="the dataset to read: a VOC/YOLO folder, a COCO JSON or its folder, "
+                        "a CrowdHuman folder")
+    p.add_argument("out", metavar="OUT",
+                   help="output folder (created if missing); the dataset goes to OUT/NAME")
     _convert_opts(p)
     _shard_opts(p)
     _config_opts(p)
@@ -118,8 +129,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         example="drivesync convert VOC2012/ yolo/ --format voc\n"
         "drivesync shard yolo/ out/ --name voc",
     )
-    p.add_argument("src", metavar="SRC")
-    p.add_argument("out", metavar="OUT")
+    p.add_argument("src", metavar="SRC",
+                   help="the dataset to read: a VOC/YOLO folder, a COCO JSON or its folder, "
+                        "a CrowdHuman folder")
+    p.add_argument("out", metavar="OUT",
+                   help="output folder for the flat YOLO files (created if missing)")
     _convert_opts(p)
     p.add_argument(
         "--mode",
@@ -127,7 +141,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         default="link",
         help="how images get into OUT (default link)",
     )
-    p.add_argument("--dry-run", action="store_true", help="show what would be written")
+    p.add_argument("--dry-run", "-n", action="store_true", help="show what would be written")
+    _names_opt(p)
     p.set_defaults(func=cmd_convert)
 
     p = add_verb(
@@ -138,8 +153,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="split a YOLO folder (image + .txt pairs) into numbered shard folders",
         example="drivesync shard flat/ out/ --max-files 2000 --mode move",
     )
-    p.add_argument("src", metavar="SRC")
-    p.add_argument("out", metavar="OUT")
+    p.add_argument("src", metavar="SRC", help="a YOLO folder: images with .txt labels beside "
+                                               "them or in labels/")
+    p.add_argument("out", metavar="OUT",
+                   help="output folder (created if missing); shards go to OUT/NAME/000, ...")
     _classes(p)
     _shard_opts(p)
     p.set_defaults(func=cmd_shard)
@@ -152,11 +169,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="write obj.names, obj.data, train/valid.txt, data.yaml (and a darknet cfg)",
         example="drivesync configs out/ --root /WORK1/voc --darknet-cfg yolov4-tiny.cfg",
     )
-    p.add_argument("out", metavar="OUT")
+    p.add_argument("out", metavar="OUT", help="the output folder prepare or shard wrote")
     p.add_argument("--name", help="dataset folder under OUT (default: from the manifest)")
     _classes(p)
     _config_opts(p)
-    p.add_argument("--dry-run", action="store_true", help="show the split, write nothing")
+    p.add_argument("--dry-run", "-n", action="store_true", help="show the split, write nothing")
     p.set_defaults(func=cmd_configs)
 
     p = add_verb(
@@ -167,7 +184,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="check a sharded dataset before training",
         example="drivesync check out/",
     )
-    p.add_argument("out", metavar="OUT")
+    p.add_argument("out", metavar="OUT", help="the output folder prepare or shard wrote")
     p.add_argument("--name", help="dataset folder under OUT (default: from the manifest)")
     p.add_argument(
         "--max-files",
@@ -184,35 +201,46 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _summary(ctx: Context, res: PrepareResult, *, verb: str) -> int:
+    for warning in res.warnings:  # e.g. most images without a label: not only in the report
+        ctx.warn(warning)
     if ctx.json:
         ctx.emit({"verb": verb, **res.to_dict()})
-    else:
-        what = "would place" if res.dry_run else "placed"
-        ctx.say(
-            f"{res.name}: {res.images} images, {res.boxes} boxes, {len(res.classes)} classes "
-            f"({', '.join(res.classes[:8])}{', ...' if len(res.classes) > 8 else ''})",
-            f"shards: {res.shards} in {res.dataset} ({what} {res.placed}, kept {res.kept}"
-            + (f", finished {res.recovered} from an interrupted run" if res.recovered else "")
-            + ")",
-        )
-        if res.train or res.valid:
-            ctx.say(f"train.txt: {res.train}, valid.txt: {res.valid} (root {res.root})")
-        dropped = (
-            f"{res.dropped_boxes} boxes empty after clipping, "
-            f"{res.difficult_skipped} difficult, {res.ignored_boxes} ignore/crowd regions"
-        )
-        ctx.say(
-            f"skipped: {res.skipped_items} items, {res.skipped_boxes} boxes; dropped: {dropped}"
-        )
-        problems = [p for p in res.report.problems if p.skipped != "note"]
-        for p in problems[:10]:
-            ctx.warn(p.line())
-        if res.report.failed:
-            more = len(problems) - 10
-            ctx.warn(f"{more} more problems" if more > 0 else "some input was skipped")
-        if res.report_path:
-            ctx.say(f"report: {res.report_path}")
+        return EXIT_OK if res.ok else EXIT_PARTIAL
+    what = "would place" if res.dry_run else "placed"
+    ctx.say(
+        f"{res.name}: {res.images} images, {res.boxes} boxes, {len(res.classes)} classes "
+        f"({', '.join(res.classes[:8])}{', ...' if len(res.classes) > 8 else ''})"
+        + (f", {res.background} background images" if res.background else ""),
+        f"shards: {res.shards} in {res.dataset} ({what} {res.placed}, kept {res.kept}"
+        + (f", finished {res.recovered} from an interrupted run" if res.recovered else "")
+        + ")",
+    )
+    if res.train or res.valid:
+        ctx.say(f"train.txt: {res.train}, valid.txt: {res.valid} (root {res.root})")
+    if res.config_files:
+        ctx.say(("would write " if res.dry_run else "wrote ") + ", ".join(res.config_files))
+    dropped = (
+        f"{res.dropped_boxes} boxes empty after clipping, "
+        f"{res.difficult_skipped} difficult, {res.ignored_boxes} ignore/crowd regions"
+    )
+    ctx.say(f"skipped: {res.skipped_items} items, {res.skipped_boxes} boxes; dropped: {dropped}")
+    problems = [p for p in res.report.problems if p.skipped != "note"]
+    notes = [p for p in res.report.problems if p.skipped == "note"]
+    for p in problems[:10]:
+        ctx.warn(p.line())
+    if res.report.failed:
+        more = len(problems) - 10
+        ctx.warn(f"{more} more problems" if more > 0 else "some input was skipped")
+    for p in notes[:NOTES_SHOWN]:
+        ctx.say("note: " + p.line())
+    if len(notes) > NOTES_SHOWN:
+        ctx.say(f"note: {len(notes) - NOTES_SHOWN} more notes in the report")
+    if res.report_path:
+        ctx.say(f"report: {res.report_path}")
     return EXIT_OK if res.ok else EXIT_PARTIAL
+
+
+NOTES_SHOWN = 5
 
 
 # argparse dests passed through unchanged, by the option group that defines them
@@ -225,7 +253,7 @@ _CONVERT = (
     "head_class",
     "images",
 )
-_SHARD = ("max_files", "name", "mode", "dry_run")
+_SHARD = ("max_files", "name", "mode", "dry_run", "ascii_names")
 _CONFIG = (
     "val_fraction",
     "seed",
@@ -250,7 +278,7 @@ def cmd_prepare(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_convert(args: argparse.Namespace, ctx: Context) -> int:
-    kw = _pick(args, _CONVERT, ("mode", "dry_run"))
+    kw = _pick(args, _CONVERT, ("mode", "dry_run", "ascii_names"))
     res = convert_dataset(args.src, args.out, fmt=args.fmt, progress=ctx.progress(), **kw)
     return _summary(ctx, res, verb="convert")
 
@@ -317,7 +345,8 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
             f"{res.dataset}: {res.images} images, {res.labels} labels, {res.boxes} boxes, "
             f"{res.shards} shards, {res.duplicates} duplicate images"
         )
-        for p in problems + notes:
+        for p in notes:
             ctx.say("  " + p.line())
+        ctx.result(*["  " + p.line() for p in problems])  # the result: printed under -q too
         ctx.say("ok" if res.ok else f"{len(problems)} problems")
     return EXIT_OK if res.ok else EXIT_PARTIAL

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import unicodedata
-from typing import Any, Optional, Tuple
+from typing import Any, Iterator, Optional, Tuple
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -36,16 +37,53 @@ def relkey(root: str, path: str) -> str:
     return os.path.relpath(path, root).replace(os.sep, "/")
 
 
+# One run's choice (prepare --ascii-names), set by ascii_names(): forked workers
+# inherit it; a module value because the converters and workers share this code.
+_ASCII_ONLY = False
+
+
+@contextlib.contextmanager
+def ascii_names(on: bool) -> Iterator[None]:
+    """Within the block, image names are transliterated to ASCII (``街景_01`` -> ``01``)."""
+    global _ASCII_ONLY
+    before, _ASCII_ONLY = _ASCII_ONLY, bool(on)
+    try:
+        yield
+    finally:
+        _ASCII_ONLY = before
+
+
+def _word_char(c: str) -> bool:
+    """Letters and digits of any script (and their combining marks), '.', '_', '-'."""
+    return c.isalnum() or c in "._-" or unicodedata.category(c).startswith("M")
+
+
+def utf8_stem(stem: str) -> str:
+    """A valid UTF-8 stem kept as it is (darknet and Ultralytics on Linux read it);
+    only characters that break a list file or a shell (spaces, controls, quotes,
+    slashes...) become ``_``."""
+    out = "".join(c if _word_char(c) else "_" for c in stem)
+    out = re.sub(r"_{2,}", "_", out) if out != stem else out
+    return out.strip("._-") or "img"
+
+
 def name_fields(root: str, path: str) -> Tuple[str, str, str, Optional[str]]:
-    """(key, safe stem, lower-case ext, why the stem was changed or None); pure."""
+    """(key, safe stem, lower-case ext, why the stem was changed or None); pure.
+
+    A valid UTF-8 name keeps its letters (``街景_01.jpg`` stays); it is folded to
+    ASCII only under :func:`ascii_names`, and always when its bytes are not UTF-8.
+    """
     base = os.path.basename(path)
     stem, ext = os.path.splitext(base)
     if _PLAIN.fullmatch(stem) and stem[-1] not in "._-":
         return relkey(root, path), stem, ext.lower(), None
-    new = safe_stem(stem)
     try:
         base.encode("utf-8")
-        why = "name is not plain ASCII or has unsafe characters"
     except UnicodeEncodeError:
-        why = "name is not valid UTF-8"
+        new, why = safe_stem(stem), "name is not valid UTF-8"
+    else:
+        if _ASCII_ONLY:
+            new, why = safe_stem(stem), "name is not plain ASCII or has unsafe characters"
+        else:
+            new, why = utf8_stem(stem), "name has characters unsafe in a list file or shell"
     return relkey(root, path), new, ext.lower(), (None if new == stem else why)

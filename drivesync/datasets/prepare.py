@@ -18,10 +18,11 @@ from ..errors import DatasetError, NotFound, UsageError
 from ..progress import NULL_PROGRESS, Progress
 from .check import check_dataset
 from .configs import ConfigOptions, ConfigResult, check_root, default_root, write_configs
-from .formats import get_format
+from .formats import formats_found, get_format
 from .items import Conversion, ConvertOptions, Counts, hashes_images, load_classes
 from .lock import out_lock
 from .manifest import load_manifest
+from .names import ascii_names as _ascii_names
 from .names import display, safe_stem
 from .output import MODES, ShardResult, recover
 from .report import NOTE, Report, atomic_write
@@ -63,6 +64,8 @@ class PrepareResult:
     report_path: Optional[str] = None
     manifest_path: Optional[str] = None
     config_files: List[str] = field(default_factory=list)
+    background: int = 0  # images that ended with an empty label (no object)
+    warnings: List[str] = field(default_factory=list)  # for the summary, not only the report
     report: Report = field(default_factory=Report, repr=False)
 
     @property
@@ -103,6 +106,9 @@ def _validate(src: str, out: str, fmt: str, mode: str) -> None:
         raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     if not os.path.exists(src):
         raise NotFound(f"{display(src)}: no such file or folder")
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise UsageError(f"the output {display(out)} is a file, not a folder: give a folder "
+                         "(it is created if missing)")
     if os.path.isfile(src) and folder_only:
         raise UsageError(f"{display(src)}: for --format {fmt}, SRC is the dataset's folder")
     tree = os.path.dirname(src) if os.path.isfile(src) else src  # a COCO json: its folder
@@ -114,6 +120,53 @@ def _validate(src: str, out: str, fmt: str, mode: str) -> None:
         )
     if _inside(tree, out):
         raise UsageError(f"the source {display(tree)} is inside the output {display(out)}")
+
+
+_WHAT = {"voc": "VOC XML annotations", "coco": "a COCO JSON",
+         "crowdhuman": "CrowdHuman .odgt files", "yolo": "YOLO label .txt files"}
+
+
+def _check_format(src: str, fmt: str) -> None:
+    """Stop before writing when SRC holds no files of ``fmt`` but another format's.
+
+    (``--format yolo`` on a VOC folder would make every image a background image.)
+    """
+    if get_format(fmt).detect(src):
+        return
+    others = [f for f in formats_found(src) if f != fmt]
+    lead = "no COCO JSON found" if fmt == "coco" else f"no {_WHAT.get(fmt, fmt)} found"
+    if not others:
+        if fmt == "coco":
+            raise DatasetError(f"{display(src)}: {lead} (a JSON with \"images\" and "
+                               "\"annotations\"); give the JSON file or its folder")
+        return
+    seen = "; ".join(_WHAT.get(f, f + " files") for f in others)
+    fits = " or ".join(f"--format {f}" for f in others)
+    raise DatasetError(f"{display(src)}: {lead} for --format {fmt}, but it holds {seen}: "
+                       f"use {fits}")
+
+
+_LISTS = ("classes.txt", "train.txt", "valid.txt")
+
+
+def _count_background(res: PrepareResult) -> None:
+    """Count images whose label is empty; warn in the summary when they are most."""
+    labels = empty = 0
+    try:
+        folders = [e.path for e in os.scandir(res.dataset) if e.is_dir() and e.name.isdigit()]
+    except OSError:
+        return
+    for folder in folders or [res.dataset]:  # shards, or convert's flat folder
+        with os.scandir(folder) as it:
+            for e in it:
+                if (e.name.endswith(".txt") and e.name not in _LISTS and e.is_file()):
+                    labels += 1
+                    empty += e.stat().st_size == 0
+    res.background = empty
+    if labels and empty * 2 > labels:
+        res.warnings.append(
+            f"{empty} of {labels} images have no label (background images): check "
+            f"--format {res.format} and --classes; the report lists why")
 
 
 def _begin(
@@ -131,6 +184,7 @@ def _begin(
     """Check the arguments (before anything is written) and start the result."""
     src, out = os.path.abspath(os.fspath(src)), os.path.abspath(os.fspath(out))
     _validate(src, out, fmt, mode)
+    _check_format(src, fmt)
     if flat:
         name = os.path.basename(out) or "dataset"
     else:
@@ -299,8 +353,12 @@ def prepare(
     check: bool = True,
     progress: Progress = NULL_PROGRESS,
     on_step: Optional[Callable[[int], None]] = None,
+    ascii_names: bool = False,
 ) -> PrepareResult:
-    """Convert ``src`` and write a Colab-ready, sharded YOLO dataset to ``out/NAME``."""
+    """Convert ``src`` and write a Colab-ready, sharded YOLO dataset to ``out/NAME``.
+
+    Image names that are valid UTF-8 are kept; ``ascii_names`` folds them to ASCII.
+    """
     res, names = _begin(
         src,
         out,
@@ -312,7 +370,7 @@ def prepare(
         dry_run=dry_run,
     )
     check_root(root or default_root(res.name))
-    with _locked(res.out, dry_run):
+    with _locked(res.out, dry_run), _ascii_names(ascii_names):
         conv, sh = _place(
             res,
             names,
@@ -345,6 +403,8 @@ def prepare(
             res.boxes = chk.boxes  # every box in the dataset, kept items' included
             res.check_problems = sum(1 for p in chk.report.problems if p.skipped != "note")
             res.report.extend(chk.report)
+        if not dry_run:
+            _count_background(res)
         return _finish(res)
 
 
@@ -413,6 +473,7 @@ def shard_dataset(
     dry_run: bool = False,
     progress: Progress = NULL_PROGRESS,
     on_step: Optional[Callable[[int], None]] = None,
+    ascii_names: bool = False,
 ) -> PrepareResult:
     """Validate a YOLO folder (image + .txt pairs) and shard it; no configs."""
     res, names = _begin(
@@ -425,8 +486,10 @@ def shard_dataset(
         classes_file=classes_file,
         dry_run=dry_run,
     )
-    with _locked(res.out, dry_run):
+    with _locked(res.out, dry_run), _ascii_names(ascii_names):
         _place(res, names, max_files=max_files, progress=progress, on_step=on_step)
+        if not dry_run:
+            _count_background(res)
         return _finish(res)
 
 
@@ -445,6 +508,7 @@ def convert_dataset(
     images: Optional[str] = None,
     dry_run: bool = False,
     progress: Progress = NULL_PROGRESS,
+    ascii_names: bool = False,
 ) -> PrepareResult:
     """Convert to a flat YOLO folder (``out/<stem>.<ext>`` + ``out/<stem>.txt`` + classes.txt)."""
     res, names = _begin(
@@ -458,7 +522,7 @@ def convert_dataset(
         dry_run=dry_run,
         flat=True,
     )
-    with _locked(res.out, dry_run):
+    with _locked(res.out, dry_run), _ascii_names(ascii_names):
         conv, _ = _place(
             res,
             names,
@@ -474,4 +538,5 @@ def convert_dataset(
             atomic_write(
                 os.path.join(res.out, "classes.txt"), "".join(f"{c}\n" for c in conv.classes)
             )
+            _count_background(res)
         return _finish(res)
