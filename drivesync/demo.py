@@ -70,7 +70,8 @@ def run_demo(*, workdir: Optional[Path] = None, images: int = 60, max_files: int
         emu.configure(latency=latency, write_rate=DEMO_WRITE_RATE, write_burst=5)
         settings = Settings(api_endpoint=url, token=DEMO_TOKEN, state_dir=str(work / "state"),
                             write_rate=DEMO_WRITE_RATE * 0.93)
-        hashes = HashCache(work / "state" / "hashes.sqlite")
+        state = work / "state"  # md5 cache, pack state, temporary files: never ~/.cache
+        hashes = HashCache(state / "hashes.sqlite")
 
         say(f"1/6 generating a sample PASCAL VOC dataset ({images} images) in {work / 'voc'}")
         src = make_sample_voc(work / "voc", images=images)
@@ -88,19 +89,21 @@ def run_demo(*, workdir: Optional[Path] = None, images: int = 60, max_files: int
         say(f"3/6 push to drive:space_Colab/demo through the Drive v3 API (emulator at {url}, "
             f"{DEMO_WRITE_RATE:g} new files/s allowed)")
         first = push(work / "prepared", remote=remote, path="demo", jobs=4, hash_cache=hashes,
-                     write_rate=settings.write_rate, progress=progress)
+                     write_rate=settings.write_rate, progress=progress, state_dir=state)
         result.add("push", _sync_line(first), _facts(first))
         again = push(work / "prepared", remote=remote, path="demo", jobs=4, hash_cache=hashes,
-                     write_rate=settings.write_rate)
+                     write_rate=settings.write_rate, state_dir=state)
         result.add("re-push", _sync_line(again), _facts(again))
         packed = push(work / "prepared", remote=remote, path="demo-packed", jobs=4, pack=True,
-                      hash_cache=hashes, write_rate=settings.write_rate, progress=progress)
+                      hash_cache=hashes, write_rate=settings.write_rate, progress=progress,
+                      state_dir=state)
         result.add("push --pack", _sync_line(packed), _facts(packed))
         result.ok &= not (first.failed or again.failed or packed.failed or again.uploaded)
 
         say("4/6 pull the packed dataset back, as the Colab launcher stages it on local disk")
         staged = work / "colab-local"
-        pulled = pull(remote, staged, path="demo-packed", jobs=4, progress=progress)
+        pulled = pull(remote, staged, path="demo-packed", jobs=4, progress=progress,
+                      hash_cache=hashes, state_dir=state)
         same = _same_tree(work / "prepared", staged)
         result.add("pull", _sync_line(pulled) + f"; identical to the prepared copy: {same}",
                    _facts(pulled), identical=same)
@@ -120,7 +123,7 @@ def run_demo(*, workdir: Optional[Path] = None, images: int = 60, max_files: int
             os.utime(ckpt_dir / name, (now - 60 * age, now - 60 * age))
         os.utime(ckpt_dir / "yolo-obj_best.weights", (now - 180, now - 180))
         push(ckpt_dir, remote=remote, path="backup", hash_cache=hashes,
-             write_rate=settings.write_rate)
+             write_rate=settings.write_rate, state_dir=state)
         policy = PrunePolicy(keep_last=2, keep_every=1000)
         pruned = prune(remote, "backup", policy=policy, lock_dir=work / "state")
         again_pruned = prune(remote, "backup", policy=policy, lock_dir=work / "state")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 
 class Progress(Protocol):
@@ -38,7 +38,9 @@ NULL_PROGRESS = NullProgress()
 class TqdmProgress:
     """Two tqdm bars (files, bytes) with rate and ETA; thread-safe."""
 
-    def __init__(self, *, file=None, leave: bool = True):
+    def __init__(self, *, file=None, leave: bool = True,
+                 label: Callable[[str], str] = str):
+        self._label = label  # makes a description (often a file name) safe to show
         self._file = file or sys.stderr
         self._leave = leave
         self._lock = threading.Lock()
@@ -52,10 +54,12 @@ class TqdmProgress:
             return
         with self._lock:
             self.on_done()
-            self._files = tqdm(total=files, desc=desc or "files", unit="file",
-                               file=self._file, leave=self._leave, position=0)
+            self._files = tqdm(total=files or None, desc=self._label(desc or "files"),
+                               unit="file", file=self._file, leave=self._leave, position=0)
+            # a step that moves no bytes (convert, shard, check) gets no empty 0 B bar
             self._bytes = tqdm(total=bytes, desc="bytes", unit="B", unit_scale=True,
-                               unit_divisor=1024, file=self._file, leave=self._leave, position=1)
+                               unit_divisor=1024, file=self._file, leave=self._leave,
+                               position=1) if bytes > 0 else None
 
     def on_progress(self, *, files: int = 0, bytes: int = 0) -> None:
         with self._lock:
@@ -71,13 +75,16 @@ class TqdmProgress:
         self._files = self._bytes = None
 
 
-def make_progress(*, quiet: bool, stream=None) -> Progress:
-    """tqdm when someone is watching (a TTY or a notebook), else the no-op."""
+def make_progress(*, quiet: bool, stream=None, label: Callable[[str], str] = str) -> Progress:
+    """tqdm when someone is watching (a TTY or a notebook), else the no-op.
+
+    ``label`` cleans each description (the CLI escapes control characters).
+    """
     stream = stream or sys.stderr
     if quiet:
         return NULL_PROGRESS
     interactive = getattr(stream, "isatty", lambda: False)() or _in_notebook()
-    return TqdmProgress(file=stream) if interactive else NULL_PROGRESS
+    return TqdmProgress(file=stream, label=label) if interactive else NULL_PROGRESS
 
 
 def _in_notebook() -> bool:

@@ -143,3 +143,12 @@ def test_push_dry_run_onto_a_file_fails_like_the_real_run(in_tmp, capsys):
     assert main(["push", "out", "target", "--dry-run"]) == EXIT_USAGE
     assert "is a file, not a folder" in capsys.readouterr().err
     assert main(["push", "out", "target", "-n", "--json"]) == EXIT_USAGE
+
+
+def test_quota_stop_before_the_first_upload_prints_a_push_summary(drive_env, in_tmp, capsys):
+    drive_env.configure(quota_limit=0)
+    assert main(["push", "out", "drive:space_Colab/q", "--jobs", "1"]) == 6
+    out, err = capsys.readouterr()
+    assert "push: 0 uploaded" in out and "downloaded" not in out
+    assert ".." not in err and "Re-run the same command" in err
+    drive_env.configure(quota_limit=None)

@@ -155,3 +155,29 @@ def test_drive_verbs_keep_drive_options(capsys):
         main(["push", "--help"])
     text = capsys.readouterr().out
     assert "--endpoint" in text and "--config" in text and "--dry-run, -n" in text
+
+
+def test_progress_descriptions_are_escaped_and_byteless_steps_get_no_bytes_bar():
+    from drivesync.progress import TqdmProgress
+
+    out = io.StringIO()
+    bar = TqdmProgress(file=out, label=printable)
+    bar.on_start(files=3, bytes=0, desc="copy\x1b[2J\x07")
+    bar.on_progress(files=3)
+    bar.on_done()
+    text = out.getvalue()
+    assert "\x1b[2J" not in text and "\x07" not in text and "copy\\x1b[2J" in text
+    assert "0.00B" not in text and "bytes" not in text and "3/3" in text
+
+
+def test_prepare_bars_have_totals(tmp_path):
+    from drivesync.datasets.prepare import prepare
+    from drivesync.datasets.sample import make_sample_voc
+    from drivesync.progress import TqdmProgress
+
+    out = io.StringIO()
+    src = make_sample_voc(tmp_path / "VOC", images=5)
+    prepare(src, tmp_path / "o", fmt="voc", progress=TqdmProgress(file=out), mode="copy")
+    shards = [line for line in re.split(r"[\r\n]", out.getvalue()) if "into shards" in line]
+    assert shards and "10/10" in shards[-1]              # 5 images + 5 labels, with a total
+    assert "0.00B" not in out.getvalue()

@@ -31,3 +31,22 @@ def test_demo_human_output(tmp_path, capsys):
     assert main(["demo", "--images", "6", "--max-files", "4", "--dir", str(tmp_path / "d")]) == 0
     out = capsys.readouterr().out
     assert "demo OK" in out and "1/6" in out and "6/6" in out
+
+
+def test_demo_help_shows_only_real_flags(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    text = capsys.readouterr().out
+    assert "--keep" not in text and "--dir" in text
+
+
+def test_demo_keeps_its_state_in_its_own_folder(tmp_path, monkeypatch, capsys):
+    """The demo never writes md5 caches or temporary files into the user's real
+    state folder (~/.cache/drivesync, or DRIVESYNC_STATE_DIR)."""
+    real = tmp_path / "real-state"
+    monkeypatch.setenv("DRIVESYNC_STATE_DIR", str(real))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert main(["demo", "--images", "6", "--max-files", "4", "-q"]) == 0
+    assert not real.exists() and not (tmp_path / "cache").exists()

@@ -75,7 +75,7 @@ class Context:
     _warned: set = field(default_factory=set)       # each warning is printed once
 
     def progress(self) -> Progress:
-        return make_progress(quiet=self.quiet or self.json, stream=self.err)
+        return make_progress(quiet=self.quiet or self.json, stream=self.err, label=printable)
 
     # ---- the one output channel: every line printed as text passes write() ----
     def write(self, line: object, *, err: bool = False) -> None:

@@ -15,7 +15,7 @@ def register(sub, common) -> None:
         description="Generate a small VOC dataset, prepare it, push it through the real Drive "
                     "v3 client into an in-process Drive emulator, pull it back as Colab would, "
                     "and prune a checkpoint folder. Needs no Google account.",
-        example="drivesync demo\ndrivesync demo --images 200 --latency 0.05 --keep --dir /tmp/d",
+        example="drivesync demo\ndrivesync demo --images 200 --latency 0.05 --dir /tmp/d",
     )
     p.add_argument("--dir", type=Path, help="work folder to keep (default: a temp folder, removed)")
     p.add_argument("--images", type=int, default=60, help="sample images to generate (default 60)")

@@ -319,7 +319,8 @@ def _place(
         progress=progress,
         dry_run=res.dry_run,
         on_step=on_step,
-        total=conv.expected,
+        # converters that return a list know their count: the bar gets a total
+        total=conv.expected or (len(conv.items) if isinstance(conv.items, list) else None),
     )
     _fill(res, conv, sh)
     return conv, sh
