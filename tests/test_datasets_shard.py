@@ -237,7 +237,12 @@ def test_move_killed_at_random_points(tmp_path, parallel):
     mid_run = 0
     for _ in range(6):
         p = child(src, out, crash=-1, parallel=parallel)
-        time.sleep(rng.uniform(0.05, 0.5))
+        # the random moment counts from the child's first write (its start-up varies
+        # with the machine's load), so a kill can land while files are being moved
+        deadline = time.monotonic() + 30
+        while p.poll() is None and not (out / JOURNAL).exists() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0.0, 0.3))
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
             mid_run += (out / JOURNAL).exists()
