@@ -27,9 +27,16 @@ class LocalDisk:
 
     def open_append(self, path: Union[str, Path]) -> BinaryIO:
         """``path`` opened for appending bytes, created 0644; never through a symlink."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0),
-                     0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _NOFOLLOW, 0o644)
         return os.fdopen(fd, "ab")
+
+    def open_new(self, path: Union[str, Path]) -> BinaryIO:
+        """A new file ``path`` (an existing file or link there is an error)."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+        return os.fdopen(fd, "wb")
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 DISK = LocalDisk()

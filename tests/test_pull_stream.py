@@ -63,6 +63,10 @@ class FakeDisk(LocalDisk):
         f = super().open_append(path)
         return f if self.room is None else _FillingFile(f, self)
 
+    def open_new(self, path):
+        f = super().open_new(path)
+        return f if self.room is None else _FillingFile(f, self)
+
 
 class _FillingFile:
     def __init__(self, f, disk: FakeDisk):
@@ -76,6 +80,12 @@ class _FillingFile:
 
     def __getattr__(self, name):
         return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
 
 
 # ---- one request per file, Range only to resume ------------------------------------------
@@ -145,6 +155,16 @@ def test_pull_refuses_to_start_without_the_free_space_it_needs(remote, tmp_path)
                 state_dir=tmp_path / "st").downloaded == 2
 
 
+def test_one_download_checks_the_free_space_too(remote, tmp_path):
+    """``latest --pull`` and the launcher download single files, without a pull plan."""
+    entry = put(remote, tmp_path, "w.bin", blob(5000, 9))
+    remote.disk = FakeDisk(free=4000)
+    with pytest.raises(DiskFull, match=r"needed 4.9 KiB \(5000 bytes\), 3.9 KiB \(4000 bytes\) "
+                                       "free; nothing was written"):
+        remote.download(entry, tmp_path / "dl" / "w.bin")
+    assert os.listdir(tmp_path / "dl") == []
+
+
 def test_enospc_mid_download_removes_the_partial_and_stops_the_pull(remote, tmp_path):
     put(remote, tmp_path, "ds/big.bin", blob(3 * BLOCK, 6))
     put(remote, tmp_path, "ds/small.bin", blob(10, 7))
@@ -182,6 +202,25 @@ def test_packed_shard_is_streamed_into_place_and_resumed_after_a_drop(drive_remo
         assert (tmp_path / "pulled" / rel).read_bytes() == data
     assert leftovers(tmp_path / "pulled") == []
     assert not any(n.endswith(".tar") for _d, _s, fs in os.walk(state) for n in fs)
+
+
+def test_enospc_while_unpacking_leaves_nothing_staged(drive_remote, tmp_path):
+    files = {f"imgs/000/{i}.jpg": blob(300_000, i) for i in range(4)}
+    _packed(drive_remote, tmp_path, files)
+    drive_remote.disk = FakeDisk(room=500_000)  # the manifest fits, two members do not
+    dest = tmp_path / "pulled"
+    with pytest.raises(DiskFull, match="while unpacking shard 000.*the staged part was removed"):
+        pull(drive_remote, dest, path="ds", hash_cache=HashCache(None), state_dir=tmp_path / "s")
+    assert leftovers(dest) == [] and not (dest / "imgs" / "000" / "0.jpg").exists()
+
+
+def test_remotes_without_a_stream_read_through_a_temporary_file(local_remote, tmp_path):
+    from drivesync.remotes.base import Remote
+
+    put(local_remote, tmp_path, "f.bin", b"fallback bytes")
+    entry, reader = Remote.open_read(local_remote, "f.bin")  # the generic fallback
+    with reader:
+        assert reader.read() == b"fallback bytes" and entry.size == 14
 
 
 def test_archive_with_a_wrong_md5_leaves_no_file_that_looks_valid(tmp_path):

@@ -64,6 +64,12 @@ class PartialDownload:
         self._error: Optional[BaseException] = None
 
     def __enter__(self) -> PartialDownload:
+        free = self.disk.free_bytes(self.dest.parent)
+        if self.size - self.have > free:
+            raise DiskFull(f"{self.dest}: not enough free space on the disk of "
+                           f"{self.dest.parent}: needed {human_bytes(self.size - self.have)} "
+                           f"({self.size - self.have} bytes), {human_bytes(free)} ({free} "
+                           "bytes) free; nothing was written")
         try:
             self._out = self.disk.open_append(self.tmp)
         except OSError as exc:

@@ -25,7 +25,8 @@ from typing import Any, BinaryIO, Callable, Optional, Union
 
 from ..errors import DatasetError, DiskFull
 from ..hashing import CHUNK
-from ..localdisk import is_disk_full
+from ..localdisk import DISK, LocalDisk, is_disk_full
+from ..progress import human_bytes
 from ..types import temp_name
 
 log = logging.getLogger(__name__)
@@ -176,17 +177,18 @@ def check_member_name(name: str) -> str:
 
 def unpack_tar(tar_path: Union[str, Path], manifest: Manifest, dest_dir: Union[str, Path], *,
                on_bytes: Optional[Callable[[int], None]] = None,
-               on_member: Optional[Callable[[str, str], None]] = None
-               ) -> list[tuple[str, str]]:
+               on_member: Optional[Callable[[str, str], None]] = None,
+               disk: LocalDisk = DISK) -> list[tuple[str, str]]:
     """:func:`unpack_stream` of the tar file at ``tar_path``."""
     with open(tar_path, "rb") as f:
-        return unpack_stream(f, manifest, dest_dir, on_bytes=on_bytes, on_member=on_member)
+        return unpack_stream(f, manifest, dest_dir, on_bytes=on_bytes, on_member=on_member,
+                             disk=disk)
 
 
 def unpack_stream(source: BinaryIO, manifest: Manifest, dest_dir: Union[str, Path], *,
                   on_bytes: Optional[Callable[[int], None]] = None,
-                  on_member: Optional[Callable[[str, str], None]] = None
-                  ) -> list[tuple[str, str]]:
+                  on_member: Optional[Callable[[str, str], None]] = None,
+                  disk: LocalDisk = DISK) -> list[tuple[str, str]]:
     """Unpack a tar read from ``source`` (e.g. as it downloads) into ``dest_dir``.
 
     Members are checked against the manifest (size and md5) and written into a
@@ -238,7 +240,7 @@ def unpack_stream(source: BinaryIO, manifest: Manifest, dest_dir: Union[str, Pat
                     continue
                 src = tar.extractfile(ti)
                 assert src is not None
-                n, md5 = _copy_hashed(src, staged_path, on_bytes)
+                n, md5 = _copy_hashed(src, disk.open_new(staged_path), on_bytes)
                 if n != m.size or md5 != m.md5:
                     os.unlink(staged_path)
                     problems.append((name, f"size/md5 {n}/{md5} differ from the "
@@ -273,8 +275,10 @@ def unpack_stream(source: BinaryIO, manifest: Manifest, dest_dir: Union[str, Pat
                 on_member(final, md5)
     except OSError as exc:
         if is_disk_full(exc):
-            raise DiskFull(f"{dest_dir}: no space left while unpacking (archive of "
-                           f"{manifest.tar_size} bytes); the staged part was removed: free "
+            free = disk.free_bytes(dest_dir)
+            raise DiskFull(f"{dest_dir}: no space left on its disk while unpacking shard "
+                           f"{manifest.shard} (needed {human_bytes(manifest.tar_size)}, "
+                           f"{human_bytes(free)} free); the staged part was removed: free "
                            "some space and re-run") from exc
         raise
     finally:
@@ -285,12 +289,12 @@ def unpack_stream(source: BinaryIO, manifest: Manifest, dest_dir: Union[str, Pat
     return problems
 
 
-def _copy_hashed(src: BinaryIO, path: str,
+def _copy_hashed(src: BinaryIO, out: BinaryIO,
                  on_bytes: Optional[Callable[[int], None]]) -> tuple[int, str]:
-    """Write ``src`` to a new file ``path``; (bytes, md5) of what was written."""
+    """Copy ``src`` into ``out`` and close it; (bytes, md5) of what was written."""
     h = hashlib.md5()
     n = 0
-    with open(path, "xb") as out:
+    with out:
         while True:
             block = src.read(CHUNK)
             if not block:

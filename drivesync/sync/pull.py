@@ -353,7 +353,7 @@ class _PullRunner:
         _entry, reader = self.remote.open_read(a.targets[0])
         try:
             problems = unpack_stream(_Counted(reader, self.progress), man, dest,
-                                     on_member=self._learn)
+                                     on_member=self._learn, disk=self.remote.disk)
         finally:
             reader.close()
         if problems:
