@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
 import google_auth_httplib2
-from google.auth.transport.requests import AuthorizedSession
 from googleapiclient.discovery import build_from_document
 from googleapiclient.discovery_cache import get_static_doc
 from googleapiclient.http import MediaFileUpload, build_http
@@ -532,6 +531,9 @@ class DriveRemote(Remote):
         body, where httplib2 reads a whole answer into memory."""
         session = getattr(self._local, "session", None)
         if session is None:
+            # imported here: requests costs ~0.2 s at startup, and most commands never download
+            from google.auth.transport.requests import AuthorizedSession
+
             if self._credentials is None:
                 self._credentials = get_credentials(self.settings)
             session = AuthorizedSession(self._credentials)

@@ -12,12 +12,11 @@ import http.client
 import json
 import socket
 import ssl
+import sys
 from typing import Optional
 
 import google.auth.exceptions
 import httplib2
-import requests
-import urllib3.exceptions
 from googleapiclient.errors import HttpError
 
 from ..errors import (
@@ -107,11 +106,21 @@ def classify(exc: BaseException, *, endpoint: str, what: str = "request"
                         httplib2.HttpLib2Error, socket.gaierror)):
         return TransientError(f"connection to {endpoint} failed during {what}: "
                               f"{type(exc).__name__} {exc}".rstrip())
-    if isinstance(exc, (requests.exceptions.RequestException, urllib3.exceptions.HTTPError)):
-        # the streamed downloads (drive_media) read through requests/urllib3
+    if _is_stream_error(exc):
         return TransientError(f"connection to {endpoint} failed during {what}: "
                               f"{type(exc).__name__} {exc}".rstrip())
     if isinstance(exc, OSError) and exc.errno in (errno.EPIPE, errno.ECONNRESET,
                                                   errno.ECONNABORTED, errno.ETIMEDOUT):
         return TransientError(f"connection to {endpoint} failed during {what}: {exc}")
     return None
+
+
+def _is_stream_error(exc: BaseException) -> bool:
+    """A connection error of requests/urllib3, which the streamed downloads (drive_media)
+    read through. Looked up, not imported: they load only once a download starts, and
+    until then no such error can exist (importing requests costs every command ~0.2 s)."""
+    requests_exc = sys.modules.get("requests.exceptions")
+    urllib3_exc = sys.modules.get("urllib3.exceptions")
+    kinds = tuple(k for k in (getattr(requests_exc, "RequestException", None),
+                              getattr(urllib3_exc, "HTTPError", None)) if k is not None)
+    return bool(kinds) and isinstance(exc, kinds)
