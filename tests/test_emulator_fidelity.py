@@ -338,6 +338,26 @@ def test_permission_validation(http, svc, emulator, body, query, status, reason)
     assert svc.files().get(fileId=file_id, fields="shared").execute() == {"shared": False}
 
 
+def test_shares_answer_q_in_readers_and_writers(http, svc, emulator):
+    shared = svc.files().create(body={"name": "shared"}, fields="id").execute()["id"]
+    public = svc.files().create(body={"name": "public"}, fields="id").execute()["id"]
+    svc.files().create(body={"name": "mine"}).execute()
+    svc.permissions().create(fileId=shared, body={"role": "writer", "type": "user",
+                                                  "emailAddress": "friend@example.com"}).execute()
+    svc.permissions().create(fileId=public, body={"role": "reader", "type": "anyone"}).execute()
+
+    def names(q):
+        resp = http.get(f"{emulator.url}drive/v3/files", params={"q": q, "fields": "files(name)"})
+        assert resp.status_code == 200, resp.text
+        return sorted(f["name"] for f in resp.json()["files"])
+
+    assert names("'friend@example.com' in writers") == ["shared"]
+    assert names("'friend@example.com' in readers") == ["shared"]
+    assert names("'friend@example.com' in owners") == []
+    assert names("'anyone' in readers") == ["public"]
+    assert names("'me' in owners") == ["mine", "public", "shared"]
+
+
 def test_the_owner_permission_cannot_be_deleted(http, svc, emulator):
     file_id = svc.files().create(body={"name": "f"}, fields="id").execute()["id"]
     owner = svc.permissions().list(fileId=file_id).execute()["permissions"][0]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import errors
-from .query import FOLDER_MIME, compile_query, format_time, parse_time, sort_records
+from .query import FOLDER_MIME, ME, compile_query, format_time, parse_time, sort_records
 
 log = logging.getLogger(__name__)
 
@@ -663,7 +663,7 @@ class DriveState:
 # ---------------------------------------------------------------------------- helpers
 
 OWNER_PERMISSION_ID = "0000000001"  # about.user.permissionId
-OWNER_EMAIL = "emulated.user@example.com"
+OWNER_EMAIL = ME[1]
 
 
 def owner_permission() -> dict:

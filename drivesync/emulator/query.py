@@ -170,7 +170,7 @@ class _Parser:
                     self.parent_hints.append(pid)
                 return lambda r: pid in r.parents
             if field in ("owners", "writers", "readers"):
-                return lambda r: t in ("me", "anyone")
+                return _grantee_test(t, field)
             raise _bad_q(self.q, f"unsupported collection {field!r}")
         field = self.take("word")
         k, op = self.peek()
@@ -212,6 +212,25 @@ class _Parser:
             cmp = _CMP[op]
             return lambda r: cmp(getattr(r, attr), when)
         raise _bad_q(self.q, f"unsupported field {field!r}")
+
+
+ME = ("me", "emulated.user@example.com")  # the one user, who owns everything
+_ROLES = {"owners": ("owner",), "writers": ("owner", "organizer", "fileOrganizer", "writer"),
+          "readers": ("owner", "organizer", "fileOrganizer", "writer", "commenter", "reader")}
+
+
+def _grantee_test(who: str, collection: str) -> Callable[[Rec], bool]:
+    """``'X' in owners|writers|readers``: me, or a share (by address or 'anyone') whose
+    role is in that collection, as the permissions of the item say."""
+    if who.lower() in ME:
+        return lambda r: True
+    who, roles = who.lower(), _ROLES[collection]
+
+    def test(r: Rec) -> bool:
+        return any(p["role"] in roles and who in (p.get("emailAddress"), p.get("domain"),
+                                                   p["type"] if p["type"] == "anyone" else None)
+                   for p in r.permissions)
+    return test
 
 
 _CMP: Dict[str, Callable[[float, float], bool]] = {
