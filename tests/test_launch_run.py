@@ -304,17 +304,35 @@ def test_first_darknet_checkpoint_cut_short_is_refused_by_the_cfg_size(tmp_path,
     assert ("not mirroring yolo_last.weights: 60 bytes, but the cfg makes every checkpoint "
             "116 bytes: truncated") in out
     assert not local_remote.root.exists() or local_remote.list("") == []
-    # a short file put on the remote by hand: with no sibling to compare, resume warns
-    # and uses it (refusing the only checkpoint would throw the run away)
+    # a short _last on the remote (written straight into the mount, cut by a kill), with
+    # an older whole _10 beside it: resume falls back to the whole one, never the short one
     local_remote.root.mkdir(exist_ok=True)
     head = struct.pack("<iiiq", 0, 2, 0, 2 * BATCH)
     (local_remote.root / "yolo_last.weights").write_bytes(head + b"\0" * 40)
+    whole = struct.pack("<iiiq", 0, 2, 0, 10 * BATCH) + b"\0" * 96
+    (local_remote.root / "yolo_10.weights").write_bytes(whole)
+    os.utime(local_remote.root / "yolo_10.weights", (time.time() - 60, time.time() - 60))
     monkeypatch.delenv("FAKE_TRUNCATE_AT")
     code = main(_argv(tmp_path, str(local_remote.root)))
     captured = capsys.readouterr()
     out = captured.out + captured.err
     assert code == 0, out
-    assert ("yolo_last.weights has 60 bytes, but the cfg makes every checkpoint 116 bytes"
-            in out)
-    assert "resuming from yolo_last.weights" in out and "reached iteration 12" in out
+    assert "resuming from yolo_10.weights" in out  # the listing already drops the short one
+    assert "FAKE resumed from yolo_10.weights at iteration 10" in out
+    assert "reached iteration 12" in out
+    # only the short one: start from --pretrained, and say so
+    (local_remote.root / "yolo_10.weights").unlink()
+    (local_remote.root / "yolo_final.weights").unlink()
+    (local_remote.root / "yolo_last.weights").write_bytes(head + b"\0" * 40)
+    pre = tmp_path / "pre.conv"
+    pre.write_bytes(struct.pack("<iiiq", 0, 2, 0, 0) + b"\0" * 96)
+    code = main(_argv(tmp_path, str(local_remote.root), "--pretrained", str(pre)))
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert code == 0, out
+    assert ("skipping checkpoint yolo_last.weights: 60 bytes, but the cfg makes every "
+            "checkpoint 116 bytes: truncated") in out
+    assert ("no whole checkpoint on the remote (1 skipped); starting from --pretrained "
+            f"{pre}") in out
+    assert "FAKE starting from pretrained pre.conv" in out
     assert local_remote.stat("yolo_final.weights").size == 116

@@ -178,6 +178,7 @@ class Mirror:
         self.clock = clock
         self._blocked_at: Optional[float] = None   # when Drive last said it is full
         self.stopped: Optional[str] = None         # why nothing more is written (lease lost)
+        self.uploading = False                     # an upload is in flight (for Ctrl-C)
 
     # ---- start ------------------------------------------------------------
     def start(self) -> list[Entry]:
@@ -248,11 +249,12 @@ class Mirror:
         return self._blocked_at is not None and \
             self.clock() - self._blocked_at < self.quota_retry
 
-    def poll(self, *, force: bool = False) -> list[Mirrored]:
+    def poll(self, *, force: bool = False, settled: bool = False) -> list[Mirrored]:
         """One look at the folder; mirrors every file that became complete.
 
         While Drive is full (see :meth:`blocked`) files are only watched, not
         uploaded, unless ``force`` (the last tries after the trainer stopped).
+        ``settled``: the trainer has exited, so every changed file is final.
         """
         if self.stopped:
             return []
@@ -272,7 +274,7 @@ class Mirror:
             count = prev[1] + 1 if prev and prev[0] == key else 1
             self._seen[name] = (key, count)
             quiet_for = time.time() - st.st_mtime
-            if count >= self.settle_polls or (self.settle_seconds is not None
+            if settled or count >= self.settle_polls or (self.settle_seconds is not None
                                               and quiet_for >= self.settle_seconds):
                 ready.append((st.st_mtime_ns, p, key))
         out: list[Mirrored] = []
@@ -310,20 +312,17 @@ class Mirror:
 
     def finish(self, *, interval: float, timeout: float = 600.0,
                sleep: Callable[[float], None] = time.sleep) -> list[Mirrored]:
-        """After the trainer stopped: poll until every changed file is handled."""
-        out: list[Mirrored] = []
+        """After the trainer stopped: mirror what it left, at once (its files are final:
+        nothing writes them any more), retrying what is still pending."""
         if self.stopped:
-            return out
+            return []
         deadline = time.monotonic() + timeout
         refusals = self.stats.quota_blocked
-        for _ in range(self.settle_polls + 1):
-            out += self.poll(force=True)
-            sleep(interval)
+        out = self.poll(force=True, settled=True)
         while self.pending() and time.monotonic() < deadline \
                 and self.stats.quota_blocked == refusals:
-            out += self.poll(force=True)
-            if self.pending():
-                sleep(interval)
+            sleep(interval)
+            out += self.poll(force=True, settled=True)
         why = "Drive is full" if self.stats.quota_blocked > refusals else \
             "it never became complete"
         for name in self.pending():
@@ -432,9 +431,11 @@ class Mirror:
         if new is None:
             twin = None
             self.progress.on_start(files=1, bytes=snap.stat().st_size, desc=f"mirror {name}")
+            self.uploading = True
             try:
                 new = self.remote.upload(snap, tmp_path, progress=self.progress)
             finally:
+                self.uploading = False
                 self.progress.on_done()
         if new.md5 and new.md5 != want:
             self._delete(new)

@@ -14,6 +14,7 @@ import posixpath
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Protocol, Sequence
@@ -23,7 +24,7 @@ from ..errors import ChecksumMismatch, ConfigError, DriveSyncError, NotFound, Us
 from ..progress import NULL_PROGRESS, Progress
 from ..remotes import is_drive_address, open_remote, parse_address
 from ..remotes.base import Remote
-from . import colab, trainers
+from . import colab, preflight, trainers
 from .darknet_cfg import expected_weights_size
 from .mirror import Mirror, Mirrored, process_tree
 from .weights import (
@@ -172,16 +173,35 @@ def stage(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
 
 
 # ---- resume ------------------------------------------------------------------
+def _short_of_cfg(c, candidates: list, expected_size: Optional[int]) -> Optional[str]:
+    """Why ``c`` is truncated by the size the cfg fixes, or None.
+
+    Every darknet checkpoint of one cfg has exactly the size the cfg computes, so
+    a smaller file is a rewrite cut short by a kill. Only when two files of the
+    family share that smaller size is the computation what is wrong (a kill
+    truncates one file, at a random length).
+    """
+    from ..checkpoints.families import FIXED_SIZE_EXTS
+
+    size = c.entry.size
+    if expected_size is None or size >= expected_size or c.ext not in FIXED_SIZE_EXTS:
+        return None
+    twins = [o for o in candidates if o is not c and o.family == c.family
+             and o.entry.size == size]
+    if twins:
+        return None
+    return (f"{size} bytes, but the cfg makes every checkpoint {expected_size} bytes: "
+            "truncated (darknet killed while rewriting it)")
+
+
 def choose_resume(remote: Remote, *, trainer: str, dest_dir: Path,
                   batch: Optional[int] = None, expected_size: Optional[int] = None,
                   reporter: Reporter,
                   progress: Progress = NULL_PROGRESS) -> tuple[Optional[Resume], list]:
     """Newest complete checkpoint that downloads (md5-verified) and passes its checks.
 
-    One that fails is skipped, with a warning, for the one before it. A darknet
-    file whose size differs from ``expected_size`` (what the cfg fixes) only gets
-    a warning: with no sibling to compare, the file and the computation are one
-    witness each, and wrongly refusing the only checkpoint would lose the run.
+    One that fails (truncated against the size the cfg fixes, a header that
+    disagrees, NaN weights) is skipped, with a warning, for the one before it.
     """
     from ..checkpoints.latest import complete_checkpoints, safe_local_name
 
@@ -195,8 +215,13 @@ def choose_resume(remote: Remote, *, trainer: str, dest_dir: Path,
                   and (trainer == DARKNET or c.role in ("last", "numbered"))]
     skipped: list = []
     dest_dir.mkdir(parents=True, exist_ok=True)
-    for rank, c in enumerate(candidates):
+    for c in candidates:
         local = dest_dir / safe_local_name(c.entry.name)
+        short = _short_of_cfg(c, candidates, expected_size) if trainer == DARKNET else None
+        if short:
+            skipped.append((c.entry.name, short))
+            reporter.warn(f"skipping checkpoint {c.entry.name}: {short}")
+            continue
         try:
             progress.on_start(files=1, bytes=c.entry.size, desc=c.entry.name)
             try:
@@ -205,16 +230,16 @@ def choose_resume(remote: Remote, *, trainer: str, dest_dir: Path,
                 progress.on_done()
             info = check_darknet(local, batch=batch) if trainer == DARKNET else check_pt(local)
             if trainer == DARKNET and expected_size not in (None, c.entry.size):
-                reporter.warn(f"{c.entry.name} has {c.entry.size} bytes, but the cfg makes "
-                              f"every checkpoint {expected_size} bytes: truncated, or written "
-                              "for another cfg? Resuming from it anyway")
+                reporter.warn(f"{c.entry.name} has {c.entry.size} bytes where the cfg predicts "
+                              f"{expected_size} (another file of that size agrees): "
+                              "trusting the files")
         except (CheckpointError, ChecksumMismatch, NotFound) as exc:
             skipped.append((c.entry.name, str(exc)))
             reporter.warn(f"skipping checkpoint {c.entry.name}: {exc}")
             local.unlink(missing_ok=True)
             continue
-        why = "newest complete checkpoint on the remote" if rank == 0 else \
-            f"newest one that passed its checks ({rank} newer skipped)"
+        why = "newest complete checkpoint on the remote" if not skipped else \
+            f"falling back to the newest one that passed its checks ({len(skipped)} newer skipped)"
         return Resume(name=c.entry.name, local=local, info=info,
                       reason=f"{why}, {c.role}, {info.describe()}"), skipped
     return None, skipped
@@ -255,9 +280,10 @@ class SignalForwarder:
 
     While the trainer runs, a signal is passed on to it (darknet dies, Ultralytics
     stops) and the launch goes on to mirror the newest checkpoint. Once the
-    trainer is gone, the first signal only warns that the last upload is being
-    finished; a second one stops at once (KeyboardInterrupt, exit 130): the
-    checkpoints already on the remote are complete either way.
+    trainer is gone, a signal stops at once (KeyboardInterrupt, exit 130) unless
+    an upload is in flight: then the first only warns that it is being finished
+    and a second one stops: the checkpoints already on the remote are complete
+    either way.
     """
 
     def __init__(self, *, reporter: Reporter):
@@ -266,6 +292,7 @@ class SignalForwarder:
         self.got: list[int] = []
         self.wake = threading.Event()
         self.finishing = False
+        self.uploading: Callable[[], bool] = lambda: False  # the mirror's upload in flight
         self._late = 0
         self._previous: dict = {}
 
@@ -281,7 +308,7 @@ class SignalForwarder:
             return
         if self.finishing:
             self._late += 1
-            if self._late >= 2:
+            if self._late >= 2 or not self.uploading():
                 raise KeyboardInterrupt
             self.reporter.warn("finishing the upload of the newest checkpoint; "
                                "signal again to stop now (Drive keeps the complete ones)")
@@ -327,7 +354,13 @@ def run_trainer(argv: list, *, mirror: Optional[Mirror], interval: float, report
                     mirror.poll()
                 except DriveSyncError as exc:  # a network hiccup must not stop training
                     reporter.warn(f"mirroring: {exc} (will retry)")
-            fwd.wake.wait(interval)
+            # wake on a signal, or as soon as the trainer exits (it may die at once)
+            until = time.monotonic() + interval
+            while proc.poll() is None and not fwd.wake.is_set():
+                left = until - time.monotonic()
+                if left <= 0:
+                    break
+                fwd.wake.wait(min(left, 0.1))
             fwd.wake.clear()
         code = proc.wait()
     finally:
@@ -351,6 +384,49 @@ def finish_mirror(mirror: Mirror, *, interval: float, reporter: Reporter) -> Non
 
 
 # ---- the whole launch ----------------------------------------------------------
+def _inside(path: Path, folders: list) -> bool:
+    real = os.path.realpath(path)
+    for f in folders:
+        if f is None:
+            continue
+        top = os.path.realpath(f)
+        if real == top or real.startswith(top.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
+def _local_backup(opts: LaunchOptions, *, reporter: Reporter) -> LaunchOptions:
+    """Point darknet's ``backup =`` at local disk when it would write onto Drive.
+
+    With a checkpoint remote the mirror is what writes to Drive (whole files,
+    verified, renamed into place); darknet itself writing into the mount leaves
+    a truncated ``_last`` when killed mid-write, and with ``--no-stage`` it
+    wrote into the dataset folder, which the next staged launch pulled as data.
+    A copy of the .data file with a local ``backup =`` is given to darknet.
+    """
+    if not opts.weights:
+        return opts
+    backup = trainers.backup_dir(opts.data)
+    on_drive = [opts.mount_point, opts.drive_dir]
+    if opts.root and not opts.stage:
+        on_drive.append(opts.root)  # the root link points at the Drive folder then
+    if opts.stage and not _inside(backup, on_drive):
+        return opts
+    local = Path(opts.work_dir).absolute() / "backup"
+    local.mkdir(parents=True, exist_ok=True)
+    text = Path(opts.data).read_text(encoding="utf-8", errors="replace")
+    lines = [ln for ln in text.splitlines() if ln.split("=", 1)[0].strip() != "backup"]
+    data = Path(opts.work_dir).absolute() / Path(opts.data).name
+    data.write_text("\n".join(lines + [f"backup = {local}"]) + "\n", encoding="utf-8")
+    why = "on the Drive mount" if _inside(backup, on_drive) else "not on local disk (--no-stage)"
+    reporter.say(f"darknet's backup = {backup} is {why}: it writes to {local} instead "
+                 f"(via {data}); the mirror copies each whole checkpoint to {opts.weights}")
+    from dataclasses import replace
+
+    return replace(opts, data=str(data))
+
+
+
 def _darknet_plan(opts: LaunchOptions, *, resume: Optional[Resume]) -> list:
     weights = str(resume.local) if resume else opts.pretrained
     return trainers.darknet_command(darknet=opts.darknet, data=opts.data, cfg=opts.cfg or "",
@@ -383,12 +459,18 @@ def launch(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
             binary = colab.prepare_darknet(opts.darknet)
             if binary.gpu is False:
                 reporter.warn(f"{binary.path}: {binary.detail}")
+            checked = preflight.check_darknet_data(Path(opts.data))
+            opts = _local_backup(opts, reporter=reporter)
             watch = trainers.backup_dir(opts.data)
             batch = trainers.cfg_int(opts.cfg or "", "batch")
             expected = expected_weights_size(opts.cfg or "")
             if expected is not None:
                 log.info("the cfg makes every checkpoint %d bytes", expected)
             watch.mkdir(parents=True, exist_ok=True)
+        else:
+            checked = preflight.check_ultralytics_data(Path(opts.data))
+        if checked:
+            log.info("%d listed dataset files checked: present", checked)
         work = Path(opts.work_dir)
         resume: Optional[Resume] = None
         skipped: list = []
@@ -400,8 +482,11 @@ def launch(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
         if resume:
             reporter.say(f"resuming from {resume.name}: {resume.reason}")
         elif opts.trainer == DARKNET:
-            reporter.say("no usable checkpoint on the remote; starting from "
-                         + (opts.pretrained or "random weights"))
+            none = (f"no whole checkpoint on the remote ({len(skipped)} skipped)" if skipped
+                    else "no usable checkpoint on the remote")
+            reporter.say(f"{none}; starting from "
+                         + (f"--pretrained {opts.pretrained}" if opts.pretrained
+                            else "scratch (random weights)"))
         else:
             reporter.say(f"no usable last.pt on the remote; starting from {opts.model}")
         if opts.trainer == DARKNET:
@@ -438,6 +523,8 @@ def launch(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
             code, sig = run_trainer(argv, mirror=mirror, interval=opts.interval,
                                     reporter=reporter, on_start=pids.append, signals=signals)
             signals.finishing = True
+            if mirror is not None:
+                signals.uploading = lambda: mirror.uploading
             if mirror is not None:
                 finish_mirror(mirror, interval=opts.interval, reporter=reporter)
         stats = mirror.stats if mirror is not None else None
