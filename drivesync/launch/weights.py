@@ -273,7 +273,29 @@ class _StandIn:
         pass
 
 
-_SAFE_GLOBALS = {("collections", "OrderedDict"): collections.OrderedDict}
+class _Dtype(_StandIn):
+    """``numpy.dtype('f8', ...)`` as pickled: only its type code is kept."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.code = args[0] if args and isinstance(args[0], str) else ""
+
+
+_SCALARS = {"f8": "<d", "f4": "<f", "i8": "<q", "i4": "<i"}
+
+
+def _np_scalar(dtype: Any = None, raw: Any = None, *_: Any) -> Any:
+    """``numpy.core.multiarray.scalar(dtype, bytes)``: a plain float/int, else a stand-in
+    (Ultralytics pickles ``best_fitness`` as a numpy float64)."""
+    fmt = _SCALARS.get(getattr(dtype, "code", ""))
+    if fmt and isinstance(raw, bytes) and len(raw) == struct.calcsize(fmt):
+        return struct.unpack(fmt, raw)[0]
+    return _StandIn()
+
+
+_SAFE_GLOBALS = {("collections", "OrderedDict"): collections.OrderedDict,
+                 ("numpy", "dtype"): _Dtype,
+                 ("numpy.core.multiarray", "scalar"): _np_scalar,
+                 ("numpy._core.multiarray", "scalar"): _np_scalar}
 _MAX_PICKLE = 64 << 20  # the pickle of a checkpoint is small; the tensors live beside it
 
 
