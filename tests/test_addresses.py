@@ -152,3 +152,21 @@ def test_quota_stop_before_the_first_upload_prints_a_push_summary(drive_env, in_
     assert "push: 0 uploaded" in out and "downloaded" not in out
     assert ".." not in err and "Re-run the same command" in err
     drive_env.configure(quota_limit=None)
+
+
+def test_prune_latest_and_prepare_say_where(in_tmp, capsys):
+    from drivesync.datasets.sample import make_sample_voc
+
+    (in_tmp / "ck").mkdir()
+    (in_tmp / "ck" / "last.pt").write_bytes(b"x")
+    os.utime(in_tmp / "ck" / "last.pt", (1, 1))
+    assert main(["prune", "ck", "-n"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"prune: {in_tmp / 'ck'} (dry run)"
+    assert main(["latest", "ck", "--pull", "got/"]) == 0
+    out, err = capsys.readouterr()
+    assert f"latest: {in_tmp / 'ck'} -> {in_tmp / 'got'}" in err and out.strip().endswith(
+        "last.pt")
+    make_sample_voc(in_tmp / "VOC", images=3)
+    assert main(["prepare", "VOC", "ds", "-f", "voc"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == f"prepare: {in_tmp / 'VOC'} -> {in_tmp / 'ds'}"

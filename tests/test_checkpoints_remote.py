@@ -481,7 +481,9 @@ def test_cli_empty_folder_says_so(remote, tmp_path, cli_env, capsys):
     remote.mkdir(SUB)
     assert main(["prune", address(remote), "--yes", *cli_env]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("no checkpoints in ") and "nothing to prune" in out
+    first, second = out.splitlines()[:2]
+    assert first.startswith("prune: ")                  # where, before anything is done
+    assert second.startswith("no checkpoints in ") and "nothing to prune" in out
     assert "ACTION" not in out
 
 

@@ -181,3 +181,19 @@ def test_prepare_bars_have_totals(tmp_path):
     shards = [line for line in re.split(r"[\r\n]", out.getvalue()) if "into shards" in line]
     assert shards and "10/10" in shards[-1]              # 5 images + 5 labels, with a total
     assert "0.00B" not in out.getvalue()
+
+
+@pytest.mark.parametrize("verb", [["colab-cell"], ["prepare"], ["convert"], ["shard"],
+                                  ["launch", "ultralytics"]])
+def test_every_option_and_argument_has_help(verb, capsys):
+    """No bare flag in --help: each option and positional says what it is."""
+    from drivesync.cli import build_parser
+
+    parser = build_parser()
+    sub = parser
+    for word in verb:
+        action = next(a for a in sub._actions if a.__class__.__name__ == "_SubParsersAction")
+        sub = action.choices[word]
+    bare = [a.option_strings or a.dest for a in sub._actions
+            if not a.help and a.__class__.__name__ != "_SubParsersAction"]
+    assert not bare, bare

@@ -53,7 +53,7 @@ def run_login(args, ctx) -> int:
     path = auth.login(secrets, console=args.console,
                       token_file=ctx.settings.resolved_token_file(),
                       ask=_ask,
-                      tell=lambda line: print(line, file=ctx.err))
+                      tell=lambda line: ctx.write(line, err=True))
     if ctx.json:
         ctx.emit({"ok": True, "token_file": str(path)})
     else:
@@ -82,7 +82,7 @@ def run_status(args, ctx) -> int:
         if ctx.json:  # one JSON document: ours, with the error in it
             ctx.emit(dict(doc, ok=False, accepted=False, error=str(exc),
                           exit_code=exc.exit_code))
-            print(f"drivesync: error: {exc}", file=ctx.err)
+            ctx.error(exc)
             return exc.exit_code
         ctx.say(f"credentials: {source.description}")
         raise

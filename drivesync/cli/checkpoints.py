@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from ..progress import human_bytes
 from ..remotes import open_remote, parse_address
 from ..remotes.base import Remote
 from . import add_verb
+from .remote import where
 
 MIN_AGE_HELP = ("seconds a checkpoint must be unmodified before it counts as settled "
                 "(default 60 for a local folder such as the Colab mount, where a file shows "
@@ -172,6 +174,7 @@ def run_prune(args, ctx) -> int:
     if args.recursive and args.min_free:
         raise UsageError("--min-free cannot be combined with --recursive: prune each run's "
                          "folder with --min-free, or use --max-bytes (per folder)")
+    ctx.say(f"prune: {where(args.remote)}" + (" (dry run)" if dry else ""))
 
     def confirm(plan: PrunePlan) -> bool:
         ctx.table(_rows(plan, done=False), header=["ACTION", "SIZE", "PATH", "REASON"])
@@ -301,6 +304,8 @@ def run_latest(args, ctx) -> int:
     dest = args.pull
     if dest is not None and not dest.strip():
         raise UsageError("--pull needs a destination file or folder")
+    if dest is not None:  # on stderr: stdout holds only the answer (scripts capture it)
+        ctx.note(f"latest: {where(args.remote)} -> {os.path.abspath(dest)}")
     with open_remote(args.remote, settings=ctx.settings) as remote:
         min_age = _min_age(args, remote)
         now = time.time()

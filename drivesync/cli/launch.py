@@ -118,7 +118,7 @@ def register(sub, common) -> None:
                          "--epochs 100 --weights drive:space_Colab/runs -- imgsz=640 batch=16")
     u.add_argument("--data", required=True, help="Ultralytics data.yaml")
     u.add_argument("--model", required=True, help="yolov8n.pt or a model .yaml for a fresh run")
-    u.add_argument("--epochs", type=int)
+    u.add_argument("--epochs", type=int, help="epochs to train (default: the model's)")
     u.add_argument("--project", help="runs folder (default ./runs/detect)")
     u.add_argument("--name", help="run name (default train)")
     u.add_argument("--save-period", type=int, metavar="N",
@@ -133,16 +133,24 @@ def register(sub, common) -> None:
                  example="drivesync colab-cell --trainer darknet "
                          "--weights drive:space_Colab/backup --dataset drive:space_Colab/data "
                          "--data /WORK1/obj.data --cfg /WORK1/yolo.cfg")
-    c.add_argument("--trainer", choices=[DARKNET, ULTRALYTICS], default=DARKNET)
-    c.add_argument("--weights", default="drive:space_Colab/backup", metavar="REMOTE")
-    c.add_argument("--dataset", metavar="REMOTE")
+    c.add_argument("--trainer", choices=[DARKNET, ULTRALYTICS], default=DARKNET,
+                   help="which trainer the cell launches (default darknet)")
+    c.add_argument("--weights", default="drive:space_Colab/backup", metavar="REMOTE",
+                   help="checkpoint folder to resume from and mirror to "
+                        "(default drive:space_Colab/backup)")
+    c.add_argument("--dataset", metavar="REMOTE",
+                   help="prepared dataset to stage on the VM's local disk (drive:... or a path)")
     c.add_argument("--data", help="obj.data or data.yaml")
     c.add_argument("--cfg", help="darknet cfg")
     c.add_argument("--model", default="yolov8n.pt", help="ultralytics model")
-    c.add_argument("--epochs", type=int)
-    c.add_argument("--pretrained")
-    c.add_argument("--root", default="/WORK1")
-    c.add_argument("--darknet", default="/content/darknet/darknet", metavar="PATH")
+    c.add_argument("--epochs", type=int, help="ultralytics: epochs to train")
+    c.add_argument("--pretrained", metavar="WEIGHTS",
+                   help="darknet: starting weights when no checkpoint exists yet "
+                        "(e.g. yolov4-tiny.conv.29)")
+    c.add_argument("--root", default="/WORK1",
+                   help="the path the dataset's lists point into (default /WORK1)")
+    c.add_argument("--darknet", default="/content/darknet/darknet", metavar="PATH",
+                   help="the darknet binary (default /content/darknet/darknet)")
     c.add_argument("--take-over", action="store_true",
                    help="pass --take-over to launch (claim the lease of a runtime that is gone)")
     c.add_argument("--repo-url", metavar="URL",

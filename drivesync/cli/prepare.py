@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any, Dict, Tuple
 
 from ..datasets.check import check_dataset
@@ -271,19 +272,28 @@ def _pick(args: argparse.Namespace, *groups: Tuple[str, ...]) -> Dict[str, Any]:
     return {k: getattr(args, k) for group in groups for k in group}
 
 
+def _say_where(ctx: Context, verb: str, args: argparse.Namespace) -> None:
+    """The first line: what is read and where it is written."""
+    ctx.say(f"{verb}: {os.path.abspath(args.src)} -> {os.path.abspath(args.out)}"
+            + (" (dry run)" if getattr(args, "dry_run", False) else ""))
+
+
 def cmd_prepare(args: argparse.Namespace, ctx: Context) -> int:
+    _say_where(ctx, "prepare", args)
     kw = _pick(args, _CONVERT, _SHARD, _CONFIG)
     res = prepare(args.src, args.out, fmt=args.fmt, progress=ctx.progress(), **kw)
     return _summary(ctx, res, verb="prepare")
 
 
 def cmd_convert(args: argparse.Namespace, ctx: Context) -> int:
+    _say_where(ctx, "convert", args)
     kw = _pick(args, _CONVERT, ("mode", "dry_run", "ascii_names"))
     res = convert_dataset(args.src, args.out, fmt=args.fmt, progress=ctx.progress(), **kw)
     return _summary(ctx, res, verb="convert")
 
 
 def cmd_shard(args: argparse.Namespace, ctx: Context) -> int:
+    _say_where(ctx, "shard", args)
     kw = _pick(args, ("classes", "classes_file"), _SHARD)
     res = shard_dataset(args.src, args.out, progress=ctx.progress(), **kw)
     return _summary(ctx, res, verb="shard")
