@@ -47,7 +47,7 @@ from ..errors import DriveSyncError, NotFound, QuotaExceeded
 from ..hashing import md5_file
 from ..progress import NULL_PROGRESS, Progress
 from ..remotes.base import Remote
-from ..types import Entry, is_internal, join, temp_name
+from ..types import TEMP_PREFIX, Entry, is_internal, join
 from .weights import CheckpointError, WeightsInfo
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 Key = tuple  # (size, mtime_ns, inode)
 
 # The one in-flight name the mirror uploads to (one upload at a time per folder).
-UPLOAD_TEMP = temp_name("mirror-upload")
+UPLOAD_TEMP = TEMP_PREFIX + "mirror-upload"  # a fixed short name (README), not a user's
 _DARKNET_ROLE = re.compile(r"_(\d+|last|final|best)$", re.IGNORECASE)
 
 
