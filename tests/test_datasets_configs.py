@@ -119,3 +119,24 @@ def test_write_configs_files(tmp_path):
     ]
     assert "classes=2" in (d / "yolov3-tiny-ds.cfg").read_text()
     assert res.root == "/mnt/d/ds" and len(res.files) == 6
+
+
+def test_max_batches_default_rule_steps_burn_in_and_refusals():
+    from drivesync.datasets.configs import default_max_batches
+
+    assert default_max_batches(2) == 6000 and default_max_batches(4) == 8000
+    assert default_max_batches(1, train_images=20000) == 20000  # at least the images
+    base = ("[net]\nbatch=64\nsubdivisions=16\nburn_in=1000\n[convolutional]\nfilters=1\n"
+            "[yolo]\nmask=0,1,2\n")
+    out = patch_darknet_cfg(base, classes=1, max_batches=500, burn_in=50)
+    assert section_values(out, "net", "max_batches") == ["500"]
+    assert section_values(out, "net", "steps") == ["400,450"]
+    assert section_values(out, "net", "burn_in") == ["50"]
+    assert section_values(patch_darknet_cfg(base, classes=1, train_images=9000), "net",
+                          "max_batches") == ["9000"]
+    for kw, why in [({"batch": 1, "subdivisions": 1}, "batch=1"),
+                    ({"batch": 64, "subdivisions": 24}, "not divisible"),
+                    ({"width": 100}, "multiple of 32"),
+                    ({"max_batches": 0}, "at least 1")]:
+        with pytest.raises(DatasetError, match=why):
+            patch_darknet_cfg(base, classes=1, **kw)

@@ -174,7 +174,7 @@ def test_launch_resumes_past_nan_and_never_mirrors_nan(tmp_path, local_remote, c
     monkeypatch.setenv("FAKE_NAN", "1")  # the run diverges: everything it saves is NaN
     argv = ["launch", "darknet", "--data", str(tmp_path / "obj.data"), "--cfg",
             str(tmp_path / "yolo.cfg"), "--darknet", str(darknet), "--weights", str(root),
-            "--work-dir", str(tmp_path / "work"), "--interval", "0.03", "--no-mount"]
+            "--work-dir", str(tmp_path / "work"), "--interval", "0.03", "--no-mount", "-v"]
     assert main(argv) == 0
     cap = capsys.readouterr()
     assert "skipping checkpoint yolo_final.weights" in cap.err and "NaN" in cap.err

@@ -58,7 +58,7 @@ def _files(tmp_path: Path, *, train: str, backup: Path) -> None:
 def _argv(tmp_path: Path, *extra: str) -> list:
     return ["launch", "darknet", "--data", str(tmp_path / "obj.data"), "--cfg",
             str(tmp_path / "yolo.cfg"), "--darknet", str(tmp_path / "darknet"),
-            "--work-dir", str(tmp_path / "work"), "--interval", "0.03", "--no-mount", *extra]
+            "--work-dir", str(tmp_path / "work"), "--interval", "0.03", "--no-mount", "-v", *extra]
 
 
 def test_missing_listed_images_stop_before_the_trainer(tmp_path, capsys):
@@ -158,3 +158,33 @@ def test_ctrl_c_after_the_trainer_stops_only_warns_while_uploading():
     assert "finishing the upload" in rec.warned[0]
     with pytest.raises(KeyboardInterrupt):
         fwd(signal.SIGINT, None)
+
+
+def test_bare_darknet_name_is_the_file_in_the_working_directory(tmp_path, local_remote,
+                                                                 capsys, monkeypatch):
+    """`--darknet darknet` with ./darknet there: run that file (PATH lookup gave exit 127)."""
+    (tmp_path / "obj.data").write_text(f"classes = 1\nbackup = {tmp_path / 'backup'}\n")
+    (tmp_path / "yolo.cfg").write_text(f"[net]\nbatch={BATCH}\nmax_batches=2\n")
+    _darknet(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FAKE_INTERVAL", "0.0")
+    argv = _argv(tmp_path, "--weights", str(local_remote.root))
+    argv[argv.index("--darknet") + 1] = "darknet"
+    assert main(argv) == 0, capsys.readouterr()
+    out = capsys.readouterr().out
+    assert "running: " in out and f"{tmp_path / 'darknet'} detector train" in out
+    assert "reached iteration 2" in out
+
+
+@pytest.mark.parametrize("net,why", [
+    ("batch=1\nsubdivisions=1", "You set incorrect value batch=1 for Training"),
+    ("batch=64\nsubdivisions=24", "not divisible by subdivisions=24"),
+    ("batch=4\nwidth=100\nheight=96", "width=100 is not a multiple of 32"),
+])
+def test_a_cfg_darknet_would_refuse_stops_launch_with_the_reason(tmp_path, capsys, net, why):
+    (tmp_path / "obj.data").write_text(f"classes = 1\nbackup = {tmp_path / 'backup'}\n")
+    (tmp_path / "yolo.cfg").write_text(f"[net]\n{net}\nmax_batches=2\n")
+    _darknet(tmp_path)
+    assert main(_argv(tmp_path)) != 0
+    err = capsys.readouterr().err
+    assert why in err and "Traceback" not in err

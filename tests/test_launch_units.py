@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import os
-import shlex
 import struct
 import zipfile
 
@@ -213,35 +212,6 @@ def test_prepare_darknet(tmp_path):
         assert elf.gpu is False and "GPU=1" in elf.detail
 
 
-# ---- colab-cell -----------------------------------------------------------------
-def test_colab_cell_fills_in_the_users_paths(capsys):
-    code = main(["colab-cell", "--trainer", "darknet", "--weights", "drive:my proj/backup",
-                 "--dataset", "drive:my proj/data", "--data", "/WORK1/obj.data",
-                 "--cfg", "/WORK1/yolov4-tiny.cfg", "--pretrained", "/WORK1/yolov4-tiny.conv.29",
-                 "--root", "/WORK1"])
-    out = capsys.readouterr().out
-    assert code == 0
-    assert "auth.authenticate_user()" in out and "drive.mount('/content/drive')" in out
-    assert "pip install" in out
-    line = [x for x in out.splitlines() if x.startswith("!drivesync launch")][0]
-    argv = shlex.split(line[1:])
-    assert argv[:3] == ["drivesync", "launch", "darknet"]
-    for flag, value in [("--weights", "drive:my proj/backup"), ("--dataset", "drive:my proj/data"),
-                        ("--data", "/WORK1/obj.data"), ("--cfg", "/WORK1/yolov4-tiny.cfg"),
-                        ("--pretrained", "/WORK1/yolov4-tiny.conv.29"), ("--root", "/WORK1")]:
-        assert argv[argv.index(flag) + 1] == value
-    code = main(["colab-cell", "--trainer", "ultralytics", "--data", "/WORK1/data.yaml",
-                 "--model", "yolov8s.pt", "--epochs", "30", "--weights", "drive:space_Colab/runs"])
-    out = capsys.readouterr().out
-    assert "pip install -q ultralytics" in out
-    assert "--model yolov8s.pt --epochs 30 --weights drive:space_Colab/runs" in out
-    # the printed command parses with our own parser
-    from drivesync.cli import build_parser
-    line = [x for x in out.splitlines() if x.startswith("!drivesync launch")][0]
-    args = build_parser().parse_args(shlex.split(line[1:])[1:])
-    assert args.trainer == "ultralytics" and args.epochs == 30
-
-
 def test_launch_usage_errors(tmp_path, capsys):
     assert main(["launch", "darknet", "--data", "x", "--cfg", "y", "--keep-last", "0",
                  "--no-mount"]) == 2
@@ -250,32 +220,6 @@ def test_launch_usage_errors(tmp_path, capsys):
                     "--darknet", str(tmp_path / "nope"), "--no-mount"])
     err = capsys.readouterr().err
     assert missing == 2 and "darknet binary" in err and "Traceback" not in err
-
-
-def _cell_one(out: str) -> str:
-    return out.split("# --- cell 2")[0]
-
-
-def _run_as_notebook(cell: str) -> list:
-    """Run a cell's Python the way IPython would, recording each `!` shell line expanded."""
-    shell: list = []
-    ns: dict = {"_shell": shell}
-    lines = [f"_shell.append({line[1:]!r}.format(**globals()))" if line.startswith("!") else line
-             for line in cell.splitlines()]
-    exec(compile("\n".join(lines), "<cell>", "exec"), ns)  # noqa: S102 - our own output
-    return shell
-
-
-def test_colab_cell_install_says_what_to_replace(capsys):
-    assert main(["colab-cell"]) == 0
-    cell = _cell_one(capsys.readouterr().out)
-    assert "not on PyPI yet" in cell and "REPLACE" in cell
-    with pytest.raises(AssertionError, match="set REPO_URL at the top of this cell"):
-        _run_as_notebook(cell)  # pasted as is: a clear stop before pip, not a pip error
-    assert main(["colab-cell", "--repo-url", "https://git.example.org/me/drivesync.git"]) == 0
-    cell = _cell_one(capsys.readouterr().out)
-    assert _run_as_notebook(cell) == [
-        'pip install -q "git+https://git.example.org/me/drivesync.git"']
 
 
 def _torch_like_pickle(tmp_path, ckpt: dict) -> bytes:

@@ -343,7 +343,9 @@ def test_two_launches_racing_one_runs_one_stops(tmp_path, local_remote):
     import sys
     from pathlib import Path
 
-    env = dict(os.environ, FAKE_INTERVAL="0.05", PYTHONPATH=os.pathsep.join(
+    # the trainer runs ~3 s: launch now exits as soon as it stops, so a quick run could
+    # end and release the lease before the other launch even starts
+    env = dict(os.environ, FAKE_INTERVAL="0.5", PYTHONPATH=os.pathsep.join(
         [str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")]))
     procs = [subprocess.Popen([sys.executable, "-m", "drivesync",
                                *_darknet_setup(tmp_path, local_remote.root, f"work{i}")],

@@ -84,7 +84,7 @@ def _colab_argv(d: dict, trainer: str, *args: str) -> list:
             "--dataset", f"drive:space_Colab/{NAME}", "--root", str(root),
             "--stage-dir", str(tmp / "content" / "data"),
             "--work-dir", str(tmp / "content" / "drivesync"),
-            "--no-mount", "--interval", "0.05"]
+            "--no-mount", "--interval", "0.05", "-v"]
 
 
 def _wipe_runtime(d: dict) -> None:

@@ -7,29 +7,16 @@ import shlex
 import sys
 from typing import Optional
 
-from ..errors import UsageError
+from ..config import Settings
+from ..errors import NotFound, UsageError
 from ..launch.colab import in_colab
 from ..launch.runner import DARKNET, ULTRALYTICS, LaunchOptions, LaunchResult, launch
+from ..remotes import is_drive_address
 from . import add_verb
 from .context import Context
 
-REPO_PLACEHOLDER = "https://github.com/YOUR-ACCOUNT/drivesync"
-
-
-def install_cell(repo_url: Optional[str]) -> str:
-    """Cell 1. drivesync is not on PyPI yet: the cell installs from a git repository, and
-    without --repo-url it stops with a message saying what to fill in (not a pip error
-    about a repository that does not exist)."""
-    url = repo_url or REPO_PLACEHOLDER
-    lines = ["# drivesync is not on PyPI yet: it is installed from its git repository"]
-    if repo_url is None:
-        lines.append(f"REPO_URL = {url!r}  # <- REPLACE with the drivesync repository URL")
-        lines.append(f"assert REPO_URL != {url!r}, "
-                     "'set REPO_URL at the top of this cell to the drivesync git repository'")
-    else:
-        lines.append(f"REPO_URL = {url!r}")
-    lines.append('!pip install -q "git+{REPO_URL}"')
-    return "\n".join(lines) + "\n"
+INSTALL_DIR = "drivesync-install"   # on Drive: the wheel and the cached darknet build
+DARKNET_BIN = "/content/darknet/darknet"
 
 
 class _CliReporter:
@@ -140,22 +127,31 @@ def register(sub, common) -> None:
                         "(default drive:space_Colab/backup)")
     c.add_argument("--dataset", metavar="REMOTE",
                    help="prepared dataset to stage on the VM's local disk (drive:... or a path)")
-    c.add_argument("--data", help="obj.data or data.yaml")
-    c.add_argument("--cfg", help="darknet cfg")
-    c.add_argument("--model", default="yolov8n.pt", help="ultralytics model")
+    c.add_argument("--data", help="obj.data or data.yaml (a placeholder when missing: a warning)")
+    c.add_argument("--cfg", help="darknet cfg (a placeholder when missing: a warning)")
+    c.add_argument("--model", help="ultralytics model (default yolov8n.pt)")
     c.add_argument("--epochs", type=int, help="ultralytics: epochs to train")
     c.add_argument("--pretrained", metavar="WEIGHTS",
                    help="darknet: starting weights when no checkpoint exists yet "
                         "(e.g. yolov4-tiny.conv.29)")
+    c.add_argument("--map", action="store_true", help="darknet: pass --map")
     c.add_argument("--root", default="/WORK1",
                    help="the path the dataset's lists point into (default /WORK1)")
-    c.add_argument("--darknet", default="/content/darknet/darknet", metavar="PATH",
-                   help="the darknet binary (default /content/darknet/darknet)")
+    c.add_argument("--stage-dir", metavar="DIR", help="pass --stage-dir to launch")
+    c.add_argument("--keep-last", type=int, metavar="N", help="pass --keep-last to launch")
+    c.add_argument("--max-bytes", metavar="SIZE", help="pass --max-bytes to launch")
+    c.add_argument("--darknet", metavar="PATH",
+                   help="darknet: the binary (default /content/darknet/darknet, which the "
+                        "darknet cell builds once and caches on Drive)")
     c.add_argument("--take-over", action="store_true",
                    help="pass --take-over to launch (claim the lease of a runtime that is gone)")
+    c.add_argument("--upload", action="store_true",
+                   help="put this drivesync as a wheel on Drive (REMOTE's top folder, "
+                        f"{INSTALL_DIR}/), where cell 1 installs it from")
     c.add_argument("--repo-url", metavar="URL",
-                   help="git repository pip installs drivesync from (it is not on PyPI yet); "
-                        "without it, cell 1 asks you to fill in REPO_URL")
+                   help="install drivesync from this git repository instead of the wheel on Drive")
+    c.add_argument("extra", nargs="*", metavar="-- EXTRA",
+                   help="arguments passed to the trainer unchanged (after --)")
     c.set_defaults(func=_colab_cell)
 
 
@@ -187,7 +183,8 @@ def options_from_args(args) -> LaunchOptions:
         root=root or None, drive_dir=args.drive_dir, force_link=args.force_link,
         stage=args.stage, stage_dir=args.stage_dir, mount=args.mount, work_dir=args.work_dir,
         interval=args.interval, policy=_policy(args), extra=tuple(args.extra),
-        take_over=args.take_over, force_take_over=args.force_take_over)
+        take_over=args.take_over, force_take_over=args.force_take_over,
+        verbose=bool(getattr(args, "verbose", 0)))
     if args.trainer == DARKNET:
         opts.cfg, opts.pretrained, opts.darknet, opts.map = (
             args.cfg, args.pretrained, args.darknet, args.map)
@@ -226,41 +223,194 @@ def _summary(ctx: Context, r: LaunchResult) -> None:
             + (f"; resumed from {r.resume.name}" if r.resume else ""))
 
 
-def colab_cell_text(args) -> str:
-    """The cells a user pastes into Colab, with their paths filled in."""
-    q = shlex.quote
+_DARKNET_ONLY = ("cfg", "pretrained", "map", "darknet")
+_ULTRALYTICS_ONLY = ("model", "epochs")
+
+
+def _ipython_shell_quote(arg: str) -> str:
+    """Quote for the shell, then escape what IPython's ``!`` line would expand
+    (``$name``, ``{expr}``): ``$$`` and ``{{``/``}}`` are its literal forms."""
+    return shlex.quote(arg).replace("$", "$$").replace("{", "{{").replace("}", "}}")
+
+
+def check_cell_args(args) -> list[str]:
+    """Options that do not apply to the trainer are refused; returns placeholder warnings."""
+    wrong = _ULTRALYTICS_ONLY if args.trainer == DARKNET else _DARKNET_ONLY
+    given = [k for k in wrong if getattr(args, k, None) not in (None, False)]
+    if given:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise UsageError(f"{flags}: not an option of `launch {args.trainer}`")
+    warnings = []
+    needed = ("data", "cfg") if args.trainer == DARKNET else ("data",)
+    for k in needed:
+        if not getattr(args, k, None):
+            warnings.append(f"--{k} not given: the cell holds the placeholder "
+                            f"{_placeholder(args.trainer, k)}; edit it or pass --{k}")
+    return warnings
+
+
+def _placeholder(trainer: str, key: str) -> str:
+    if key == "cfg":
+        return "/WORK1/yolo.cfg"
+    return "/WORK1/obj.data" if trainer == DARKNET else "/WORK1/data.yaml"
+
+
+def _mounted(address: str, settings: Settings) -> str:
+    """Where a ``drive:`` folder appears under the Colab mount."""
+    raw = address[len("drive:"):] if is_drive_address(address) else settings.folder
+    return f"/content/drive/MyDrive/{raw.strip('/')}"
+
+
+def install_folder(args, settings: Settings) -> str:
+    """``drive:<top folder of --weights>/drivesync-install``: where the wheel goes."""
+    weights = getattr(args, "weights", None) or ""
+    top = (weights[len("drive:"):].strip("/").split("/", 1)[0]
+           if is_drive_address(weights) else "") or settings.folder
+    return f"drive:{top}/{INSTALL_DIR}"
+
+
+def launch_command(args) -> list[str]:
     cmd = ["drivesync", "launch", args.trainer]
     if args.trainer == DARKNET:
-        cmd += ["--data", args.data or "/WORK1/obj.data", "--cfg", args.cfg or "/WORK1/yolo.cfg",
-                "--darknet", args.darknet]
-        if args.pretrained:
+        cmd += ["--data", args.data or _placeholder(DARKNET, "data"),
+                "--cfg", args.cfg or _placeholder(DARKNET, "cfg"),
+                "--darknet", getattr(args, "darknet", None) or DARKNET_BIN]
+        if getattr(args, "pretrained", None):
             cmd += ["--pretrained", args.pretrained]
+        if getattr(args, "map", False):
+            cmd += ["--map"]
     else:
-        cmd += ["--data", args.data or "/WORK1/data.yaml", "--model", args.model]
-        if args.epochs:
+        cmd += ["--data", args.data or _placeholder(ULTRALYTICS, "data"),
+                "--model", getattr(args, "model", None) or "yolov8n.pt"]
+        if getattr(args, "epochs", None):
             cmd += ["--epochs", str(args.epochs)]
     cmd += ["--weights", args.weights]
     if args.dataset:
         cmd += ["--dataset", args.dataset]
+    for flag in ("stage_dir", "keep_last", "max_bytes"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            cmd += ["--" + flag.replace("_", "-"), str(value)]
     cmd += ["--root", args.root]
     if getattr(args, "take_over", False):
         cmd += ["--take-over"]
-    extra = "!pip install -q ultralytics\n" if args.trainer == ULTRALYTICS else ""
-    return (
-        "# --- cell 1: install (once per runtime) ---\n"
-        f"{install_cell(getattr(args, 'repo_url', None))}{extra}"
-        "\n# --- cell 2: sign in for the Drive API and mount Drive ---\n"
-        "from google.colab import auth, drive\n"
-        "auth.authenticate_user()\n"
-        "drive.mount('/content/drive')\n"
-        "\n# --- cell 3: stage, resume and train (re-run this cell after every disconnect) ---\n"
-        "!" + " ".join(q(c) for c in cmd) + "\n")
+    extra = list(getattr(args, "extra", None) or [])
+    return cmd + (["--", *extra] if extra else [])
+
+
+def _install_cell(args, settings: Settings) -> str:
+    repo = getattr(args, "repo_url", None)
+    lines = ["from google.colab import drive",
+             "drive.mount('/content/drive')  # in the kernel: a `!` subprocess cannot ask",
+             "import glob, subprocess, sys"]
+    if repo:
+        lines += [f"subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', "
+                  f"{('git+' + repo)!r}], check=True)"]
+    else:
+        folder = _mounted(install_folder(args, settings), settings)
+        hint = (f"no drivesync wheel in {folder}: run `drivesync colab-cell --upload "
+                f"--weights {args.weights}` on your computer first")
+        lines += [f"WHEELS = sorted(glob.glob({(folder + '/drivesync-*.whl')!r}))",
+                  f"assert WHEELS, {hint!r}",
+                  "subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', "
+                  "'--force-reinstall', WHEELS[-1]], check=True)"]
+    if args.trainer == ULTRALYTICS:
+        lines += ["subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', 'ultralytics'], "
+                  "check=True)"]
+    lines += ["print(subprocess.run(['drivesync', '--help'], capture_output=True, "
+              "text=True).returncode == 0 and 'drivesync installed')"]
+    return "\n".join(lines) + "\n"
+
+
+def _darknet_cell(args, settings: Settings) -> str:
+    binary = getattr(args, "darknet", None) or DARKNET_BIN
+    cache = _mounted(install_folder(args, settings), settings) + "/darknet"
+    return "\n".join([
+        "import os, shutil, subprocess",
+        f"BIN, CACHE = {binary!r}, {cache!r}",
+        "def runs(path):  # darknet without arguments prints its usage and exits 0",
+        "    try:",
+        "        r = subprocess.run([path], capture_output=True, timeout=60)",
+        "    except (OSError, subprocess.TimeoutExpired):",
+        "        return False",
+        "    return r.returncode == 0 and b'usage' in (r.stdout + r.stderr)",
+        "if not runs(BIN) and os.path.exists(CACHE):",
+        "    os.makedirs(os.path.dirname(BIN), exist_ok=True)",
+        "    shutil.copy(CACHE, BIN); os.chmod(BIN, 0o755)",
+        "    print('darknet: copied the cached build from Drive')",
+        "if not runs(BIN):  # first runtime, or the cached build no longer runs here",
+        "    src = '/content/darknet-src'",
+        "    if not os.path.exists(os.path.join(src, 'Makefile')):",
+        "        shutil.rmtree(src, ignore_errors=True)  # a clone cut short by a disconnect",
+        "        subprocess.run(['git', 'clone', '-q', "
+        "'https://github.com/AlexeyAB/darknet', src], check=True)",
+        "    subprocess.run(\"sed -i 's/^GPU=0/GPU=1/; s/^CUDNN=0/CUDNN=1/; "
+        "s/^OPENCV=0/OPENCV=1/' Makefile && make -j$(nproc) > build.log 2>&1\", "
+        "shell=True, cwd=src, check=True)",
+        "    os.makedirs(os.path.dirname(BIN), exist_ok=True)",
+        "    shutil.copy(os.path.join(src, 'darknet'), BIN)",
+        "    assert runs(BIN), 'darknet built but does not run: see ' + os.path.join(src, "
+        "'build.log')",
+        "    os.makedirs(os.path.dirname(CACHE), exist_ok=True)",
+        "    shutil.copy(BIN, CACHE)",
+        "    print('darknet: built with GPU=1 CUDNN=1 OPENCV=1, cached on Drive for the next "
+        "runtime')",
+        "print('darknet ready:', BIN)",
+    ]) + "\n"
+
+
+def colab_cell_text(args, settings: Optional[Settings] = None) -> str:
+    """The notebook's cells, with the user's paths filled in; "Run all" on a fresh VM."""
+    settings = settings or Settings()
+    cells = [("mount Drive in the kernel and install drivesync from it",
+              _install_cell(args, settings))]
+    if any(is_drive_address(a or "") for a in (args.weights, args.dataset)):
+        cells.append(("sign in for the Drive API",
+                      "from google.colab import auth\nauth.authenticate_user()\n"))
+    if args.trainer == DARKNET:
+        cells.append(("darknet: the cached build from Drive, else build it once (minutes)",
+                      _darknet_cell(args, settings)))
+    cells.append(("stage, resume and train; checkpoints are mirrored to Drive",
+                  "!" + " ".join(_ipython_shell_quote(c) for c in launch_command(args)) + "\n"))
+    head = ("# drivesync on Colab. After a disconnect the VM is usually new (installs, builds\n"
+            "# and /content are gone, Drive stays): use Runtime > Run all.\n"
+            "# Every cell is safe to run again.\n")
+    return head + "".join(f"\n# --- cell {i}/{len(cells)}: {title} ---\n{body}"
+                          for i, (title, body) in enumerate(cells, 1))
+
+
+def upload_wheel(args, ctx: Context) -> str:
+    """Build the running drivesync as a wheel and put it on the remote (older ones go)."""
+    import tempfile
+    from pathlib import Path
+
+    from ..launch.wheel import build_wheel
+    from ..remotes import open_remote
+
+    folder = install_folder(args, ctx.settings)
+    with tempfile.TemporaryDirectory(prefix="drivesync-wheel-") as tmp:
+        wheel = build_wheel(Path(tmp))
+        with open_remote(folder, settings=ctx.settings) as remote:
+            new = remote.replace(wheel, wheel.name)
+            try:
+                for e in remote.list(""):
+                    if e.name.startswith("drivesync-") and e.name.endswith(".whl") \
+                            and e.name != new.name:
+                        remote.delete(e, permanent=True)
+            except NotFound:
+                pass
+    return f"{folder}/{wheel.name}"
 
 
 def _colab_cell(args, ctx: Context) -> int:
-    text = colab_cell_text(args)
+    for w in check_cell_args(args):
+        ctx.warn(w)
+    uploaded = upload_wheel(args, ctx) if args.upload else None
+    if uploaded:
+        ctx.say(f"drivesync: uploaded {uploaded}; cell 1 installs it")
+    text = colab_cell_text(args, ctx.settings)
     if ctx.json:
-        ctx.emit({"cell": text})
+        ctx.emit({"cell": text, "uploaded": uploaded})
     else:
         sys.stdout.write(text) if ctx.out is sys.stdout else ctx.out.write(text)
     return 0

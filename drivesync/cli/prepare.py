@@ -96,6 +96,10 @@ def _config_opts(p: argparse.ArgumentParser) -> None:
     )
     for flag in ("batch", "subdivisions", "width", "height"):
         p.add_argument(f"--{flag}", type=int, help=f"darknet cfg: set {flag}=")
+    p.add_argument("--max-batches", type=int, metavar="N",
+                   help="darknet cfg: training length (default classes x 2000, at least the "
+                        "training images and 6000); steps= at 80%% and 90%%")
+    p.add_argument("--burn-in", type=int, metavar="N", help="darknet cfg: set burn_in=")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -265,6 +269,8 @@ _CONFIG = (
     "subdivisions",
     "width",
     "height",
+    "max_batches",
+    "burn_in",
 )
 
 

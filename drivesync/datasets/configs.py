@@ -124,6 +124,48 @@ def _set(lines: List[str], start: int, end: int, key: str, value: object) -> int
     return 1
 
 
+def default_max_batches(classes: int, train_images: int = 0) -> int:
+    """AlexeyAB's rule: classes x 2000, not less than the training images, nor 6000."""
+    return max(6000, 2000 * classes, train_images)
+
+
+def check_darknet_net(net: Dict[str, Optional[str]], *, source: str = "cfg",
+                      only: Optional[set] = None) -> None:
+    """Refuse [net] values darknet refuses for training, saying why (``only``: the
+    rules touching these keys)."""
+    only = only or {"batch", "subdivisions", "width", "height"}
+
+    def num(key: str, default: int) -> int:
+        raw = net.get(key)
+        try:
+            return int(raw) if raw is not None else default
+        except ValueError:
+            raise DatasetError(f"{source}: [net] {key}={raw!r} is not an integer") from None
+
+    if net.get("batch") is None or not only & {"batch", "subdivisions"}:
+        net = {k: v for k, v in net.items() if k not in ("batch", "subdivisions")}
+    batch, subdivisions = num("batch", 2), num("subdivisions", 1)
+    if batch < 1 or subdivisions < 1:
+        raise DatasetError(f"{source}: batch={batch} subdivisions={subdivisions}: both must be "
+                           "at least 1")
+    if batch % subdivisions:
+        raise DatasetError(
+            f"{source}: batch={batch} is not divisible by subdivisions={subdivisions}: darknet "
+            "loads batch/subdivisions images per step and drops the rest; pick a batch that "
+            "is a multiple of subdivisions (e.g. batch=64 subdivisions=16)")
+    if batch == 1:
+        raise DatasetError(
+            f"{source}: batch=1 subdivisions={subdivisions}: darknet refuses to train with "
+            "'You set incorrect value batch=1 for Training!'; use batch=2 or more "
+            "(64 on a GPU)")
+    for key in sorted(only & {"width", "height"}):
+        value = num(key, 416)  # darknet's default
+        if value <= 0 or value % 32:
+            raise DatasetError(
+                f"{source}: {key}={value} is not a multiple of 32: YOLO downsamples by 32, "
+                f"so darknet mis-sizes its layers; use {max(32, round(value / 32) * 32)}")
+
+
 def patch_darknet_cfg(
     text: str,
     *,
@@ -132,9 +174,18 @@ def patch_darknet_cfg(
     subdivisions: Optional[int] = None,
     width: Optional[int] = None,
     height: Optional[int] = None,
+    max_batches: Optional[int] = None,
+    burn_in: Optional[int] = None,
+    train_images: int = 0,
     source: str = "cfg",
 ) -> str:
-    """Set classes, filters before each [yolo]/[region], max_batches, steps (and optional sizes)."""
+    """Set classes, filters before each [yolo]/[region], max_batches, steps (and optional sizes).
+
+    ``max_batches`` defaults to AlexeyAB's rule: classes x 2000, at least the
+    number of training images and at least 6000; ``steps`` are 80 % and 90 % of
+    it. Values darknet refuses (or trains badly with) are refused here, with the
+    reason, before a GPU hour is spent (:func:`check_darknet_net`).
+    """
     lines = text.splitlines()
     changed = 0
     net_done = False
@@ -147,21 +198,34 @@ def patch_darknet_cfg(
         idx += 1
         if name in ("net", "network") and not net_done:
             net_done = True
-            max_batches = max(6000, 2000 * classes)
+            if max_batches is None:
+                max_batches = default_max_batches(classes, train_images)
+            elif max_batches < 1:
+                raise DatasetError(f"--max-batches {max_batches}: must be at least 1")
+            if burn_in is not None and burn_in < 0:
+                raise DatasetError(f"--burn-in {burn_in}: must be 0 or more")
             values: Dict[str, object] = {
                 "max_batches": max_batches,
-                "steps": f"{int(max_batches * 0.8)},{int(max_batches * 0.9)}",
+                "steps": f"{max(1, int(max_batches * 0.8))},{max(1, int(max_batches * 0.9))}",
             }
             for k, v in (
                 ("batch", batch),
                 ("subdivisions", subdivisions),
                 ("width", width),
                 ("height", height),
+                ("burn_in", burn_in),
             ):
                 if v is not None:
                     values[k] = v
             for k, v in values.items():
                 end += _set(lines, start, end, k, v)
+            given = {k for k, v in (("batch", batch), ("subdivisions", subdivisions),
+                                    ("width", width), ("height", height)) if v is not None}
+            if given:  # what was asked for must train (the base cfg's own values are
+                # checked by `drivesync launch`: official cfgs ship in testing mode)
+                check_darknet_net({k: _get(lines, start, end, k)
+                                   for k in ("batch", "subdivisions", "width", "height")},
+                                  source=source, only=given)
             continue
         if name not in ("yolo", "region"):
             continue
@@ -213,6 +277,8 @@ class ConfigOptions:
     subdivisions: Optional[int] = None
     width: Optional[int] = None
     height: Optional[int] = None
+    max_batches: Optional[int] = None   # default: default_max_batches(classes, train images)
+    burn_in: Optional[int] = None
 
 
 def write_configs(
@@ -250,6 +316,9 @@ def write_configs(
             subdivisions=o.subdivisions,
             width=o.width,
             height=o.height,
+            max_batches=o.max_batches,
+            burn_in=o.burn_in,
+            train_images=len(train),
             source=display(darknet_cfg),
         )
     files = {

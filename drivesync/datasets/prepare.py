@@ -350,6 +350,8 @@ def prepare(
     subdivisions: Optional[int] = None,
     width: Optional[int] = None,
     height: Optional[int] = None,
+    max_batches: Optional[int] = None,
+    burn_in: Optional[int] = None,
     dry_run: bool = False,
     check: bool = True,
     progress: Progress = NULL_PROGRESS,
@@ -392,7 +394,8 @@ def prepare(
             )
         options = ConfigOptions(root=root, val_fraction=val_fraction, seed=seed, backup=backup,
                                 darknet_cfg=darknet_cfg, batch=batch, subdivisions=subdivisions,
-                                width=width, height=height)
+                                width=width, height=height, max_batches=max_batches,
+                                burn_in=burn_in)
         cfg = _configs(res.out, name=res.name, classes=conv.classes, options=options,
                        dry_run=dry_run, planned=(sh, conv) if dry_run else None)
         res.train, res.valid, res.root, res.config_files = cfg.train, cfg.valid, cfg.root, cfg.files
@@ -423,6 +426,8 @@ def make_configs(
     subdivisions: Optional[int] = None,
     width: Optional[int] = None,
     height: Optional[int] = None,
+    max_batches: Optional[int] = None,
+    burn_in: Optional[int] = None,
     dry_run: bool = False,
 ) -> ConfigResult:
     """Write the configs for the images the manifest in ``out`` records."""
@@ -433,7 +438,8 @@ def make_configs(
         )
     options = ConfigOptions(root=root, val_fraction=val_fraction, seed=seed, backup=backup,
                             darknet_cfg=darknet_cfg, batch=batch, subdivisions=subdivisions,
-                            width=width, height=height)
+                            width=width, height=height, max_batches=max_batches,
+                            burn_in=burn_in)
     with _locked(out, dry_run):
         return _configs(out, name=name, classes=classes, options=options, dry_run=dry_run)
 

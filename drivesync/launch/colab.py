@@ -125,10 +125,19 @@ class DarknetBinary:
 def prepare_darknet(path: PathLike) -> DarknetBinary:
     """Check the darknet binary exists, make it executable, and tell if it has CUDA.
 
-    Binaries copied from Drive lose their executable bit; a build without
+    A bare name (``darknet``) is the file in the working directory when there is
+    one, else the command on PATH; the path returned is absolute, which is what
+    the trainer is started with. Binaries copied from Drive lose their executable
+    bit; a build without
     ``GPU=1`` runs on the CPU ~100x slower, which users notice only hours later.
     """
     p = Path(path).expanduser()
+    if not p.exists() and os.sep not in str(path):
+        found = shutil.which(str(path))  # a bare name not in the working directory: PATH
+        if found:
+            p = Path(found)
+    # absolute: subprocess looks a bare name ("darknet") up on PATH, never in the cwd
+    p = p.absolute()
     if not p.exists():
         raise ConfigError(
             f"darknet binary {p} not found; build it (git clone AlexeyAB/darknet, set GPU=1 "

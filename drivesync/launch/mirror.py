@@ -23,6 +23,11 @@ still parses. Before the first one, ``expected_size`` (the size the cfg fixes,
 observation, two files of one smaller size overrule it (a kill truncates one
 file per run, and the trainer's own files are the better witness).
 
+A ``_best`` file replaces the remote one only when the metric it was saved
+for (darknet's mAP, Ultralytics' best_fitness) beats the one recorded beside
+the remote copy (:mod:`.best`). The trainer's log and darknet's charts are
+uploaded beside the checkpoints when they change (:meth:`Mirror.mirror_extras`).
+
 Weights holding NaN or infinite floats (a run whose loss went ``nan``) are
 refused like a truncated file (:class:`.weights.NonFiniteWeights`): the good
 copy on the remote stays.
@@ -48,6 +53,7 @@ from ..hashing import md5_file
 from ..progress import NULL_PROGRESS, Progress
 from ..remotes.base import Remote
 from ..types import TEMP_PREFIX, Entry, is_internal, join
+from .best import BestRecord, current_record, is_best_name, write_record
 from .weights import CheckpointError, WeightsInfo
 
 log = logging.getLogger(__name__)
@@ -82,6 +88,7 @@ class MirrorStats:
     rejected: int = 0
     pruned: int = 0
     quota_blocked: int = 0   # times an upload was refused for lack of space
+    kept_best: int = 0       # _best files not mirrored: the remote one scored higher
 
 
 def process_tree(root_pid: int) -> list[int]:
@@ -147,7 +154,10 @@ class Mirror:
                  on_warning: Callable[[str], None] = lambda message: None,
                  quota_retry: float = 60.0,
                  clock: Callable[[], float] = time.monotonic,
-                 expected_size: Optional[int] = None):
+                 expected_size: Optional[int] = None,
+                 best_metric: Callable[[Path, str], Optional[tuple]] = lambda p, n: None,
+                 extras: Callable[[], list] = list,
+                 extras_every: float = 60.0):
         self.remote = remote
         self.watch_dir = Path(watch_dir)
         self.path = path
@@ -179,6 +189,14 @@ class Mirror:
         self._blocked_at: Optional[float] = None   # when Drive last said it is full
         self.stopped: Optional[str] = None         # why nothing more is written (lease lost)
         self.uploading = False                     # an upload is in flight (for Ctrl-C)
+        # _best files: (what, metric) of a snapshot, e.g. ("mAP@0.50", 0.52); see .best
+        self.best_metric = best_metric
+        # files that are not checkpoints (the trainer's log, darknet's charts):
+        # [(local path, remote name)], uploaded when changed, at most every extras_every s
+        self.extras = extras
+        self.extras_every = extras_every
+        self._extras_done: dict[str, Key] = {}
+        self._extras_at = float("-inf")
 
     # ---- start ------------------------------------------------------------
     def start(self) -> list[Entry]:
@@ -291,7 +309,17 @@ class Mirror:
                 break
             if result is not None:
                 out.append(result)
+        if not self.blocked():
+            self._extras(force=settled)
         return out
+
+    def _extras(self, *, force: bool) -> None:
+        try:
+            self.mirror_extras(force=force)
+        except QuotaExceeded as exc:
+            self._on_full("the trainer's log", exc)
+        except DriveSyncError as exc:  # a log is not worth stopping for
+            self.on_warning(f"mirroring the log/charts: {exc} (will retry)")
 
     def _on_full(self, name: str, exc: QuotaExceeded) -> None:
         """Warn once per full spell; uploads pause for ``quota_retry`` seconds."""
@@ -348,7 +376,8 @@ class Mirror:
                 self.stats.rejected += 1
                 kept = "; the copy already on the remote is kept" \
                     if any(n == name for n, _md5 in self.known) else ""
-                self.on_warning(f"not mirroring {name}: {exc}{kept}")
+                why = str(exc).replace(f"{snap}: ", "")  # the snapshot's path says nothing
+                self.on_warning(f"not mirroring {name}: {why}{kept}")
                 return None
             md5 = md5_file(snap)
             if (name, md5) in self.known:
@@ -356,7 +385,16 @@ class Mirror:
                 self.stats.skipped_same += 1
                 log.info("%s: same content already on the remote", name)
                 return None
+            best = None
+            if is_best_name(name):
+                best = self.best_metric(snap, name)
+                if not self._better_than_remote(name, best):
+                    self._done[name] = key
+                    self.stats.kept_best += 1
+                    return None
             twin = self._upload(snap, name, md5)
+            if best is not None:
+                self._record_best(name, md5, best)
         except FileNotFoundError:
             self._seen.pop(name, None)
             return None
@@ -381,6 +419,57 @@ class Mirror:
                       f"in {result.seconds:.1f}s{how}")
         self._prune()
         return result
+
+    def _better_than_remote(self, name: str, best: Optional[tuple]) -> bool:
+        """A new ``_best`` replaces the remote one only with a higher recorded metric."""
+        on_remote = next((e for e in self._list() if e.name == name), None)
+        rec = current_record(self.remote, self.path, name, on_remote)
+        if rec is None:
+            return True
+        if best is not None and best[1] > rec.metric:
+            return True
+        mine = f"its {best[0]} {best[1]:.6g}" if best is not None else "its metric (unknown)"
+        self.on_warning(
+            f"not mirroring {name}: {mine} is not above the {rec.describe()} of the copy on "
+            "the remote (the trainer forgets its best when it restarts); the remote one is kept")
+        return False
+
+    def _record_best(self, name: str, md5: str, best: tuple) -> None:
+        try:
+            write_record(self.remote, self.path,
+                         BestRecord(name=name, md5=md5, metric=float(best[1]), what=best[0]))
+        except DriveSyncError as exc:
+            self.on_warning(f"{name}: mirrored, but its {best[0]} could not be recorded: {exc}")
+
+    # ---- files beside the checkpoints ----------------------------------------
+    def mirror_extras(self, *, force: bool = False) -> int:
+        """Upload the log/charts that changed (every ``extras_every`` s, or now with force)."""
+        now = self.clock()
+        if self.stopped or (not force and now - self._extras_at < self.extras_every):
+            return 0
+        self._extras_at = now
+        done = 0
+        for local, remote_name in self.extras():
+            try:
+                st = os.stat(local)
+            except OSError:
+                continue
+            key = _key(st)
+            if st.st_size == 0 or self._extras_done.get(remote_name) == key:
+                continue
+            self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+            snap = self.snapshot_dir / f".drivesync-extra-{remote_name.replace('/', '_')}"
+            try:
+                shutil.copyfile(local, snap)
+                self.remote.replace(snap, join(self.path, remote_name))
+            except OSError as exc:
+                self.on_warning(f"{remote_name}: not mirrored ({exc})")
+                continue
+            finally:
+                snap.unlink(missing_ok=True)
+            self._extras_done[remote_name] = key
+            done += 1
+        return done
 
     def _check_size(self, name: str, key: Key, info: Optional[WeightsInfo]) -> None:
         if info is None or info.kind != "darknet":

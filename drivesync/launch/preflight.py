@@ -151,3 +151,17 @@ def check_ultralytics_data(data_yaml: Path) -> int:
         check_paths(sample, source=str(target), total=len(paths))
         checked += len(sample)
     return checked
+
+
+def check_darknet_cfg(cfg: Path) -> None:
+    """The cfg's [net] trains: darknet refuses batch=1 (official cfgs ship that way, in
+    "testing" mode), and width/height must be multiples of 32."""
+    from ..datasets.configs import check_darknet_net
+    from ..errors import DatasetError
+    from .trainers import read_cfg_net
+
+    try:
+        check_darknet_net(dict(read_cfg_net(cfg)), source=str(cfg))
+    except DatasetError as exc:
+        raise ConfigError(f"{exc} (set it in the cfg's [net] section, or re-run `drivesync "
+                          "prepare ... --batch N --subdivisions M`)") from None

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional, Protocol, Sequence
 
@@ -25,8 +25,10 @@ from ..progress import NULL_PROGRESS, Progress
 from ..remotes import is_drive_address, open_remote, parse_address
 from ..remotes.base import Remote
 from . import colab, preflight, trainers
+from .best import pt_best_fitness
 from .darknet_cfg import expected_weights_size
 from .mirror import Mirror, Mirrored, process_tree
+from .trainer_log import TrainerLog
 from .weights import (
     DARKNET_SUFFIXES,
     PT_SUFFIXES,
@@ -78,6 +80,7 @@ class LaunchOptions:
     policy: object = None                   # checkpoints.policy.PrunePolicy or None
     interval: float = 5.0                   # seconds between polls of the output folder
     settle_polls: int = 2
+    verbose: bool = False                   # show the trainer's output whole (-v)
     extra: Sequence[str] = ()
     take_over: bool = False                 # claim a stale lease on --weights
     force_take_over: bool = False           # claim even a live one
@@ -246,8 +249,15 @@ def choose_resume(remote: Remote, *, trainer: str, dest_dir: Path,
 
 
 # ---- the trainer process ---------------------------------------------------------
-def _stream(proc: subprocess.Popen, reporter: Reporter) -> threading.Thread:
-    """Pass the trainer's bytes on as they arrive (no line buffering on our side)."""
+def _stream(proc: subprocess.Popen, reporter: Reporter,
+            view: Optional[TrainerLog] = None) -> threading.Thread:
+    """Pass the trainer's output on as it arrives: whole to the log, condensed to the
+    reporter (everything with ``view=None`` or a verbose view)."""
+
+    def show(text: str) -> None:
+        shown = view.feed(text) if view is not None else text
+        if shown:
+            reporter.output(shown)
 
     def pump() -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -259,10 +269,10 @@ def _stream(proc: subprocess.Popen, reporter: Reporter) -> threading.Thread:
                 break
             if not block:
                 break
-            reporter.output(decoder.decode(block))
+            show(decoder.decode(block))
         tail = decoder.decode(b"", final=True)
         if tail:
-            reporter.output(tail)
+            show(tail)
 
     t = threading.Thread(target=pump, name="trainer-output", daemon=True)
     t.start()
@@ -331,7 +341,8 @@ class SignalForwarder:
 
 def run_trainer(argv: list, *, mirror: Optional[Mirror], interval: float, reporter: Reporter,
                 on_start: Callable[[int], None] = lambda pid: None,
-                signals: Optional[SignalForwarder] = None) -> tuple[int, Optional[int]]:
+                signals: Optional[SignalForwarder] = None,
+                view: Optional[TrainerLog] = None) -> tuple[int, Optional[int]]:
     """Start the trainer, mirror while it runs, forward SIGINT/SIGTERM; (code, signal)."""
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -341,7 +352,7 @@ def run_trainer(argv: list, *, mirror: Optional[Mirror], interval: float, report
     except PermissionError:
         raise ConfigError(f"trainer command not executable: {argv[0]}") from None
     on_start(proc.pid)
-    pump = _stream(proc, reporter)
+    pump = _stream(proc, reporter, view)
     own = signals is None
     fwd = signals if signals is not None else SignalForwarder(reporter=reporter)
     fwd.proc = proc
@@ -367,6 +378,10 @@ def run_trainer(argv: list, *, mirror: Optional[Mirror], interval: float, report
         if own:
             fwd.__exit__()
     pump.join(timeout=5)
+    if view is not None:
+        tail = view.final()
+        if tail:
+            reporter.output(tail)
     if code < 0:
         code = 128 - code
     return code, fwd.first
@@ -384,6 +399,39 @@ def finish_mirror(mirror: Mirror, *, interval: float, reporter: Reporter) -> Non
 
 
 # ---- the whole launch ----------------------------------------------------------
+def _best_metric(trainer: str, view: TrainerLog) -> Callable[[Path, str], Optional[tuple]]:
+    """What a ``_best`` file scored: darknet's mAP from its "New best mAP!" line,
+    Ultralytics' best_fitness from the checkpoint itself."""
+
+    def metric(snap: Path, name: str) -> Optional[tuple]:
+        if trainer == DARKNET:
+            p = view.progress
+            return (f"mAP@{p.map_iou}", p.best_map) if p.best_map is not None else None
+        value = pt_best_fitness(snap)
+        return ("best_fitness", value) if value is not None else None
+
+    return metric
+
+
+def _extras(opts: LaunchOptions, view: TrainerLog, log_path: Path) -> Callable[[], list]:
+    """The log (into ``logs/`` of the checkpoint folder) and darknet's charts
+    (``chart.png``, ``chart_<cfg>.png``: written into its cwd, mirrored beside the checkpoints)."""
+    cwd = Path.cwd()
+    charts = []
+    if opts.trainer == DARKNET:
+        charts = [(cwd / "chart.png", "chart.png")]
+        if opts.cfg:
+            stem = Path(opts.cfg).stem
+            charts.append((cwd / f"chart_{stem}.png", f"chart_{stem}.png"))
+
+    def files() -> list:
+        view.flush()
+        return [(log_path, f"logs/{log_path.name}"), *charts]
+
+    return files
+
+
+
 def _inside(path: Path, folders: list) -> bool:
     real = os.path.realpath(path)
     for f in folders:
@@ -421,8 +469,6 @@ def _local_backup(opts: LaunchOptions, *, reporter: Reporter) -> LaunchOptions:
     why = "on the Drive mount" if _inside(backup, on_drive) else "not on local disk (--no-stage)"
     reporter.say(f"darknet's backup = {backup} is {why}: it writes to {local} instead "
                  f"(via {data}); the mirror copies each whole checkpoint to {opts.weights}")
-    from dataclasses import replace
-
     return replace(opts, data=str(data))
 
 
@@ -459,6 +505,8 @@ def launch(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
             binary = colab.prepare_darknet(opts.darknet)
             if binary.gpu is False:
                 reporter.warn(f"{binary.path}: {binary.detail}")
+            opts = replace(opts, darknet=str(binary.path))
+            preflight.check_darknet_cfg(Path(opts.cfg or ""))
             checked = preflight.check_darknet_data(Path(opts.data))
             opts = _local_backup(opts, reporter=reporter)
             watch = trainers.backup_dir(opts.data)
@@ -508,11 +556,19 @@ def launch(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
                 resume_from=resume.local if resume else None, extra=opts.extra)
             check = lambda p: check_pt(p, load=False)  # noqa: E731
             suffixes = PT_SUFFIXES
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        log_path = work / "logs" / f"train-{stamp}.log"
+        view = TrainerLog(log_path, kind=opts.trainer, verbose=opts.verbose)
+        reporter.say(f"the trainer's whole output goes to {log_path}"
+                     + (f" (mirrored to {opts.weights})" if remote is not None else "")
+                     + ("" if opts.verbose else "; here: a summary every 10 s (-v: all of it)"))
         if remote is not None:
             mirror = Mirror(remote, watch_dir=watch, suffixes=suffixes, check=check,
                             snapshot_dir=work / "snapshots", settle_polls=opts.settle_polls,
                             policy=opts.policy, progress=progress, on_event=reporter.say,
-                            on_warning=reporter.warn, expected_size=expected)
+                            on_warning=reporter.warn, expected_size=expected,
+                            best_metric=_best_metric(opts.trainer, view),
+                            extras=_extras(opts, view, log_path))
             mirror.stopped = lease.lost if lease is not None else None
             mirror.start()
         reporter.say("running: " + " ".join(argv))
@@ -520,8 +576,12 @@ def launch(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
         if mirror is not None:
             mirror.pids = lambda: [p for root in pids for p in process_tree(root)]
         with SignalForwarder(reporter=reporter) as signals:
-            code, sig = run_trainer(argv, mirror=mirror, interval=opts.interval,
-                                    reporter=reporter, on_start=pids.append, signals=signals)
+            try:
+                code, sig = run_trainer(argv, mirror=mirror, interval=opts.interval,
+                                        reporter=reporter, on_start=pids.append,
+                                        signals=signals, view=view)
+            finally:
+                view.close()
             signals.finishing = True
             if mirror is not None:
                 signals.uploading = lambda: mirror.uploading

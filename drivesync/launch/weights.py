@@ -104,7 +104,8 @@ def count_nonfinite(data: Union[bytes, bytearray, memoryview], layout: FloatLayo
     if layout.lo is None:
         return hi.count(1)
     lo = bytes(mv[layout.lo::layout.itemsize]).translate(_table(layout.lo_mask))
-    return (int.from_bytes(hi, "little") & int.from_bytes(lo, "little")).bit_count()
+    both = int.from_bytes(hi, "little") & int.from_bytes(lo, "little")
+    return bin(both).count("1")  # int.bit_count is Python 3.10+
 
 
 def scan_floats(f: BinaryIO, layout: FloatLayout = F32, *,
