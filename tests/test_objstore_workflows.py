@@ -212,3 +212,28 @@ def test_launch_anywhere_pulls_from_and_mirrors_to_s3(s3, s3_settings, tmp_path,
     assert code == 0, out
     assert "resuming from yolo_final.weights" in out and "reached iteration 16" in out
     assert "dataset already staged" in out
+
+
+def test_missing_bucket_and_bad_addresses_are_clear_errors(s3_env, capsys):
+    flags = ["--endpoint", s3_env]
+    assert main(["ls", "s3://no-such-bucket-here/x", *flags]) == 3
+    err = capsys.readouterr().err
+    assert "no-such-bucket-here" in err and "Traceback" not in err
+    assert main(["ls", "s3://", *flags]) == 2
+    assert "bucket name is required" in capsys.readouterr().err
+    assert main(["ls", "s3:bucket/x", *flags]) == 2
+    assert "//BUCKET/PREFIX" in capsys.readouterr().err
+
+
+def test_gs_push_pull_and_quota(gcs_bucket, tmp_path, capsys):
+    """The GCS leg through the CLI, the emulator found by STORAGE_EMULATOR_HOST."""
+    src = _dataset(tmp_path / "data", n=5)
+    address = f"gs://{gcs_bucket}/space_Colab/data"
+    assert main(["push", str(src), address, "-q"]) == 0
+    assert main(["push", str(src), address, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["uploaded"] == 0 and doc["skipped"] == 6
+    assert main(["pull", address, str(tmp_path / "back"), "-q"]) == 0
+    assert tree(tmp_path / "back") == tree(src)
+    assert main(["quota", address]) == 0
+    assert "unlimited" in capsys.readouterr().out

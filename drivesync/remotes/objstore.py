@@ -286,16 +286,11 @@ class ObjectRemote(Remote):
         return self._folder(rel) if obj is None else self._file(rel, obj)
 
     def mkdir(self, path: str) -> Entry:
+        """Write the marker ``path/`` (a key may also name a file: stores allow both)."""
         rel = clean_relpath(path)
         if not rel and not self.prefix:
             self._call(f"bucket {self.store.bucket}", self.store.check_bucket)
             return self._folder("")
-        if rel:
-            try:
-                self._head(rel)
-                raise RemoteError(f"{self._label(rel)}: exists and is not a folder")
-            except NotFound:
-                pass
         marker = self._dir_prefix(rel)
         self._call(f"mark {marker}", lambda: self.store.put_marker(marker))
         return self._folder(rel)
@@ -332,7 +327,14 @@ class ObjectRemote(Remote):
 
     def download(self, target: Target, dest: Union[str, Path], *,
                  progress: Progress = NULL_PROGRESS) -> Entry:
-        rel, obj = self._resolve(target)
+        if isinstance(target, Entry) and not target.is_dir and target.md5 and target.id:
+            # a listed file: no HEAD first (one request a file, not two); had it been
+            # rewritten since, its bytes fail the md5 check and nothing is renamed
+            rel = clean_relpath(target.path)
+            obj = Obj(key=self._key(rel), size=target.size, md5=target.md5,
+                      modified=target.modified, version=target.id.split(":", 1)[0])
+        else:
+            rel, obj = self._resolve(target)
         if obj is None:
             raise RemoteError(f"{self._label(rel)}: is a folder, not a file")
         if obj.md5 is None:
