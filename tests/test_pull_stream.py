@@ -237,3 +237,26 @@ def test_archive_with_a_wrong_md5_leaves_no_file_that_looks_valid(tmp_path):
     assert unpack_stream(io.BytesIO((tmp_path / "000.tar").read_bytes()), man, dest) == []
     assert (dest / "a.txt").read_bytes() == b"member bytes are right"
     assert tarfile.is_tarfile(tmp_path / "000.tar")
+
+
+def test_read_ahead_gives_the_same_bytes_passes_errors_and_closes_mid_stream():
+    from drivesync.readahead import ReadAhead
+
+    data = blob(100_000, 11)
+    with ReadAhead(io.BytesIO(data), block=4096, depth=2) as ahead:
+        got = [ahead.read(n) for n in (1, 5000, 0, 70_000)] + [ahead.read()]
+        assert b"".join(got) == data and ahead.read(10) == b""
+
+    class Broken(io.BytesIO):
+        def read(self, n=-1):
+            if self.tell() >= 8192:
+                raise DiskFull("boom")
+            return super().read(n)
+
+    with ReadAhead(Broken(data), block=4096) as ahead:
+        assert len(ahead.read(8192)) == 8192
+        with pytest.raises(DiskFull, match="boom"):
+            ahead.read(1)
+    ahead = ReadAhead(io.BytesIO(data), block=1024, depth=1)
+    ahead.read(10)
+    ahead.close()  # the thread waits on a full queue: close must still return

@@ -21,7 +21,9 @@ from ..errors import DatasetError, DiskFull, DriveSyncError, NotFound, UsageErro
 from ..hashing import HashCache, default_cache_path
 from ..localdisk import LocalDisk
 from ..progress import NULL_PROGRESS, Progress, human_bytes
+from ..readahead import ReadAhead
 from ..remotes.base import Remote
+from ..remotes.partial import BLOCK
 from ..types import Entry, is_internal, temp_name
 from .apply import apply_plan
 from .names import assign_names, ensure_dir, inside, raw_name, safe_part
@@ -352,8 +354,10 @@ class _PullRunner:
         dest = ensure_dir(self.root, sub)
         _entry, reader = self.remote.open_read(a.targets[0])
         try:
-            problems = unpack_stream(_Counted(reader, self.progress), man, dest,
-                                     on_member=self._learn, disk=self.remote.disk)
+            # a second thread receives while this one writes and hashes the members
+            with ReadAhead(_Counted(reader, self.progress), block=BLOCK) as ahead:
+                problems = unpack_stream(ahead, man, dest, on_member=self._learn,  # type: ignore[arg-type]
+                                         disk=self.remote.disk)
         finally:
             reader.close()
         if problems:
