@@ -170,3 +170,13 @@ def test_prune_latest_and_prepare_say_where(in_tmp, capsys):
     assert main(["prepare", "VOC", "ds", "-f", "voc"]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert first == f"prepare: {in_tmp / 'VOC'} -> {in_tmp / 'ds'}"
+
+
+def test_where_names_each_kind_once(in_tmp):
+    from drivesync.cli.remote import where
+
+    assert where("drive:") == "My Drive (drive:)"
+    assert where("drive:/a/b/") == "My Drive/a/b (drive:a/b)"
+    assert where("./a:b") == str(in_tmp / "a:b")
+    for scheme in set(known_schemes()) - {"drive", "local"}:   # e.g. s3://, gs://
+        assert where(f"{scheme}://bucket/x") == f"{scheme}://bucket/x"

@@ -52,7 +52,7 @@ def where(address: str) -> str:
     """The resolved place of an address, for the first line a verb prints:
     ``My Drive/space_Colab (drive:space_Colab)`` or an absolute local path."""
     parsed = parse_address(address)
-    return parsed.place if parsed.is_local else f"{parsed.place} ({parsed})"
+    return f"{parsed.place} ({parsed})" if parsed.is_drive else parsed.place
 
 
 def file_in_the_way(address: str, settings) -> Optional[str]:
