@@ -237,7 +237,7 @@ def main() -> int:
         settings = Settings(api_endpoint=url, token=TOKEN, write_rate=0.0)
         cut = work / "cut" / last_name
         cut.parent.mkdir()
-        cut.write_bytes((local / last_name).read_bytes()[: size // 3])
+        cut.write_bytes((local / final).read_bytes()[: size // 3])  # any whole one
         with open_remote("drive:space_Colab/backup-cut", settings=settings) as remote:
             remote.upload(cut, last_name)
         short_cfg = work / "cut" / cfg.name
