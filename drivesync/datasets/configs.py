@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import DatasetError, UsageError
+from .apply import Apply
 from .names import display
-from .report import atomic_write
+from .report import Report
 
 log = logging.getLogger(__name__)
 
@@ -288,9 +289,10 @@ def write_configs(
     classes: Sequence[str],
     images: Sequence[str],
     options: ConfigOptions = ConfigOptions(),
-    dry_run: bool = False,
+    ap: Optional[Apply] = None,
 ) -> ConfigResult:
-    """Write every config into ``dataset`` (``OUT/NAME``).
+    """Write every config into ``dataset`` (``OUT/NAME``) through ``ap`` (a dry run's
+    writes nothing; by default, a real one).
 
     ``images`` are paths relative to ``dataset`` (``000/a.jpg``).
     """
@@ -334,7 +336,5 @@ def write_configs(
     for fname, text in files.items():
         path = os.path.join(dataset, fname)
         res.files.append(path)
-        if not dry_run:
-            os.makedirs(dataset, exist_ok=True)
-            atomic_write(path, text)
+        (ap or Apply(dataset, "link", Report())).write(path, text)
     return res

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Container, Dict, Iterable, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Callable, Container, Dict, Iterable, List, Optional, Set, Tuple
 
 from ..errors import UsageError
 from ..progress import NULL_PROGRESS, Progress
@@ -20,8 +20,11 @@ from .manifest import JOURNAL, MANIFEST, Entry, Manifest, load_manifest, read_jo
 from .names import display
 from .pairplace import recover_pairs
 from .place import Executor
-from .plan import ShardPlanner, Slot
+from .plan import ShardPlanner
 from .report import Report
+
+if TYPE_CHECKING:  # the Apply a writer is given imports recover from here
+    from .apply import Apply
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +42,15 @@ class ShardResult:
     linked: int = 0
     copied: int = 0
     moved: int = 0
-    slots: List[Slot] = field(default_factory=list)
-
+    images: List[str] = field(default_factory=list)  # placed or kept, relative to the dataset
 
 
 def dataset_dir(out: str, name: str, *, flat: bool = False) -> str:
     return out if flat else os.path.join(out, name)
 
 
-
 def dst_path(name: str, shard: int, stem: str, ext: str, flat: bool) -> str:
     return f"{stem}{ext}" if flat else f"{name}/{shard:03d}/{stem}{ext}"
-
 
 
 def _foreign(out: str, name: str, flat: bool, known: Set[str]) -> Tuple[Dict[int, int], Set[str]]:
@@ -81,7 +81,6 @@ def _foreign(out: str, name: str, flat: bool, known: Set[str]) -> Tuple[Dict[int
             counts[shard] = counts.get(shard, 0) + 1
             stems.add(os.path.splitext(e.name)[0])
     return counts, stems
-
 
 
 def run_entries(
@@ -124,7 +123,6 @@ def run_entries(
     return done
 
 
-
 def recover(
     out: str,
     *,
@@ -152,29 +150,24 @@ def recover(
     return done
 
 
-
 def open_output(
-    out: str,
+    ap: Apply,
     *,
     name: str,
-    mode: str,
     max_files: Optional[int],
-    report: Report,
     flat: bool = False,
     progress: Progress = NULL_PROGRESS,
-    dry_run: bool = False,
 ) -> Tuple[ShardResult, Manifest, ShardPlanner]:
     """What every writer does first: finish an interrupted run, read the manifest,
     refuse another dataset's folder, and plan around what is already there."""
-    if mode not in MODES:
-        raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
-    out = os.path.abspath(out)
+    if ap.mode not in MODES:
+        raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {ap.mode!r}")
+    out = ap.out
     result = ShardResult(
         dataset=dataset_dir(out, name, flat=flat), manifest=os.path.join(out, MANIFEST)
     )
-    if not dry_run:
-        os.makedirs(out, exist_ok=True)
-        result.recovered = recover(out, report=report, progress=progress)
+    ap.makedirs()
+    result.recovered = ap.recover(progress)
     m = load_manifest(out) or Manifest()
     if m.entries and m.name and m.name != name:
         raise UsageError(
@@ -189,4 +182,3 @@ def open_output(
         max_files=max_files,
     )
     return result, m, planner
-

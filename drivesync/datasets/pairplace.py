@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Type
 
 from ..progress import Progress
 from . import workers
@@ -29,7 +29,6 @@ PairTask = Tuple[str, str, Optional[str], str, str, Optional[tuple], bool]
 BATCH = 500
 
 
-
 def place_pairs(args: tuple, ex: Optional[Executor] = None) -> List[tuple]:
     """Validate and place a batch of pairs (in a worker, or in-process with ``ex``).
 
@@ -37,8 +36,8 @@ def place_pairs(args: tuple, ex: Optional[Executor] = None) -> List[tuple]:
     ``(kind, (size, md5, label size, label md5), boxes, top class, problems)``
     with kind ``kept`` (already in place), ``ok`` or ``failed``.
     """
-    out, mode, nc, recovering, tasks = args
-    ex = ex or Executor(out, mode, Report())
+    out, mode, nc, recovering, tasks, executor_type = args
+    ex = ex or executor_type(out, mode, Report())
     hashed = hashes_images(mode)
     results = []
     for key, img, lab, img_dst, lab_dst, expect, fresh in tasks:
@@ -79,7 +78,6 @@ def place_pairs(args: tuple, ex: Optional[Executor] = None) -> List[tuple]:
     return results
 
 
-
 def run_pairs(
     out: str,
     mode: str,
@@ -88,6 +86,7 @@ def run_pairs(
     *,
     recovering: bool,
     progress: Progress,
+    executor_type: Type[Executor] = Executor,
     on_result: Callable[[PairTask, tuple], None],
     parallel: bool,
 ) -> None:
@@ -98,10 +97,10 @@ def run_pairs(
     """
     ctx = fork_context() if parallel else None
     if ctx is None:
-        ex = Executor(out, mode, Report())
+        ex = executor_type(out, mode, Report())
         for batch in batches:
             for task in batch:  # one at a time, so on_step sees each placed pair
-                (res,) = place_pairs((out, mode, nc, recovering, [task]), ex)
+                (res,) = place_pairs((out, mode, nc, recovering, [task], executor_type), ex)
                 on_result(task, res)
             progress.on_progress(files=2 * len(batch))
         return
@@ -110,7 +109,7 @@ def run_pairs(
     def args() -> Iterator[tuple]:
         for batch in batches:
             keep.append(batch)
-            yield (out, mode, nc, recovering, batch)
+            yield (out, mode, nc, recovering, batch, executor_type)
 
     for i, results in enumerate(imap_forked(place_pairs, args(), ctx=ctx)):
         batch, keep[i] = keep[i], []  # let it go: memory stays flat
@@ -119,12 +118,10 @@ def run_pairs(
         progress.on_progress(files=2 * len(results))
 
 
-
 def pair_files(task: PairTask, got: tuple) -> tuple:
     key, img, lab, idst, ldst, _, _ = task
     size, md5, lsize, lmd5 = got
     return ((img, idst, size, md5, None), (lab or key, ldst, lsize, lmd5, None if lab else ""))
-
 
 
 def recover_pairs(

@@ -8,24 +8,24 @@ items (those are in the report) - callers turn ``result.ok`` into an exit code.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Callable, ContextManager, List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 from ..errors import DatasetError, NotFound, UsageError
 from ..progress import NULL_PROGRESS, Progress
+from .apply import Apply, apply_for
 from .check import check_dataset
 from .configs import ConfigOptions, ConfigResult, check_root, default_root, write_configs
 from .formats import formats_found, get_format
 from .items import Conversion, ConvertOptions, Counts, hashes_images, load_classes
-from .lock import out_lock
 from .manifest import load_manifest
 from .names import ascii_names as _ascii_names
 from .names import display, safe_stem
-from .output import MODES, ShardResult, recover
-from .report import NOTE, Report, atomic_write
+from .output import MODES, ShardResult
+from .pairs import shard_yolo
+from .report import NOTE, Report
 from .shard import write_shards
 
 log = logging.getLogger(__name__)
@@ -180,8 +180,8 @@ def _begin(
     classes_file: Optional[str],
     dry_run: bool,
     flat: bool = False,
-) -> Tuple[PrepareResult, Optional[List[str]]]:
-    """Check the arguments (before anything is written) and start the result."""
+) -> Tuple[PrepareResult, Optional[List[str]], Apply]:
+    """Check the arguments (before anything is written); start the result and the Apply."""
     src, out = os.path.abspath(os.fspath(src)), os.path.abspath(os.fspath(out))
     _validate(src, out, fmt, mode)
     _check_format(src, fmt)
@@ -203,7 +203,7 @@ def _begin(
     if linked_across:  # say so, and copy as a copy: with md5s a re-run can see a change
         res.report.add(display(src), "", "hard links cannot cross file systems (SRC and OUT "
                        "are on different ones): copying instead", skipped=NOTE)
-    return res, names
+    return res, names, apply_for(out, res.mode, res.report, dry_run=dry_run)
 
 
 def _same_filesystem(src: str, out: str) -> bool:
@@ -215,11 +215,6 @@ def _same_filesystem(src: str, out: str) -> bool:
         return os.stat(src).st_dev == os.stat(probe).st_dev
     except OSError:
         return True  # let the run report the missing folder in its own words
-
-
-def _locked(out: str, dry_run: bool) -> ContextManager[None]:
-    """The output's lock for a run that writes; a dry run writes nothing, not even that."""
-    return contextlib.nullcontext() if dry_run else out_lock(out)
 
 
 def convert(
@@ -249,21 +244,21 @@ def _fill(res: PrepareResult, conv: Conversion, sh: ShardResult) -> None:
     res.images = sh.kept + sh.placed
 
 
-def _finish(res: PrepareResult) -> PrepareResult:
+def _finish(res: PrepareResult, ap: Apply) -> PrepareResult:
     s = res.report.summary()
     res.skipped_items, res.skipped_boxes, res.notes = (
         s["skipped_items"],
         s["skipped_boxes"],
         s["notes"],
     )
-    if not res.dry_run:
-        res.report_path = str(res.report.write(res.out))
+    res.report_path = ap.write_report()
     return res
 
 
 def _place(
     res: PrepareResult,
     names: Optional[List[str]],
+    ap: Apply,
     *,
     max_files: Optional[int],
     progress: Progress,
@@ -274,51 +269,30 @@ def _place(
 
     YOLO input into shards takes the fast path (validated and placed pair by
     pair, in parallel); everything else is converted first, then written.
+    A dry run takes the same path: ``ap`` is what writes nothing.
     """
-    src, out, name, fmt, flat = res.src, res.out, res.name, res.format, max_files is None
-    if fmt == "yolo" and not res.dry_run and not flat:
-        from .pairs import shard_yolo
-
-        sh, conv = shard_yolo(
-            src,
-            out,
-            name=name,
-            report=res.report,
-            classes=names,
-            max_files=max_files,
-            mode=res.mode,
-            progress=progress,
-            on_step=on_step,
-        )
+    if res.format == "yolo" and max_files is not None:
+        sh, conv = shard_yolo(res.src, ap, name=res.name, classes=names, max_files=max_files,
+                              progress=progress, on_step=on_step)
         _fill(res, conv, sh)
         return conv, sh
-    if not res.dry_run and os.path.isdir(out):
-        res.recovered = recover(out, report=res.report, progress=progress)
-    m = load_manifest(out)
+    res.recovered = ap.recover(progress)
+    m = load_manifest(res.out)
     conv = convert(
-        src,
-        fmt=fmt,
+        res.src,
+        fmt=res.format,
         report=res.report,
         classes=names,
         base_classes=m.classes if (m is not None and names is None) else [],
         moved=set(m.entries) if m is not None else set(),
         progress=progress,
-        lazy=fmt == "yolo" and not res.dry_run,
+        lazy=res.format == "yolo",
         hash_images=hashes_images(res.mode),
         **opts,
     )
     sh = write_shards(
-        conv.items,
-        out,
-        name=name,
-        classes=lambda: conv.classes,
-        max_files=max_files,
-        mode=res.mode,
-        flat=flat,
-        report=res.report,
-        progress=progress,
-        dry_run=res.dry_run,
-        on_step=on_step,
+        conv.items, ap, name=res.name, classes=lambda: conv.classes, max_files=max_files,
+        flat=max_files is None, progress=progress, on_step=on_step,
         # converters that return a list know their count: the bar gets a total
         total=conv.expected or (len(conv.items) if isinstance(conv.items, list) else None),
     )
@@ -362,7 +336,7 @@ def prepare(
 
     Image names that are valid UTF-8 are kept; ``ascii_names`` folds them to ASCII.
     """
-    res, names = _begin(
+    res, names, ap = _begin(
         src,
         out,
         fmt=fmt,
@@ -373,10 +347,11 @@ def prepare(
         dry_run=dry_run,
     )
     check_root(root or default_root(res.name))
-    with _locked(res.out, dry_run), _ascii_names(ascii_names):
+    with ap.lock(), _ascii_names(ascii_names):
         conv, sh = _place(
             res,
             names,
+            ap,
             max_files=max_files,
             progress=progress,
             on_step=on_step,
@@ -396,20 +371,23 @@ def prepare(
                                 darknet_cfg=darknet_cfg, batch=batch, subdivisions=subdivisions,
                                 width=width, height=height, max_batches=max_batches,
                                 burn_in=burn_in)
-        cfg = _configs(res.out, name=res.name, classes=conv.classes, options=options,
-                       dry_run=dry_run, planned=(sh, conv) if dry_run else None)
+        cfg = _configs(ap, name=res.name, classes=conv.classes, options=options, planned=sh.images)
         res.train, res.valid, res.root, res.config_files = cfg.train, cfg.valid, cfg.root, cfg.files
         res.images = cfg.train + cfg.valid
-        if check and not dry_run:
-            chk = check_dataset(
-                res.out, name=res.name, max_files=max_files, nc=len(conv.classes), progress=progress
-            )
-            res.boxes = chk.boxes  # every box in the dataset, kept items' included
-            res.check_problems = sum(1 for p in chk.report.problems if p.skipped != "note")
-            res.report.extend(chk.report)
-        if not dry_run:
-            _count_background(res)
-        return _finish(res)
+        if check:
+            _check(res, ap, max_files=max_files, nc=len(conv.classes), progress=progress)
+        ap.read_back(lambda: _count_background(res))
+        return _finish(res, ap)
+
+
+def _check(res: PrepareResult, ap: Apply, *, max_files: int, nc: int, progress: Progress) -> None:
+    """Check what was written (a dry run wrote nothing to check) and add what it found."""
+    chk = ap.read_back(lambda: check_dataset(res.out, name=res.name, max_files=max_files, nc=nc,
+                                             progress=progress))
+    if chk is not None:
+        res.boxes = chk.boxes  # every box in the dataset, kept items' included
+        res.check_problems = sum(1 for p in chk.report.problems if p.skipped != "note")
+        res.report.extend(chk.report)
 
 
 def make_configs(
@@ -440,32 +418,31 @@ def make_configs(
                             darknet_cfg=darknet_cfg, batch=batch, subdivisions=subdivisions,
                             width=width, height=height, max_batches=max_batches,
                             burn_in=burn_in)
-    with _locked(out, dry_run):
-        return _configs(out, name=name, classes=classes, options=options, dry_run=dry_run)
+    ap = apply_for(out, "link", Report(), dry_run=dry_run)
+    with ap.lock():
+        return _configs(ap, name=name, classes=classes, options=options)
 
 
 def _configs(
-    out: str,
+    ap: Apply,
     *,
     name: Optional[str],
     classes: Optional[Sequence[str]],
     options: ConfigOptions,
-    dry_run: bool,
-    planned: Optional[Tuple[ShardResult, Conversion]] = None,
+    planned: Sequence[str] = (),
 ) -> ConfigResult:
-    """Configs for what the manifest records, plus what a dry run would have placed."""
-    m = load_manifest(out)
+    """Configs for what the manifest records, plus the ``planned`` images (what this run
+    placed or kept: already in the manifest, unless the run was a dry one)."""
+    m = load_manifest(ap.out)
     images = m.images() if m is not None else []
-    if planned is not None:
-        sh, conv = planned
-        exts = {it.key: it.ext for it in conv.items}
-        images = sorted(set(images) | {f"{s.shard:03d}/{s.stem}{exts[s.key]}" for s in sh.slots})
+    if planned:
+        images = sorted(set(images).union(planned))
     name = name or (m.name if m else None)
     if not name:
         raise UsageError("give --name")
     names = list(classes) if classes else (m.classes if m else [])
-    return write_configs(os.path.join(out, name), name=name, classes=names, images=images,
-                         options=options, dry_run=dry_run)
+    return write_configs(os.path.join(ap.out, name), name=name, classes=names, images=images,
+                         options=options, ap=ap)
 
 
 def shard_dataset(
@@ -483,7 +460,7 @@ def shard_dataset(
     ascii_names: bool = False,
 ) -> PrepareResult:
     """Validate a YOLO folder (image + .txt pairs) and shard it; no configs."""
-    res, names = _begin(
+    res, names, ap = _begin(
         src,
         out,
         fmt="yolo",
@@ -493,11 +470,10 @@ def shard_dataset(
         classes_file=classes_file,
         dry_run=dry_run,
     )
-    with _locked(res.out, dry_run), _ascii_names(ascii_names):
-        _place(res, names, max_files=max_files, progress=progress, on_step=on_step)
-        if not dry_run:
-            _count_background(res)
-        return _finish(res)
+    with ap.lock(), _ascii_names(ascii_names):
+        _place(res, names, ap, max_files=max_files, progress=progress, on_step=on_step)
+        ap.read_back(lambda: _count_background(res))
+        return _finish(res, ap)
 
 
 def convert_dataset(
@@ -518,7 +494,7 @@ def convert_dataset(
     ascii_names: bool = False,
 ) -> PrepareResult:
     """Convert to a flat YOLO folder (``out/<stem>.<ext>`` + ``out/<stem>.txt`` + classes.txt)."""
-    res, names = _begin(
+    res, names, ap = _begin(
         src,
         out,
         fmt=fmt,
@@ -529,10 +505,11 @@ def convert_dataset(
         dry_run=dry_run,
         flat=True,
     )
-    with _locked(res.out, dry_run), _ascii_names(ascii_names):
+    with ap.lock(), _ascii_names(ascii_names):
         conv, _ = _place(
             res,
             names,
+            ap,
             max_files=None,
             progress=progress,
             keep_difficult=keep_difficult,
@@ -541,9 +518,6 @@ def convert_dataset(
             head_class=head_class,
             images=images,
         )
-        if not dry_run:
-            atomic_write(
-                os.path.join(res.out, "classes.txt"), "".join(f"{c}\n" for c in conv.classes)
-            )
-            _count_background(res)
-        return _finish(res)
+        ap.write(os.path.join(res.out, "classes.txt"), "".join(f"{c}\n" for c in conv.classes))
+        ap.read_back(lambda: _count_background(res))
+        return _finish(res, ap)

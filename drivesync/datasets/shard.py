@@ -28,6 +28,7 @@ from typing import (
 
 from ..errors import DatasetError
 from ..progress import NULL_PROGRESS, Progress
+from .apply import Apply
 from .items import LABEL_EXT, Item
 from .manifest import (  # noqa: F401  (JOURNAL, MANIFEST, load_manifest: re-exported)
     JOURNAL,
@@ -35,6 +36,7 @@ from .manifest import (  # noqa: F401  (JOURNAL, MANIFEST, load_manifest: re-exp
     Entry,
     FileOp,
     Journal,
+    Manifest,
     load_manifest,
     save_manifest,
 )
@@ -47,12 +49,11 @@ from .output import (  # noqa: F401  (MODES, ShardResult, recover, ...: re-expor
     recover,
     run_entries,
 )
-from .place import Executor, in_place, size_of
+from .place import in_place, size_of
 from .plan import ShardPlanner, Slot, plan_shards  # noqa: F401  (re-exported)
-from .report import ITEM, Report
+from .report import ITEM
 
 log = logging.getLogger(__name__)
-
 
 
 def _in_key_order(items: Iterable[Item]) -> Iterator[Item]:
@@ -73,115 +74,123 @@ def _in_key_order(items: Iterable[Item]) -> Iterator[Item]:
         raise DatasetError("internal: a streaming converter yielded keys out of order")
 
 
-
 def write_shards(
     items: Iterable[Item],
-    out: str,
+    ap: Apply,
     *,
     name: str,
     classes: Union[Sequence[str], Callable[[], Sequence[str]]] = (),
     max_files: Optional[int] = 2000,
-    mode: str = "link",
     flat: bool = False,
-    report: Optional[Report] = None,
     progress: Progress = NULL_PROGRESS,
-    dry_run: bool = False,
     on_step: Optional[Callable[[int], None]] = None,
     total: Optional[int] = None,
     chunk: int = 1000,
 ) -> ShardResult:
-    """Place items into shards under ``out`` and record them in the manifest.
+    """Place items into shards under ``ap.out`` and record them in the manifest.
 
     Items may be a list or a stream sorted by key (then validation, planning
     and moving overlap, chunk by chunk: each chunk is planned, journaled,
-    fsynced and only then carried out). Items already in the manifest with the
-    same contents stay untouched; changed ones are rewritten in their old
-    place. ``classes`` may be a callable, read once the stream is consumed.
-    ``on_step`` is called after each item (tests use it to crash a run).
+    fsynced and only then carried out by ``ap``). Items already in the
+    manifest with the same contents stay untouched; changed ones are rewritten
+    in their old place. ``classes`` may be a callable, read once the stream is
+    consumed. ``on_step`` is called after each item (tests use it to crash a run).
     """
-    report = report if report is not None else Report()
     result, m, planner = open_output(
-        out,
-        name=name,
-        mode=mode,
-        max_files=max_files,
-        flat=flat,
-        report=report,
-        progress=progress,
-        dry_run=dry_run,
+        ap, name=name, max_files=max_files, flat=flat, progress=progress
     )
-    out = os.path.dirname(result.manifest)
-    before = set(m.entries)
     header = {
-        "mode": mode,
+        "mode": ap.mode,
         "name": name,
         "max_files": max_files,
         "classes": m.classes if callable(classes) else list(classes),
     }
-    journal: Optional[Journal] = None
-    ex = Executor(out, mode, report)
+    run = _Chunks(ap, m, header, progress, on_step)
+    before = set(m.entries)
+    progress.on_start(files=2 * (total or 0), bytes=0, desc=f"{ap.mode} into shards")
+    try:
+        placed_old = _plan_and_run(items, run, planner, result, name=name, flat=flat, chunk=chunk)
+    finally:
+        progress.on_done()
+        run.close()
+    # kept: every item already in place, including moved ones no longer in the source
+    result.kept = len(before) - placed_old
+    names = list(classes() if callable(classes) else classes)
+    if run.journal is not None or (m.entries and (m.name != name or m.classes != names)):
+        m.name, m.max_files, m.classes = name, max_files, names
+        ap.save_manifest(m)
+    if run.journal is not None:
+        ap.remove(run.journal.path)
+    ex = run.ex
+    result.linked, result.copied, result.moved = ex.linked, ex.copied, ex.moved
+    result.images = [] if flat else m.images()
+    return result
+
+
+class _Chunks:
+    """Journals a chunk of planned entries, then hands them to the executor."""
+
+    def __init__(self, ap: Apply, m: Manifest, header: dict, progress: Progress,
+                 on_step: Optional[Callable[[int], None]]):
+        self.ap, self.m, self.header, self.progress, self.on_step = ap, m, header, progress, on_step
+        self.before = set(m.entries)
+        self.ex = ap.executor()
+        self.journal: Optional[Journal] = None
+        self.done = 0
+
+    def run(self, todo: List[Entry]) -> None:
+        if not todo:
+            return
+        if self.journal is None:
+            self.journal = self.ap.journal(self.header)
+        lines = self.journal.add(todo)  # fsynced: a crash from here on is finished by recover()
+        fresh = {t[0] for t in todo if t[0] not in self.before}
+        self.done += run_entries(self.ex, self.m, todo, progress=self.progress,
+                                 on_step=self.on_step, fresh=fresh, start=self.done, lines=lines)
+        todo.clear()
+
+    def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close(remove=False)
+
+
+def _plan_and_run(
+    items: Iterable[Item],
+    run: _Chunks,
+    planner: ShardPlanner,
+    result: ShardResult,
+    *,
+    name: str,
+    flat: bool,
+    chunk: int,
+) -> int:
+    """Plan each item's slot and file actions, running them chunk by chunk; returns
+    how many items the manifest held already and are placed again (changed)."""
+    m, report, out = run.m, run.ap.report, run.ap.out
     seen: Set[str] = set()
     shards = {s for s, _, _ in m.entries.values()}
     todo: List[Entry] = []
-    done = placed_old = 0
-    progress.on_start(files=2 * (total or 0), bytes=0, desc=f"{mode} into shards")
-
-    def flush() -> None:
-        nonlocal journal, done
-        if not todo or dry_run:
-            todo.clear()
-            return
-        if journal is None:
-            journal = Journal(out, header)
-        lines = journal.add(todo)
-        fresh = {t[0] for t in todo if t[0] not in before}
-        done += run_entries(
-            ex, m, todo, progress=progress, on_step=on_step, fresh=fresh, start=done, lines=lines
-        )
-        todo.clear()
-
-    try:
-        for it in _in_key_order(items):
-            if it.key in seen:
-                report.add(
-                    it.origin or it.image,
-                    "",
-                    f"image {it.key} is listed twice; the first entry is used",
-                    skipped=ITEM,
-                )
-                continue
-            seen.add(it.key)
-            slot = planner.place(it.key, it.stem)
-            result.slots.append(slot)
-            shards.add(slot.shard)
-            ops = _ops(it, slot, name=name, flat=flat)
-            old = m.entries.get(slot.key)
-            if _in_place(out, old, ops, mode):
-                continue
-            todo.append((slot.key, slot.shard, slot.stem, ops))
-            result.placed += 1
-            placed_old += old is not None
-            if len(todo) >= chunk:
-                flush()
-        flush()
-    finally:
-        progress.on_done()
-        if journal is not None:
-            journal.close(remove=False)
+    placed_old = 0
+    for it in _in_key_order(items):
+        if it.key in seen:
+            report.add(it.origin or it.image, "",
+                       f"image {it.key} is listed twice; the first entry is used", skipped=ITEM)
+            continue
+        seen.add(it.key)
+        slot = planner.place(it.key, it.stem)
+        shards.add(slot.shard)
+        ops = _ops(it, slot, name=name, flat=flat)
+        old = m.entries.get(slot.key)
+        if _in_place(out, old, ops, run.ap.mode):
+            continue
+        todo.append((slot.key, slot.shard, slot.stem, ops))
+        result.placed += 1
+        placed_old += old is not None
+        if len(todo) >= chunk:
+            run.run(todo)
+    run.run(todo)
     result.shards = len(shards)
-    # kept: every item already in place, including moved ones no longer in the source
-    result.kept = len(before) - placed_old
-    if dry_run:
-        return result
-    names = list(classes() if callable(classes) else classes)
-    if journal is not None or (m.entries and (m.name != name or m.classes != names)):
-        m.name, m.max_files, m.classes = name, max_files, names
-        save_manifest(out, m)
-    if journal is not None:
-        os.unlink(journal.path)
-    result.linked, result.copied, result.moved = ex.linked, ex.copied, ex.moved
-    return result
-
+    return placed_old
 
 
 def _in_place(out: str, old: Optional[tuple], ops: Tuple[FileOp, ...], mode: str) -> bool:
@@ -199,7 +208,6 @@ def _in_place(out: str, old: Optional[tuple], ops: Tuple[FileOp, ...], mode: str
             for s, d, n, h, t in ops
         )
     )
-
 
 
 def _ops(it: Item, slot: Slot, *, name: str, flat: bool) -> Tuple[FileOp, ...]:
