@@ -70,6 +70,9 @@ class Quota:
     limit: Optional[int]
     usage: int
     trash: int = 0
+    items: Optional[int] = None       # items held, where the store limits them (shared drive)
+    item_limit: Optional[int] = None
+    note: str = ""                    # what the figures mean there, when not a user's quota
 
     @property
     def free(self) -> Optional[int]:

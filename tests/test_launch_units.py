@@ -293,3 +293,15 @@ class _Payload:
         import pathlib
 
         return (pathlib.Path.touch, (pathlib.Path(self.path),))
+
+
+def test_mount_folder_of_a_shared_drive_address():
+    """Colab's mount shows shared drives under /content/drive/Shareddrives/NAME."""
+    from drivesync.config import Settings
+    from drivesync.launch.runner import _top_folder
+
+    s = Settings()
+    assert _top_folder("drive:space_Colab/data", s) == "space_Colab"
+    assert _top_folder("drive:@TeamData/space_Colab/data", s) == \
+        "../Shareddrives/TeamData/space_Colab"
+    assert _top_folder("drive:@TeamData", s).rstrip("/") == "../Shareddrives/TeamData"

@@ -51,7 +51,19 @@ def write(tmp: Path, name: str, data: bytes) -> Path:
     return p
 
 
-@pytest.fixture(params=["local", "drive", "s3", "gs",
+@pytest.fixture
+def shared_remote(emulator, drive_settings):
+    """A folder in a shared drive (``drive:@TeamData/...``): every files call with
+    supportsAllDrives, lists with corpora=drive (the emulator refuses them otherwise)."""
+    from drivesync.remotes import open_remote
+
+    emulator.state.create_drive("TeamData")
+    remote = open_remote("drive:@TeamData/space_Colab", settings=drive_settings)
+    yield remote
+    remote.close()
+
+
+@pytest.fixture(params=["local", "drive", "shared", "s3", "gs",
                         pytest.param("live", marks=pytest.mark.live)])
 def r(request):
     """The remote with its root folder made (Drive creates it on the first write)."""

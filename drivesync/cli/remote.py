@@ -96,8 +96,16 @@ def run_quota(args, ctx) -> int:
     with open_remote(args.address, settings=ctx.settings) as remote:
         q = remote.quota()
     if ctx.json:
-        ctx.emit({"ok": True, "remote": remote.address, "limit": q.limit, "usage": q.usage,
-                  "trash": q.trash, "free": q.free})
+        doc = {"ok": True, "remote": remote.address, "limit": q.limit, "usage": q.usage,
+               "trash": q.trash, "free": q.free}
+        if q.item_limit is not None:
+            doc.update(items=q.items, item_limit=q.item_limit, note=q.note)
+        ctx.emit(doc)
+        return 0
+    if q.item_limit is not None:  # a shared drive: no quota, a limit on items
+        ctx.table([["used", human_bytes(q.usage)], ["in trash", human_bytes(q.trash)],
+                   ["items", f"{q.items} of {q.item_limit}"]], result=True)
+        ctx.say(f"({q.note})")
         return 0
     ctx.table([["limit", human_bytes(q.limit)], ["used", human_bytes(q.usage)],
                ["in trash", human_bytes(q.trash)], ["free", human_bytes(q.free)]],

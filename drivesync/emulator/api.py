@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Dict, Iterator, Optional
 
-from . import errors
+from . import drives, errors
 from .errors import ApiError
 from .models import Content, DriveState, FileRecord
 from .query import apply_fields
@@ -76,6 +76,8 @@ class Api:
             raise ApiError(404, "notFound", f"Not Found: {req.method} /{req.path}")
         if route.checks_mask:
             file_mask(req.query)  # a bad mask is refused before anything changes
+        if "file_id" in params:  # a shared drive's item needs supportsAllDrives=true
+            drives.check_item(self, req.query, params["file_id"])
         return route.handler(self, req, **params)
 
     def _fault(self, req: Request, kind: str, route: Optional[Route],
@@ -122,15 +124,26 @@ class Api:
     def created(self) -> None:
         self.emu._count("creates")
 
-    def precheck(self, file_id: Optional[str], meta: dict, size: Optional[int]) -> None:
+    def precheck(self, file_id: Optional[str], meta: dict, size: Optional[int],
+                 query: Optional[Dict[str, str]] = None) -> None:
         """What Drive checks before taking bytes: the file, the rate, the id, the space."""
         if file_id is not None:
             self.state.get(file_id)
+        drives.check_parents(self, query or {}, meta)
+        if file_id is None and self._into_shared_drive(meta):
+            size = None  # a shared drive's items are not the user's: no quota check
         if meta.get("id") and meta["id"] in self.state.files:
             raise errors.duplicate_id(meta["id"])
         self.take_write()
         if size:
             self.state.check_space(size)
+
+    def _into_shared_drive(self, meta: dict) -> bool:
+        parents = meta.get("parents") if isinstance(meta, dict) else None
+        if not isinstance(parents, list) or not parents or not isinstance(parents[0], str):
+            return False
+        parent = self.state.files.get(self.state.resolve(parents[0]))
+        return parent is not None and parent.drive_id is not None
 
     def store(self, chunks: Iterator[bytes], mime: Optional[str]) -> Content:
         writer = self.state.blobs.writer()

@@ -122,6 +122,7 @@ class Emulator:
         with self.state.lock:
             self.state.quota_limit = cfg.quota_limit
             self.state.max_children = cfg.max_children
+            self.state.max_drive_items = cfg.max_drive_items
         return self.settings()
 
     def add_file(self, meta: Dict[str, Any], data: Optional[bytes] = None) -> Dict[str, Any]:

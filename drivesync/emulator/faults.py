@@ -34,6 +34,7 @@ class Config:
     fault_kinds: Tuple[str, ...] = FAULT_KINDS
     quota_limit: Optional[int] = None    # bytes; None = unlimited
     max_children: int = 500_000          # items per non-root folder
+    max_drive_items: int = 400_000       # items per shared drive, trash included
     max_page: Optional[int] = None       # files.list items per page at most, whatever
                                          # pageSize says (Drive may return fewer)
     seed: int = 0
@@ -62,6 +63,8 @@ class Config:
             raise ValueError("session_ttl must be > 0 seconds")
         if self.max_children < 1:
             raise ValueError("max_children must be >= 1")
+        if self.max_drive_items < 1:
+            raise ValueError("max_drive_items must be >= 1")
 
 
 class WriteBucket:

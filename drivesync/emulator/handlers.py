@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict
 
-from . import errors
+from . import drives, errors
 from .models import SHORTCUT_MIME, new_file_id
 from .query import ABOUT_SCHEMA, FILE_LIST_SCHEMA, apply_fields, check_fields, parse_fields
 from .wire import DEFAULT_LIST_FIELDS, IO_CHUNK, Request, Response, json_response, parse_range
@@ -35,7 +35,8 @@ def list_files(api: Api, req: Request) -> Response:
     mask = check_fields(parse_fields(req.query.get("fields") or DEFAULT_LIST_FIELDS),
                         FILE_LIST_SCHEMA)
     page, token = api.state.list(req.query.get("q"), order_by=req.query.get("orderBy"),
-                                 page_size=page_size, page_token=req.query.get("pageToken"))
+                                 page_size=page_size, page_token=req.query.get("pageToken"),
+                                 corpus=drives.corpus(api, req.query))
     doc: Dict[str, Any] = {"kind": "drive#fileList", "incompleteSearch": False}
     if token:
         doc["nextPageToken"] = token
@@ -53,6 +54,7 @@ def get(api: Api, req: Request, file_id: str) -> Response:
 
 def create(api: Api, req: Request) -> Response:
     meta = req.json()
+    drives.check_parents(api, req.query, meta)
     api.take_write()
     rec = api.state.create(meta)
     api.created()
@@ -61,6 +63,9 @@ def create(api: Api, req: Request) -> Response:
 
 def update(api: Api, req: Request, file_id: str) -> Response:
     meta = req.json()
+    for pid in (req.query.get("addParents") or "").split(","):
+        if pid.strip():
+            drives.check_item(api, req.query, pid.strip())
     rec = api.state.update(file_id, meta, add_parents=req.query.get("addParents"),
                            remove_parents=req.query.get("removeParents"))
     return api.file_doc(req, rec)
@@ -72,12 +77,17 @@ def delete(api: Api, req: Request, file_id: str) -> Response:
 
 
 def empty_trash(api: Api, req: Request) -> Response:
-    api.state.empty_trash()
+    """My Drive's trash; with ``driveId``, that shared drive's own trash."""
+    drive_id = req.query.get("driveId")
+    if drive_id is not None:
+        api.state.get_drive(drive_id)
+    api.state.empty_trash(drive_id)
     return Response(204)
 
 
 def copy(api: Api, req: Request, file_id: str) -> Response:
     meta = req.json()
+    drives.check_parents(api, req.query, meta)
     api.take_write()
     src = api.state.get(file_id)
     content = None

@@ -35,6 +35,7 @@ GOOGLE_APPS_PREFIX = "application/vnd.google-apps."
 SHORTCUT_MIME = GOOGLE_APPS_PREFIX + "shortcut"
 EMPTY_MD5 = hashlib.md5(b"").hexdigest()
 MAX_REVISIONS = 100
+MAX_DRIVE_ITEMS = 400_000   # items one shared drive may hold (trashed ones included)
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{10,100}$")
 
 
@@ -70,6 +71,7 @@ class FileRecord:
     target_id: Optional[str] = None     # a shortcut's target ...
     target_mime: Optional[str] = None   # ... and its MIME type when the shortcut was made
     permissions: List[dict] = field(default_factory=list)  # shares; the owner's is implied
+    drive_id: Optional[str] = None      # the shared drive it lives in; None: My Drive
 
     @property
     def is_folder(self) -> bool:
@@ -90,6 +92,20 @@ class FileRecord:
         doc = dict(doc)
         doc["revisions"] = [Revision(**r) for r in doc.get("revisions", [])]
         return cls(**doc)
+
+
+@dataclass
+class SharedDrive:
+    """A shared drive: its root folder is the file record with the same id."""
+
+    id: str
+    name: str
+    created: float
+    request_id: Optional[str] = None    # drives.create is idempotent per requestId
+
+    def render(self) -> dict:
+        return {"kind": "drive#drive", "id": self.id, "name": self.name,
+                "createdTime": format_time(self.created), "hidden": False}
 
 
 @dataclass
@@ -205,6 +221,7 @@ class DriveState:
         self.journal: Optional[Journal] = Journal(root) if persistent else None
         self.quota_limit: Optional[int] = None
         self.max_children = 500_000
+        self.max_drive_items = MAX_DRIVE_ITEMS
         self._clear()
         if self.journal is not None:
             self._load()
@@ -214,6 +231,8 @@ class DriveState:
     def _clear(self) -> None:
         self.files: Dict[str, FileRecord] = {}
         self.children: Dict[str, Dict[str, None]] = {}
+        self.drives: Dict[str, SharedDrive] = {}
+        self.drive_items: Dict[str, int] = {}   # drive id -> items in it (root excluded)
         self.seq = 0
         self.usage = 0
         self.root_id = "0A" + secrets.token_urlsafe(12)[:14] + "Uk9PVA"
@@ -236,6 +255,8 @@ class DriveState:
                 self._index(FileRecord.from_json(doc))
             self.root_id = snap["root_id"]
             self.root = self.files[self.root_id]
+            for doc in snap.get("drives", []):
+                self.drives[doc["id"]] = SharedDrive(**doc)
         for entry in lines:
             if "put" in entry:
                 rec = FileRecord.from_json(entry["put"])
@@ -245,8 +266,13 @@ class DriveState:
                 self._index(rec)
             elif "del" in entry and entry["del"] in self.files:
                 self._unindex(self.files[entry["del"]])
+            elif "drive" in entry:
+                self.drives[entry["drive"]["id"]] = SharedDrive(**entry["drive"])
         self.seq = max(r.seq for r in self.files.values())
-        self.usage = sum(r.quota_bytes() for r in self.files.values())
+        self.usage = sum(r.quota_bytes() for r in self.files.values() if r.drive_id is None)
+        for r in self.files.values():
+            if r.drive_id is not None and r.id != r.drive_id:
+                self.drive_items[r.drive_id] = self.drive_items.get(r.drive_id, 0) + 1
         self._snapshot()
 
     def _index(self, rec: FileRecord) -> None:
@@ -279,7 +305,8 @@ class DriveState:
     def _snapshot(self) -> None:
         if self.journal is not None:
             self.journal.write_snapshot({"root_id": self.root_id,
-                                         "files": [r.to_json() for r in self.files.values()]})
+                                         "files": [r.to_json() for r in self.files.values()],
+                                         "drives": [asdict(d) for d in self.drives.values()]})
 
     def close(self) -> None:
         with self.lock:
@@ -296,6 +323,7 @@ class DriveState:
                     self.blobs.delete(rev.blob)
             self.quota_limit = None
             self.max_children = 500_000
+            self.max_drive_items = MAX_DRIVE_ITEMS
             self._clear()
             self._snapshot()
 
@@ -328,9 +356,13 @@ class DriveState:
             return rec, fh
 
     def list(self, q: Optional[str], *, order_by: Optional[str], page_size: int,
-             page_token: Optional[str]) -> Tuple[List[FileRecord], Optional[str]]:
+             page_token: Optional[str], corpus: str = "user"
+             ) -> Tuple[List[FileRecord], Optional[str]]:
+        """``corpus``: "user" (My Drive items only), "all" (every drive), or
+        "drive:ID" (one shared drive's items), as the list handler read the flags."""
         query = compile_query(q, resolve=self.resolve)
-        fingerprint = zlib.crc32(f"{q}|{order_by}".encode())
+        fingerprint = zlib.crc32(f"{q}|{order_by}|{corpus}".encode())
+        in_corpus = _corpus_filter(corpus)
         offset = _decode_token(page_token, fingerprint) if page_token else 0
         with self.lock:
             if query.parent is not None:
@@ -338,7 +370,8 @@ class DriveState:
                 pool = [self.files[i] for i in ids]
             else:
                 pool = [r for r in self.files.values() if r.id != self.root_id]
-            hits = [r for r in pool if query.match(r)]
+            hits = [r for r in pool if in_corpus(r) and r.id not in self.drives
+                    and query.match(r)]
         hits = sort_records(hits, order_by)
         page = hits[offset:offset + page_size]
         end = offset + len(page)
@@ -347,13 +380,16 @@ class DriveState:
 
     def all_files(self) -> List[dict]:
         with self.lock:
-            recs = sorted((r for r in self.files.values() if r.id != self.root_id),
+            recs = sorted((r for r in self.files.values()
+                           if r.id != self.root_id and r.id not in self.drives),
                           key=lambda r: r.seq)
             return [self.render(r) for r in recs]
 
     def quota(self) -> dict:
         with self.lock:
-            trash = sum(r.quota_bytes() for r in self.files.values() if r.trashed)
+            # the user's quota: shared drives' items belong to their drive, not to anyone
+            trash = sum(r.quota_bytes() for r in self.files.values()
+                        if r.trashed and r.drive_id is None)
             doc = {"usage": str(self.usage), "usageInDrive": str(self.usage),
                    "usageInDriveTrash": str(trash)}
             if self.quota_limit is not None:
@@ -377,6 +413,9 @@ class DriveState:
         }
         if rec.parents:
             doc["parents"] = list(rec.parents)
+        if rec.drive_id is not None:
+            doc["driveId"] = rec.drive_id
+            doc["ownedByMe"] = False
         if rec.mime_type == SHORTCUT_MIME:
             doc["shortcutDetails"] = {"targetId": rec.target_id,
                                       "targetMimeType": rec.target_mime}
@@ -437,6 +476,10 @@ class DriveState:
                                   "A file must have exactly one parent.", location="parents",
                                   location_type="other")
         pid = self._check_parent(parents[0])
+        drive_id = self.files[pid].drive_id
+        if drive_id is not None and self.drive_items.get(drive_id, 0) >= self.max_drive_items:
+            raise errors.ApiError(403, "teamDriveFileLimitExceeded",
+                                  "The file limit for this shared drive has been exceeded.")
         mime = meta.get("mimeType") or (content.mime_type if content else None)
         if not mime or mime == "application/octet-stream" and meta.get("mimeType") is None:
             mime = mimetypes.guess_type(name)[0] or mime or "application/octet-stream"
@@ -445,7 +488,7 @@ class DriveState:
         modified = _meta_time(meta, "modifiedTime", now)
         self.seq += 1
         rec = FileRecord(id=file_id, name=name, mime_type=mime, parents=[pid], created=created,
-                         modified=modified, seq=self.seq)
+                         modified=modified, seq=self.seq, drive_id=drive_id)
         if content is not None and not rec.has_content:
             raise errors.bad_request(f"Content cannot be uploaded for mimeType {mime}.",
                                      location="mimeType")
@@ -454,16 +497,20 @@ class DriveState:
             rec.target_id, rec.target_mime = target.id, target.mime_type
         if rec.has_content:
             size = content.size if content else 0
-            if self.quota_limit is not None and self.usage + size > self.quota_limit:
+            if drive_id is None and self.quota_limit is not None \
+                    and self.usage + size > self.quota_limit:
                 raise errors.quota_exceeded()
             rec.size = size
             rec.md5 = content.md5 if content else EMPTY_MD5
             rec.blob = content.blob if content else None
-            self.usage += size
+            if drive_id is None:
+                self.usage += size
         if meta.get("trashed"):
             rec.trashed = rec.explicitly_trashed = True
         elif pid != self.root_id and self.files[pid].trashed:
             rec.trashed = True  # what is inside a trashed folder is trashed
+        if drive_id is not None:
+            self.drive_items[drive_id] = self.drive_items.get(drive_id, 0) + 1
         self._index(rec)
         self._persist(rec)
         return rec
@@ -500,7 +547,8 @@ class DriveState:
     def _update(self, file_id: str, meta: dict, add_parents: Optional[str],
                 remove_parents: Optional[str], content: Optional[Content]) -> FileRecord:
         rec = self.get(file_id)
-        if rec.id == self.root_id and (meta or add_parents or remove_parents or content):
+        if (rec.id == self.root_id or rec.id in self.drives) and (
+                meta or add_parents or remove_parents or content):
             raise errors.ApiError(403, "insufficientFilePermissions",
                                   "The user does not have sufficient permissions for this file.")
         for key in ("parents", "shortcutDetails"):  # shortcutDetails: on create only
@@ -516,7 +564,8 @@ class DriveState:
         if content is not None:
             if not rec.has_content:
                 raise errors.bad_request(f"Content cannot be uploaded for {rec.mime_type}.")
-            if self.quota_limit is not None and self.usage + content.size > self.quota_limit:
+            if rec.drive_id is None and self.quota_limit is not None \
+                    and self.usage + content.size > self.quota_limit:
                 raise errors.quota_exceeded()
         if "name" in meta and not isinstance(meta["name"], str):
             raise errors.bad_request("Invalid value for name", location="name")
@@ -569,6 +618,12 @@ class DriveState:
         rec.parents = new_parents
         for p in new_parents:
             self.children.setdefault(p, {})[rec.id] = None
+        target = self.files[new_parents[0]].drive_id
+        if target != rec.drive_id:  # into or out of a shared drive: it changes hands
+            for item in [rec] + self._descendants(rec):
+                self._account(item, -1)
+                item.drive_id = target
+                self._account(item, +1)
         inherited = new_parents[0] != self.root_id and self.files[new_parents[0]].trashed
         if not rec.explicitly_trashed and rec.trashed != inherited:
             self._set_implicit(rec, inherited)  # moved into / out of a trashed folder
@@ -577,13 +632,21 @@ class DriveState:
         """New bytes; the old ones become a revision (the oldest beyond the cap go)."""
         rec.revisions.append(Revision(rec.blob, rec.size or 0, rec.md5 or EMPTY_MD5,
                                       rec.modified))
+        mine = rec.drive_id is None
         while len(rec.revisions) > MAX_REVISIONS:
             old = rec.revisions.pop(0)
             self.blobs.delete(old.blob)
-            self.usage -= old.size
+            self.usage -= old.size if mine else 0
         rec.blob, rec.size, rec.md5 = content.blob, content.size, content.md5
-        self.usage += content.size
+        self.usage += content.size if mine else 0
         rec.modified = now
+
+    def _account(self, rec: FileRecord, sign: int) -> None:
+        """Count ``rec`` in (+1) or out of (-1) its owner: the user's quota or its drive."""
+        if rec.drive_id is None:
+            self.usage += sign * rec.quota_bytes()
+        else:
+            self.drive_items[rec.drive_id] = self.drive_items.get(rec.drive_id, 0) + sign
 
     def _is_under(self, folder_id: str, ancestor_id: str) -> bool:
         cur: Optional[str] = folder_id
@@ -632,7 +695,7 @@ class DriveState:
         """files.delete: permanent, a folder with everything under it."""
         with self.lock:
             rec = self.get(file_id)
-            if rec.id == self.root_id:
+            if rec.id == self.root_id or rec.id in self.drives:
                 raise errors.ApiError(403, "insufficientFilePermissions",
                                       "The user does not have sufficient permissions for this "
                                       "file.")
@@ -642,16 +705,18 @@ class DriveState:
         for victim in [rec] + self._descendants(rec):
             self._unindex(victim)
             self.children.pop(victim.id, None)
-            self.usage -= victim.quota_bytes()
+            self._account(victim, -1)
             self.blobs.delete(victim.blob)
             for rev in victim.revisions:
                 self.blobs.delete(rev.blob)
             self._persist_delete(victim.id)
 
-    def empty_trash(self) -> int:
-        """files.emptyTrash: delete forever every explicitly trashed item."""
+    def empty_trash(self, drive_id: Optional[str] = None) -> int:
+        """files.emptyTrash: delete forever every explicitly trashed item of My Drive,
+        or of shared drive ``drive_id`` (each shared drive has its own trash)."""
         with self.lock:
-            victims = [r for r in self.files.values() if r.explicitly_trashed]
+            victims = [r for r in self.files.values()
+                       if r.explicitly_trashed and r.drive_id == drive_id]
             count = 0
             for rec in victims:
                 if rec.id in self.files:
@@ -660,7 +725,50 @@ class DriveState:
             return count
 
 
+    # ------------------------------------------------------------------ shared drives
+
+    def create_drive(self, name: str, *, request_id: Optional[str] = None) -> SharedDrive:
+        """drives.create (also how tests seed one); a requestId used before answers 409."""
+        with self.lock:
+            for d in self.drives.values():
+                if request_id is not None and d.request_id == request_id:
+                    raise errors.ApiError(409, "duplicate", "A shared drive with this "
+                                          f"requestId already exists: {d.id}.")
+            drive_id = "0A" + secrets.token_urlsafe(12)[:14] + "Uk9PVA"
+            now = time.time()
+            drive = SharedDrive(id=drive_id, name=name, created=now, request_id=request_id)
+            self.drives[drive_id] = drive
+            root = FileRecord(id=drive_id, name=name, mime_type=FOLDER_MIME, parents=[],
+                              created=now, modified=now, seq=0, drive_id=drive_id)
+            self._index(root)
+            if self.journal is not None:
+                self.journal.append({"drive": asdict(drive)})
+            self._persist(root)
+            return drive
+
+    def get_drive(self, drive_id: str) -> SharedDrive:
+        with self.lock:
+            drive = self.drives.get(drive_id)
+            if drive is None:
+                raise errors.ApiError(404, "notFound", f"Shared drive not found: {drive_id}",
+                                      location="driveId", location_type="parameter")
+            return drive
+
+    def list_drives(self) -> List[SharedDrive]:
+        with self.lock:
+            return sorted(self.drives.values(), key=lambda d: (d.created, d.id))
+
+
 # ---------------------------------------------------------------------------- helpers
+
+
+def _corpus_filter(corpus: str) -> Any:
+    if corpus == "all":
+        return lambda r: True
+    if corpus.startswith("drive:"):
+        drive_id = corpus[len("drive:"):]
+        return lambda r: r.drive_id == drive_id
+    return lambda r: r.drive_id is None
 
 OWNER_PERMISSION_ID = "0000000001"  # about.user.permissionId
 OWNER_EMAIL = ME[1]

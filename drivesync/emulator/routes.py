@@ -13,7 +13,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
-from . import batch, handlers, permissions, uploads
+from . import batch, drives, handlers, permissions, uploads
 from .wire import Request, Response
 
 Handler = Callable[..., Response]
@@ -67,6 +67,9 @@ ROUTES: List[Route] = [
     Route("files.update", PATCH + PUT, FILES + "/{file_id}", handlers.update, checks_mask=True),
     Route("files.delete", DELETE, FILES + "/{file_id}", handlers.delete),
     Route("files.copy", POST, FILES + "/{file_id}/copy", handlers.copy, checks_mask=True),
+    Route("drives.list", GET, "drive/v3/drives", drives.list_drives),
+    Route("drives.create", POST, "drive/v3/drives", drives.create_drive),
+    Route("drives.get", GET, "drive/v3/drives/{drive_id}", drives.get_drive),
     Route("permissions.create", POST, PERMISSIONS, permissions.create),
     Route("permissions.list", GET, PERMISSIONS, permissions.list_permissions),
     Route("permissions.get", GET, PERMISSION, permissions.get),

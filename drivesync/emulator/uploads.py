@@ -122,7 +122,7 @@ def upload(api: Api, req: Request, file_id: Optional[str] = None) -> Response:
     if kind == "media":
         meta: dict = {}
         mime = req.headers.get("content-type")
-        api.precheck(file_id, meta, req.body.remaining)
+        api.precheck(file_id, meta, req.body.remaining, req.query)
         content = api.store(req.body.chunks(), mime)
     elif kind == "multipart":
         meta, content = _multipart(api, req, file_id)
@@ -140,7 +140,7 @@ def _multipart(api: Api, req: Request, file_id: Optional[str]) -> Tuple[dict, Co
         meta = json.loads(meta_raw or b"{}")
     except ValueError:
         raise errors.bad_request("Invalid JSON metadata part.", reason="parseError") from None
-    api.precheck(file_id, meta, len(media))
+    api.precheck(file_id, meta, len(media), req.query)
     return meta, api.store(iter([media]), media_headers.get("content-type"))
 
 
@@ -148,7 +148,7 @@ def start_session(api: Api, req: Request, file_id: Optional[str]) -> Response:
     meta = req.json()
     total_text = req.headers.get("x-upload-content-length")
     total = int(total_text) if total_text and total_text.isdigit() else None
-    api.precheck(file_id, meta, total)
+    api.precheck(file_id, meta, total, req.query)
     sid = uuid.uuid4().hex
     expires = time.monotonic() + api.emu.config.session_ttl
     api.sessions.add(Session(sid, meta, dict(req.query), req.headers.get("x-upload-content-type"),

@@ -127,7 +127,13 @@ def address_basename(address: str, *, settings: Settings) -> str:
 
 
 def _top_folder(address: str, settings: Settings) -> str:
-    raw = address[len("drive:"):].strip("/")
+    """The mount folder an address lives in, relative to ``MOUNT/MyDrive``: its top
+    folder, or for a shared drive (``drive:@Team/x``) ``../Shareddrives/Team/x``,
+    where Colab's mount shows shared drives."""
+    raw = parse_address(address).path.strip("/")
+    if raw.startswith("@"):
+        name, _, rest = raw[1:].partition("/")
+        return posixpath.join("..", "Shareddrives", name, rest.split("/", 1)[0])
     return raw.split("/", 1)[0] if raw else settings.folder
 
 
@@ -144,7 +150,7 @@ def prepare_environment(opts: LaunchOptions, *, settings: Settings, reporter: Re
             source = opts.dataset or opts.weights
             top = _top_folder(source, settings) if source and is_drive_address(source) \
                 else settings.folder
-            drive_dir = my_drive / top
+            drive_dir = Path(os.path.normpath(my_drive / top))
     staged = None
     if opts.dataset and opts.stage:
         staged = stage(opts, settings=settings, reporter=reporter, progress=progress)

@@ -8,7 +8,9 @@ local path that holds a colon is written ``./a:b`` or ``local:a:b``.
 
 ``drive:PATH`` is a path under My Drive: ``drive:`` alone is My Drive
 itself, ``drive:space_Colab`` and ``drive:/space_Colab`` are the same
-folder, so ``mkdir drive:x`` then ``ls drive:`` shows ``x/``.
+folder, so ``mkdir drive:x`` then ``ls drive:`` shows ``x/``. A leading
+``@NAME`` segment names a shared drive instead: ``drive:@TeamData/x`` is
+folder ``x`` in the shared drive called TeamData.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ class Address:
     @property
     def place(self) -> str:
         """Where this points, in words a user recognises (printed before writing)."""
+        if self.is_drive and self.path.startswith("@"):
+            name, _, rest = self.path[1:].partition("/")
+            return f"shared drive {name}" + (f"/{rest}" if rest else "")
         if self.is_drive:
             return "My Drive" + (f"/{self.path}" if self.path else "")
         if self.is_local:

@@ -68,11 +68,14 @@ LIST_FIELDS = f"nextPageToken,files({FIELDS})"
 MY_DRIVE = "root"              # Drive's alias for the My Drive folder
 SOCKET_TIMEOUT = 60            # seconds without a byte before a request fails
 BATCH_MAX = 100                # Drive's limit of calls per batch
+SHARED_DRIVE_ITEMS = 400_000  # items one shared drive may hold (trashed ones included)
 SESSION_RESTARTS = 3           # new resumable sessions after the old one expired
 
 
 class DriveRemote(Remote):
-    """A folder under My Drive (``root`` like "space_Colab/data") as a Remote."""
+    """A folder under My Drive (``root`` like "space_Colab/data"), or in a shared drive
+    (``root`` like "@TeamData/space_Colab/data": a leading ``@NAME`` segment names the
+    shared drive, found by name with drives.list), as a Remote."""
 
     server_side_copy = True  # files.copy: Drive duplicates the bytes itself
 
@@ -82,6 +85,14 @@ class DriveRemote(Remote):
         self.settings = settings or Settings()
         self.root = clean_relpath(root)
         self.address = f"drive:{self.root}"
+        # "@NAME/rest": the shared drive NAME, and the path inside it
+        head, _, rest = self.root.partition("/")
+        self.shared_drive: Optional[str] = head[1:] if head.startswith("@") else None
+        self._top = rest if self.shared_drive is not None else self.root
+        if self.shared_drive == "":
+            raise UsageError(f"{self.address}: '@' must be followed by a shared drive's name "
+                             "(drive:@TeamData/folder)")
+        self._drive_id: Optional[str] = None
         self.endpoint = self.settings.api_endpoint or "https://www.googleapis.com/"
         self._credentials = credentials
         self._local = threading.local()
@@ -186,7 +197,49 @@ class DriveRemote(Remote):
 
     # ---- paths and ids --------------------------------------------------------
     def _parts(self, path: str) -> tuple[str, ...]:
-        return tuple(p for p in f"{self.root}/{clean_relpath(path)}".split("/") if p)
+        return tuple(p for p in f"{self._top}/{clean_relpath(path)}".split("/") if p)
+
+    def _where(self, parts: tuple[str, ...]) -> str:
+        """How folder ``parts`` (inside My Drive or the shared drive) is named in messages."""
+        base = f"@{self.shared_drive}/" if self.shared_drive is not None else ""
+        return "drive:" + base + "/".join(parts)
+
+    # ---- shared drives --------------------------------------------------------
+    def _base_id(self) -> str:
+        """My Drive's alias, or the id of the shared drive named in the address."""
+        if self.shared_drive is None:
+            return MY_DRIVE
+        if self._drive_id is None:
+            self._drive_id = self._find_drive(self.shared_drive)
+        return self._drive_id
+
+    def _find_drive(self, name: str) -> str:
+        """drives.list (all pages) and an exact name match: none or two are errors."""
+        found: list[dict] = []
+        token: Optional[str] = None
+        while True:
+            page = self._run(lambda s, t=token: s.drives().list(
+                pageSize=100, pageToken=t, fields="nextPageToken,drives(id,name)"),
+                what="drives.list")
+            found += [d for d in page.get("drives", []) if d.get("name") == name]
+            token = page.get("nextPageToken")
+            if not token:
+                break
+        if not found:
+            raise NotFound(f"{self.address}: no shared drive named {name!r} among those this "
+                           "account can see (names are case-sensitive)")
+        if len(found) > 1:
+            ids = ", ".join(d["id"] for d in found)
+            raise UsageError(f"{self.address}: {len(found)} shared drives are named {name!r} "
+                             f"(ids {ids}); rename one so the name says which")
+        return found[0]["id"]
+
+    def _list_kw(self) -> dict:
+        """files.list flags: one shared drive's items, as the API requires, else My Drive."""
+        if self.shared_drive is None:
+            return {"spaces": "drive", "supportsAllDrives": True}
+        return {"corpora": "drive", "driveId": self._base_id(), "includeItemsFromAllDrives": True,
+                "supportsAllDrives": True}
 
     def _rel(self, parts: tuple[str, ...]) -> str:
         return "/".join(parts[len(self._parts("")):])
@@ -200,7 +253,7 @@ class DriveRemote(Remote):
         token: Optional[str] = None
         while True:
             page = self._run(lambda s, t=token: s.files().list(
-                q=q, pageSize=1000, fields=LIST_FIELDS, pageToken=t, spaces="drive"),
+                q=q, pageSize=1000, fields=LIST_FIELDS, pageToken=t, **self._list_kw()),
                 what="files.list")
             for meta in page.get("files", []):
                 meta["name"] = shown_name(meta.get("name") or "")
@@ -213,7 +266,7 @@ class DriveRemote(Remote):
     def _folder_id(self, parts: tuple[str, ...], *, create: bool) -> str:
         """Id of folder ``parts``; NotFound (or created, with ``create``) when absent."""
         if not parts:
-            return MY_DRIVE
+            return self._base_id()
         cached = self._folders.get(parts)
         if cached:
             return cached
@@ -222,13 +275,13 @@ class DriveRemote(Remote):
         if found:
             return found
         if not create:
-            raise NotFound(f"drive:{'/'.join(parts)}: no such folder")
+            raise NotFound(f"{self._where(parts)}: no such folder")
         with self._mkdir_lock:  # re-check: another thread may have just made it
             found = self._folders.get(parts) or self._lookup_folder(parent, parts, create=True)
             if found:
                 return found
             meta = self._create({"name": parts[-1], "parents": [parent],
-                                 "mimeType": FOLDER_MIME}, what=f"drive:{'/'.join(parts)}")
+                                 "mimeType": FOLDER_MIME}, what=f"{self._where(parts)}")
             log.info("created folder drive:%s", "/".join(parts))
             return self._adopt_twin(parent, parts, meta["id"])
 
@@ -239,7 +292,7 @@ class DriveRemote(Remote):
         the oldest (createdTime, then id), so no two writers end up in twins."""
         chosen = pick([f for f in self._children(parent, name=parts[-1])
                        if f.get("mimeType") == FOLDER_MIME] or [{"id": made}],
-                      what=f"drive:{'/'.join(parts)}")["id"]
+                      what=f"{self._where(parts)}")["id"]
         if chosen != made:
             log.info("drive:%s was created twice at once; using the older one",
                      "/".join(parts))
@@ -249,12 +302,13 @@ class DriveRemote(Remote):
 
     def _existing_folder(self, parts: tuple[str, ...]) -> str:
         """Id of an existing folder; NotFound naming the whole path asked for."""
+        self._base_id()  # a missing shared drive is said as such, not as a missing folder
         try:
             return self._folder_id(parts, create=False)
         except _NotAFolder:
             raise
         except NotFound:
-            raise NotFound(f"drive:{'/'.join(parts)}: no such folder") from None
+            raise NotFound(f"{self._where(parts)}: no such folder") from None
 
     def _lookup_folder(self, parent: str, parts: tuple[str, ...], *, create: bool
                        ) -> Optional[str]:
@@ -262,11 +316,11 @@ class DriveRemote(Remote):
         folders = [f for f in items if f.get("mimeType") == FOLDER_MIME]
         if not folders:
             if items and create:
-                raise RemoteError(f"drive:{'/'.join(parts)}: exists and is not a folder")
+                raise RemoteError(f"{self._where(parts)}: exists and is not a folder")
             if items:
-                raise _NotAFolder(f"drive:{'/'.join(parts)}: is a file, not a folder")
+                raise _NotAFolder(f"{self._where(parts)}: is a file, not a folder")
             return None
-        chosen = pick(folders, what=f"drive:{'/'.join(parts)}")["id"]
+        chosen = pick(folders, what=f"{self._where(parts)}")["id"]
         self._folders.put(parts, chosen)
         return chosen
 
@@ -276,7 +330,8 @@ class DriveRemote(Remote):
         self._writes.acquire()
         try:
             return self._run(lambda s: s.files().create(body=body, fields=FIELDS,
-                                                        media_body=media), what=what)
+                                                        media_body=media,
+                                                        supportsAllDrives=True), what=what)
         except AlreadyExists:
             return self._landed(body, what=what)
 
@@ -289,7 +344,8 @@ class DriveRemote(Remote):
         return meta
 
     def _get(self, file_id: str, *, what: str) -> dict:
-        return self._run(lambda s: s.files().get(fileId=file_id, fields=FIELDS), what=what)
+        return self._run(lambda s: s.files().get(fileId=file_id, fields=FIELDS,
+                                                 supportsAllDrives=True), what=what)
 
     def _entry(self, meta: dict, rel: str) -> Entry:
         if meta.get("mimeType") == FOLDER_MIME:
@@ -352,6 +408,7 @@ class DriveRemote(Remote):
         parts = self._parts(rel)
         if not rel:
             return Entry(path="", kind=FOLDER, id=self._existing_folder(parts))
+        self._base_id()
         try:
             parent = self._folder_id(parts[:-1], create=False)
         except NotFound:
@@ -427,7 +484,8 @@ class DriveRemote(Remote):
             media = MediaFileUpload(str(source), mimetype=mimetype, resumable=False)
             try:
                 return self._service().files().create(
-                    body=body, media_body=media, fields=FIELDS).execute(num_retries=0)
+                    body=body, media_body=media, fields=FIELDS,
+                    supportsAllDrives=True).execute(num_retries=0)
             finally:
                 media.stream().close()
         return self._call(attempt, what=what)
@@ -440,7 +498,7 @@ class DriveRemote(Remote):
                                   resumable=True)
         try:
             request = self._service().files().create(body=body, media_body=media,
-                                                     fields=FIELDS)
+                                                     fields=FIELDS, supportsAllDrives=True)
             sent, restarts = 0, 0
             while True:
                 try:
@@ -468,7 +526,8 @@ class DriveRemote(Remote):
 
     def _discard(self, file_id: str, *, what: str) -> None:
         try:
-            self._run(lambda s: s.files().delete(fileId=file_id), what=what)
+            self._run(lambda s: s.files().delete(fileId=file_id, supportsAllDrives=True),
+                      what=what)
         except DriveSyncError as exc:
             log.warning("%s: could not remove the bad copy: %s", what, exc)
 
@@ -509,7 +568,7 @@ class DriveRemote(Remote):
 
     def _media(self, entry: Entry, *, offset: int, label: str) -> MediaStream:
         """One streamed GET of the file from ``offset`` (a Range only when resuming)."""
-        url = self._files().get_media(fileId=entry.id).uri
+        url = self._files().get_media(fileId=entry.id, supportsAllDrives=True).uri
         stream = MediaStream(url=url, size=entry.size, offset=offset,
                              what=f"download of {label}", session=self._session,
                              call=self._call, on_request=self._count_request,
@@ -559,7 +618,8 @@ class DriveRemote(Remote):
         if parent not in old_parents:
             extra = {"addParents": parent, "removeParents": ",".join(old_parents)}
         meta = self._run(lambda s: s.files().update(fileId=src.id, body={"name": parts[-1]},
-                                                    fields=FIELDS, **extra), what=what)
+                                                    fields=FIELDS, supportsAllDrives=True,
+                                                    **extra), what=what)
         if src.is_dir and src.path:
             self._folders.forget(self._parts(src.path))
         for old in in_way:  # the move replaced these files, as a local rename would
@@ -581,8 +641,8 @@ class DriveRemote(Remote):
             body["modifiedTime"] = rfc3339(src.modified)
         self._writes.acquire()  # a copy is a new file: it counts against the write rate
         try:
-            meta = self._run(lambda s: s.files().copy(fileId=src.id, body=body, fields=FIELDS),
-                             what=what)
+            meta = self._run(lambda s: s.files().copy(fileId=src.id, body=body, fields=FIELDS,
+                                                      supportsAllDrives=True), what=what)
         except AlreadyExists:
             meta = self._landed(body, what=what)
         if src.md5 and meta.get("md5Checksum") != src.md5:
@@ -608,9 +668,10 @@ class DriveRemote(Remote):
             tries += 1
             service = self._service()
             if permanent:
-                return service.files().delete(fileId=file_id).execute(num_retries=0)
-            return service.files().update(fileId=file_id, body={"trashed": True},
-                                          fields="id").execute(num_retries=0)
+                return service.files().delete(fileId=file_id,
+                                              supportsAllDrives=True).execute(num_retries=0)
+            return service.files().update(fileId=file_id, body={"trashed": True}, fields="id",
+                                          supportsAllDrives=True).execute(num_retries=0)
         try:
             self._call(attempt, what=what)
         except NotFound:
@@ -658,8 +719,9 @@ class DriveRemote(Remote):
             for rid, e in pending.items():
                 tries[rid] += 1
                 files = service.files()
-                batch.add(files.delete(fileId=e.id) if permanent else
-                          files.update(fileId=e.id, body={"trashed": True}, fields="id"),
+                batch.add(files.delete(fileId=e.id, supportsAllDrives=True) if permanent else
+                          files.update(fileId=e.id, body={"trashed": True}, fields="id",
+                                       supportsAllDrives=True),
                           request_id=rid)
             batch.execute()
             retry: Optional[DriveSyncError] = None
@@ -682,14 +744,49 @@ class DriveRemote(Remote):
         return failed
 
     def empty_trash(self) -> None:
-        self._run(lambda s: s.files().emptyTrash(), what="files.emptyTrash")
+        """My Drive's trash; in a shared drive, that drive's own trash (its items go
+        there, not to anyone's trash; emptying it needs the organizer role)."""
+        if self.shared_drive is None:
+            self._run(lambda s: s.files().emptyTrash(), what="files.emptyTrash")
+            return
+        drive_id = self._base_id()
+        self._run(lambda s: s.files().emptyTrash(driveId=drive_id), what="files.emptyTrash")
 
     def quota(self) -> Quota:
+        if self.shared_drive is not None:
+            return self._drive_quota()
         about = self._run(lambda s: s.about().get(fields="storageQuota"), what="about.get")
         q = about.get("storageQuota", {})
         limit = q.get("limit")
         return Quota(limit=int(limit) if limit not in (None, "") else None,
                      usage=int(q.get("usage") or 0), trash=int(q.get("usageInDriveTrash") or 0))
+
+    def _drive_quota(self) -> Quota:
+        """A shared drive has no quota of its own in the API (about.get is the user's,
+        and its items are not counted there): what it holds is counted by listing it,
+        trash included, against its 400,000-item limit."""
+        drive_id = self._base_id()
+        usage = trash = items = 0
+        token: Optional[str] = None
+        while True:
+            page = self._run(lambda s, t=token: s.files().list(
+                pageSize=1000, pageToken=t, corpora="drive", driveId=drive_id,
+                includeItemsFromAllDrives=True, supportsAllDrives=True,
+                fields="nextPageToken,files(size,quotaBytesUsed,trashed)"),
+                what="files.list")
+            for meta in page.get("files", []):
+                size = int(meta.get("quotaBytesUsed") or meta.get("size") or 0)
+                items += 1
+                usage += size
+                trash += size if meta.get("trashed") else 0
+            token = page.get("nextPageToken")
+            if not token:
+                break
+        return Quota(limit=None, usage=usage, trash=trash, items=items,
+                     item_limit=SHARED_DRIVE_ITEMS,
+                     note=f"shared drive {self.shared_drive}: no per-user quota (its items "
+                          "belong to the drive and count against the organization's pooled "
+                          "storage); at most 400,000 items, trash included")
 
     def account(self) -> dict:
         """Who the credentials belong to (``auth status``): {"email", "name"}."""
