@@ -94,7 +94,7 @@ def map_error(exc: BaseException, what: str) -> DriveSyncError:
         return AuthError(f"{what}: no S3 credentials found (set AWS_ACCESS_KEY_ID and "
                          "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or ~/.aws/credentials)")
     if isinstance(err, (bex.EndpointConnectionError, bex.ConnectionError,
-                        bex.ReadTimeoutError, bex.ConnectTimeoutError)):
+                        bex.HTTPClientError, bex.ReadTimeoutError, bex.ConnectTimeoutError)):
         return TransientError(f"{what}: {err}")
     if isinstance(exc, FileNotFoundError):
         return NotFound(f"{what}: not found")
