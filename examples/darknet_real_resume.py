@@ -199,6 +199,11 @@ def main() -> int:
         print(f"charts mirrored: {chart or 'none (darknet built without OpenCV)'}; "
               f"logs mirrored: {logs}")
         checks["the trainer's log is on Drive"] = bool(logs)
+        best = next((n for n in backup if n.endswith("_best.weights")), None)
+        if best:  # -map: darknet printed a mAP and "New best mAP!"; drivesync recorded it
+            side = backup.get(f".drivesync-best-{best}.json")
+            checks["_best's mAP is recorded beside it"] = side is not None
+            print(f"{best} on Drive; its record: {side['name'] if side else None}")
 
         if not final:
             raise SystemExit(_report(checks, work))

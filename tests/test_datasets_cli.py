@@ -171,3 +171,22 @@ def test_png_sample_is_deterministic(tmp_path):
     for p in (a / "JPEGImages").iterdir():
         assert p.read_bytes() == (b / "JPEGImages" / p.name).read_bytes()
     assert png_bytes(2, 2).startswith(b"\x89PNG")
+
+
+def test_prepare_max_batches_burn_in_and_refusals(voc, tmp_path, capsys):
+    """--max-batches/--burn-in reach the cfg; a [net] darknet refuses is an error (exit != 0)."""
+    base = tmp_path / "base.cfg"
+    base.write_text("[net]\nbatch=64\nsubdivisions=16\nwidth=416\nheight=416\nburn_in=1000\n"
+                    "[convolutional]\nfilters=255\n[yolo]\nmask=0,1,2\nclasses=80\n")
+    out = tmp_path / "out"
+    assert main(["prepare", str(voc), str(out), "-f", "voc", "--name", "v", "--darknet-cfg",
+                 str(base), "--max-batches", "300", "--burn-in", "20", "-q"]) == 0
+    cfg = (out / "v" / "base-v.cfg").read_text()
+    assert "max_batches=300" in cfg and "steps=240,270" in cfg and "burn_in=20" in cfg
+    assert main(["prepare", str(voc), str(tmp_path / "bad"), "-f", "voc", "--name", "v",
+                 "--darknet-cfg", str(base), "--batch", "1", "--subdivisions", "1"]) != 0
+    err = capsys.readouterr().err
+    assert "You set incorrect value batch=1 for Training" in err and "Traceback" not in err
+    assert main(["prepare", str(voc), str(tmp_path / "bad2"), "-f", "voc", "--name", "v",
+                 "--darknet-cfg", str(base), "--width", "100"]) != 0
+    assert "width=100 is not a multiple of 32" in capsys.readouterr().err
