@@ -101,85 +101,104 @@ def check_dataset(
         if m
         else {}
     )
-    seen: Set[str] = set()
     if max_files is None:
         max_files = m.max_files if m is not None and m.max_files else 2000
+    nc = _class_count(dataset, nc, m.classes if m is not None else None)
+    chk = _Checker(CheckResult(dataset=dataset), known, nc, max_files, verify)
+    if nc is None:
+        chk.rep.add(dataset, "obj.names", "no class list found; class ids not checked",
+                    skipped=NOTE)
+    dirs = _shard_dirs(dataset)
+    chk.res.shards = len(dirs)
+    total = sum(1 for d in dirs for _ in os.scandir(d))
+    progress.on_start(files=total, bytes=0, desc="check")
+    for d in dirs:
+        progress.on_progress(files=chk.shard(d))
+    progress.on_done()
+    chk.res.duplicates = _report_duplicates(chk.by_size, known, chk.digests, chk.rep)
+    for path in sorted(known.keys() - chk.seen):
+        chk.rep.add(path, "", "listed in the manifest but missing")
+    _check_lists(dataset, name, chk.rep)
+    return chk.res
+
+
+def _class_count(dataset: str, nc: Optional[int], classes: Optional[List[str]]) -> Optional[int]:
+    """The class count given, else obj.names's, else the manifest's; None if none says."""
     names_file = os.path.join(dataset, "obj.names")
     if nc is None and os.path.isfile(names_file):
         with open(names_file, encoding="utf-8", errors="replace") as f:
             nc = sum(1 for line in f if line.strip())
-    if nc is None and m is not None and m.classes:
-        nc = len(m.classes)
-    res = CheckResult(dataset=dataset)
-    rep = res.report
-    if nc is None:
-        rep.add(dataset, "obj.names", "no class list found; class ids not checked", skipped=NOTE)
-    dirs = _shard_dirs(dataset)
-    res.shards = len(dirs)
-    by_size: Dict[int, List[str]] = {}  # image size -> images of that size, in the order met
-    digests: Dict[str, str] = {}  # md5s computed in this run (each image hashed at most once)
-    total = sum(1 for d in dirs for _ in os.scandir(d))
-    progress.on_start(files=total, bytes=0, desc="check")
-    for d in dirs:
+    if nc is None and classes:
+        nc = len(classes)
+    return nc
+
+
+class _Checker:
+    """Checks shard folders one by one, keeping what the whole-dataset checks need."""
+
+    def __init__(self, res: CheckResult, known: Mapping[str, Tuple[int, str]],
+                 nc: Optional[int], max_files: int, verify: bool):
+        self.res, self.rep, self.known = res, res.report, known
+        self.nc, self.max_files, self.verify = nc, max_files, verify
+        self.seen: Set[str] = set()
+        self.by_size: Dict[int, List[str]] = {}  # image size -> images of it, in the order met
+        self.digests: Dict[str, str] = {}  # md5s computed in this run (each image hashed once)
+
+    def shard(self, d: str) -> int:
+        """Check one shard folder; returns how many files it holds."""
         entries = [e for e in os.scandir(d) if e.is_file() and not e.name.startswith(".drivesync")]
-        if len(entries) > max_files:
-            rep.add(d, "", f"shard holds {len(entries)} files, over the limit of {max_files}")
+        if len(entries) > self.max_files:
+            self.rep.add(d, "", f"shard holds {len(entries)} files, over the limit of "
+                         f"{self.max_files}")
+        images, labels = self._sort(entries)
+        for stem, path in sorted(labels.items()):
+            self._label(path, orphan=stem not in images)
+        for stem, path in sorted(images.items()):
+            self._image(path, unlabelled=stem not in labels)
+        return len(entries)
+
+    def _sort(self, entries: List[os.DirEntry]) -> Tuple[Dict[str, str], Dict[str, str]]:
+        """(images, labels) by stem; a changed size, a shared stem, a stray file reported."""
         images: Dict[str, str] = {}
         labels: Dict[str, str] = {}
         for e in entries:
-            seen.add(e.path)
-            if e.path in known and e.stat().st_size != known[e.path][0]:
-                size = e.stat().st_size
-                rep.add(
-                    e.path,
-                    "",
-                    f"{size} bytes, the manifest says {known[e.path][0]}: changed "
-                    "since it was placed",
-                )
+            self.seen.add(e.path)
+            if e.path in self.known and e.stat().st_size != self.known[e.path][0]:
+                self.rep.add(e.path, "", f"{e.stat().st_size} bytes, the manifest says "
+                             f"{self.known[e.path][0]}: changed since it was placed")
             stem, ext = os.path.splitext(e.name)
             ext = ext.lower()
             if ext in IMAGE_EXTS:
                 if stem in images:
-                    rep.add(
-                        e.path,
-                        "",
-                        f"two images share the stem {stem!r}; one label cannot serve both",
-                    )
+                    self.rep.add(e.path, "", f"two images share the stem {stem!r}; one label "
+                                 "cannot serve both")
                 images[stem] = e.path
             elif ext == LABEL_EXT:
                 labels[stem] = e.path
             else:
-                rep.add(e.path, "", "not an image or a label", skipped=NOTE)
-        for stem, path in sorted(labels.items()):
-            if stem not in images:
-                rep.add(path, "", "label without an image (orphan)")
-            res.labels += 1
-            with open(path, "rb") as f:
-                data = f.read()
-            count, errors = parse_label(data, nc=nc)
-            _compare_md5(path, len(data), hashlib.md5(data).hexdigest(), known, rep)
-            res.boxes += count
-            for n, reason in errors:
-                rep.add(path, f"line {n}" if n else "", reason)
-        for stem, path in sorted(images.items()):
-            res.images += 1
-            if stem not in labels:
-                rep.add(
-                    path,
-                    "",
-                    "image without a label (darknet and Ultralytics need one, "
-                    "even an empty one for a background image)",
-                )
-            size = _image_ok(path, known, rep, digests, verify=verify)
-            if size is not None:
-                by_size.setdefault(size, []).append(path)
-        progress.on_progress(files=len(entries))
-    progress.on_done()
-    res.duplicates = _report_duplicates(by_size, known, digests, rep)
-    for path in sorted(known.keys() - seen):
-        rep.add(path, "", "listed in the manifest but missing")
-    _check_lists(dataset, name, rep)
-    return res
+                self.rep.add(e.path, "", "not an image or a label", skipped=NOTE)
+        return images, labels
+
+    def _label(self, path: str, *, orphan: bool) -> None:
+        if orphan:
+            self.rep.add(path, "", "label without an image (orphan)")
+        self.res.labels += 1
+        with open(path, "rb") as f:
+            data = f.read()
+        count, errors = parse_label(data, nc=self.nc)
+        _compare_md5(path, len(data), hashlib.md5(data).hexdigest(), self.known, self.rep)
+        self.res.boxes += count
+        for n, reason in errors:
+            self.rep.add(path, f"line {n}" if n else "", reason)
+
+    def _image(self, path: str, *, unlabelled: bool) -> None:
+        self.res.images += 1
+        if unlabelled:
+            self.rep.add(path, "", "image without a label (darknet and Ultralytics need one, "
+                         "even an empty one for a background image)")
+        size = _image_ok(path, self.known, self.rep, self.digests, verify=self.verify)
+        if size is not None:
+            self.by_size.setdefault(size, []).append(path)
 
 
 def _compare_md5(
