@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, Dict, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 from ..datasets.check import check_dataset
 from ..datasets.formats import FORMATS
@@ -105,9 +105,12 @@ def _config_opts(p: argparse.ArgumentParser) -> None:
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     from . import add_verb
 
-    p = add_verb(
-        sub,
-        common,
+    for add in (_add_prepare, _add_convert, _add_shard, _add_configs, _add_check):
+        add(lambda *a, **kw: add_verb(sub, common, *a, **kw))
+
+
+def _add_prepare(verb: Callable[..., argparse.ArgumentParser]) -> None:
+    p = verb(
         "prepare",
         drive=False,
         help="convert, shard, write configs and check, in one go",
@@ -125,9 +128,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     _config_opts(p)
     p.set_defaults(func=cmd_prepare)
 
-    p = add_verb(
-        sub,
-        common,
+
+def _add_convert(verb: Callable[..., argparse.ArgumentParser]) -> None:
+    p = verb(
         "convert",
         drive=False,
         help="convert annotations to a flat YOLO folder",
@@ -150,9 +153,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     _names_opt(p)
     p.set_defaults(func=cmd_convert)
 
-    p = add_verb(
-        sub,
-        common,
+
+def _add_shard(verb: Callable[..., argparse.ArgumentParser]) -> None:
+    p = verb(
         "shard",
         drive=False,
         help="split a YOLO folder (image + .txt pairs) into numbered shard folders",
@@ -166,9 +169,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     _shard_opts(p)
     p.set_defaults(func=cmd_shard)
 
-    p = add_verb(
-        sub,
-        common,
+
+def _add_configs(verb: Callable[..., argparse.ArgumentParser]) -> None:
+    p = verb(
         "configs",
         drive=False,
         help="write obj.names, obj.data, train/valid.txt, data.yaml (and a darknet cfg)",
@@ -181,9 +184,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", "-n", action="store_true", help="show the split, write nothing")
     p.set_defaults(func=cmd_configs)
 
-    p = add_verb(
-        sub,
-        common,
+
+def _add_check(verb: Callable[..., argparse.ArgumentParser]) -> None:
+    p = verb(
         "check",
         drive=False,
         help="check a sharded dataset before training",
