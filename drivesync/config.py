@@ -38,6 +38,8 @@ class Settings:
     chunk_size: int = 8 * 1024 * 1024       # resumable chunk, a multiple of 256 KiB
     resumable_threshold: int = 5 * 1024 * 1024
     max_tries: int = 8                      # attempts per request before giving up
+    outage_window: float = 60.0             # seconds with no success and failing connections
+                                            # before a command stops (exit 7); 0: never
     backoff_base: float = 1.0
     backoff_cap: float = 32.0
     max_files_per_folder: int = 2000

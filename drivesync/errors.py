@@ -85,6 +85,26 @@ class TransientError(RemoteError):
     exit_code = EXIT_NETWORK
 
 
+class ConnectionFailed(TransientError):
+    """The connection itself failed (refused, reset, timed out, no route, no DNS):
+    the server gave no answer at all. What the circuit breaker counts."""
+
+
+class NetworkDown(TransientError):
+    """The command's circuit breaker tripped: nothing succeeded for a while and
+    connections keep failing. Every worker stops; a re-run continues."""
+
+    exit_code = EXIT_NETWORK
+
+
+class Unreadable(RemoteError):
+    """A folder or file could not be listed or read (permissions, I/O error, a
+    listing page that kept failing). Never taken for "empty" or "absent": what
+    could not be read is kept out of every delete decision."""
+
+    exit_code = EXIT_PARTIAL
+
+
 class ChecksumMismatch(RemoteError):
     """Bytes arrived but their md5 differs from what the remote says. Retryable."""
 

@@ -18,6 +18,9 @@ class Progress(Protocol):
 
     def on_done(self) -> None: ...
 
+    def on_status(self, text: str) -> None:
+        """What is going wrong right now ("retrying: ...; next try in 4s"); "" clears it."""
+
 
 class NullProgress:
     """Accepts every call and does nothing."""
@@ -29,6 +32,9 @@ class NullProgress:
         pass
 
     def on_done(self) -> None:
+        pass
+
+    def on_status(self, text: str) -> None:
         pass
 
 
@@ -68,11 +74,24 @@ class TqdmProgress:
             if self._bytes is not None and bytes:
                 self._bytes.update(bytes)
 
+    def on_status(self, text: str) -> None:
+        """On the files bar while one is shown; else a line of its own."""
+        with self._lock:
+            if self._files is not None:
+                self._files.set_postfix_str(text, refresh=True)
+            elif text:
+                print(f"drivesync: {text}", file=self._file, flush=True)
+
     def on_done(self) -> None:
         for bar in (self._files, self._bytes):
             if bar is not None:
                 bar.close()
         self._files = self._bytes = None
+
+
+def status_listener(progress: Progress):
+    """``progress.on_status``, or None for a subscriber written before it existed."""
+    return getattr(progress, "on_status", None)
 
 
 def make_progress(*, quiet: bool, stream=None, label: Callable[[str], str] = str) -> Progress:

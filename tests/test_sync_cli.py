@@ -83,7 +83,7 @@ def test_partial_failure_exit_4_and_usage_errors(tmp_path, capsys, monkeypatch):
     code, _, err = run(capsys, "push", big, tmp_path / "bigdst", "--write-rate", "0",
                        "--allow-big-folders")
     assert code == 0 and len(list((tmp_path / "bigdst/f").iterdir())) == 5
-    code, out, _ = run(capsys, "dedupe", dst, "--json")
+    code, out, _ = run(capsys, "dedupe", dst, "--json", "--yes")
     assert code == 0 and json.loads(out)["deleted"] == 0
     code, out, _ = run(capsys, "dedupe", dst, "--dry-run")
     assert code == 0 and "nothing to do" in out

@@ -352,7 +352,7 @@ def test_pull_merges_same_named_folders_into_one_local_folder(tmp_path, emulator
     assert main([*argv, "--json"]) == 0                 # a re-run downloads nothing
     doc = json.loads(capsys.readouterr().out)
     assert doc["downloaded"] == 0 and doc["skipped"] == 6
-    assert main(["dedupe", "drive:space_Colab/ds", "--endpoint", emulator.url]) == 0
+    assert main(["dedupe", "drive:space_Colab/ds", "--endpoint", emulator.url, "-y"]) == 0
     shutil.rmtree(dest)
     assert main(argv) == 0
     assert "share this name" not in capsys.readouterr().err
@@ -389,7 +389,7 @@ def test_google_docs_and_shortcuts_are_never_pulled_replaced_or_deleted(tmp_path
     assert sorted(os.listdir(dest)) == ["a.txt"]
     (dest / "results").write_text("a local file that happens to share the Sheet's name")
     assert main(["push", str(dest), address, "--delete", "--endpoint", emulator.url,
-                 "--json"]) == 0
+                 "--json", "--yes"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["plan"].get("deleted_items", 0) == 0
     live = [f for f in emulator.state.all_files() if ds in f["parents"] and not f["trashed"]]

@@ -109,7 +109,9 @@ def test_excludes_internal_files_and_links_out(tmp_path, remote):
     assert sorted(got) == [f"data/imgs/000/img{i}.jpg" for i in range(3)]
     warned = dict(res.warnings)
     assert "leaves the folder" in warned["link.txt"]
-    assert "broken symlink" in warned["broken"] and "not a regular file" in warned["fifo"]
+    assert "not a regular file" in warned["fifo"]
+    # a link whose target cannot be read is a problem (exit 4), not only a warning
+    assert "broken symlink" in dict(res.problems)["broken"]
 
 
 def test_folder_limit_refusal(tmp_path, remote):

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..config import load_settings
-from ..errors import UsageError
-from ..remotes.base import Remote
+from ..errors import DriveSyncError, Unreadable, UsageError
+from ..remotes.base import Remote, is_read_error
 from ..types import Entry, Quota
 from .families import parse_checkpoint
 from .lease import spare_leased_newest
@@ -36,6 +36,9 @@ class PruneResult:
     confirmed: bool = True       # False when a confirm callback said no
     trash_emptied: bool = False
     quota: Optional[Quota] = None
+    #: folders (recursive) that could not be listed: path -> error; none of their
+    #: checkpoints was considered or deleted
+    unreadable: dict[str, str] = field(default_factory=dict)
 
 
 def default_lock_dir(remote: Remote) -> Path:
@@ -69,6 +72,16 @@ def merge_plans(plans: dict[str, PrunePlan]) -> PrunePlan:
     return out
 
 
+def _listing(read: Callable[[], list[Entry]], where: str) -> list[Entry]:
+    """``read()``, with a read error said as Unreadable: exit 4, nothing deleted."""
+    try:
+        return read()
+    except DriveSyncError as exc:
+        if isinstance(exc, Unreadable) or not is_read_error(exc):
+            raise
+        raise Unreadable(f"{where}: cannot list ({exc}); nothing was deleted") from exc
+
+
 def prune(remote: Remote, path: str = "", *, policy: PrunePolicy, permanent: bool = False,
           empty_trash: bool = False, dry_run: bool = False, lock_dir: Optional[Path] = None,
           confirm: Optional[Callable[[PrunePlan], bool]] = None, recursive: bool = False,
@@ -82,10 +95,12 @@ def prune(remote: Remote, path: str = "", *, policy: PrunePolicy, permanent: boo
     (``max_bytes`` applies per folder; ``min_free`` is refused, since which run's
     checkpoints should go first is the user's call) and its own lock, taken
     before anything is deleted. ``now`` is what ``policy.min_age`` counts from.
-    Raises LockedError (exit 8) when another run holds a folder's lock. The
-    newest checkpoint of a folder under a live launch lease is never deleted,
-    unless ``spare_leased`` is False: the launch holding the lease prunes its own
-    folder to the user's budget (it is the one writer there).
+    Raises LockedError (exit 8) when another run holds a folder's lock, and
+    Unreadable (exit 4, nothing deleted) when ``path`` cannot be listed; with
+    ``recursive``, subfolders that cannot be listed are skipped and named in
+    ``result.unreadable``. The newest checkpoint of a folder under a live launch
+    lease is never deleted, unless ``spare_leased`` is False: the launch holding
+    the lease prunes its own folder to the user's budget (it is the one writer there).
     """
     if recursive and policy.min_free is not None:
         raise UsageError("--min-free cannot be combined with --recursive: prune each run's "
@@ -95,8 +110,10 @@ def prune(remote: Remote, path: str = "", *, policy: PrunePolicy, permanent: boo
     start = remote.stats.requests
     with ExitStack() as held:
         held.enter_context(FolderLock(lock_path(locks, remote.address, path), where))
+        unreadable: list[tuple[str, DriveSyncError]] = []
         if recursive:
-            folders = checkpoint_folders(list(remote.walk(path)))
+            folders = checkpoint_folders(list(_listing(lambda: list(
+                remote.walk(path, unreadable=unreadable)), where)))
             for folder in folders:
                 if folder.strip("/") != path.strip("/"):
                     held.enter_context(FolderLock(lock_path(locks, remote.address, folder),
@@ -106,14 +123,15 @@ def prune(remote: Remote, path: str = "", *, policy: PrunePolicy, permanent: boo
                                                         empty_trash=empty_trash, now=now)
                                 for folder, items in folders.items()})
         else:
-            entries = remote.list(path)
+            entries = _listing(lambda: remote.list(path), where)
             quota = remote.quota() if policy.min_free is not None else None
             plan = select_prunable(entries, policy, quota=quota, permanent=permanent,
                                    empty_trash=empty_trash, now=now)
             folders = {path: entries}
         if spare_leased:
             spare_leased_newest(remote, plan, folders)   # a live launch is writing there
-        result = PruneResult(plan=plan, dry_run=dry_run, quota=quota)
+        result = PruneResult(plan=plan, dry_run=dry_run, quota=quota,
+                             unreadable={p: str(e) for p, e in unreadable})
         if dry_run:
             result.requests = remote.stats.requests - start
             return result

@@ -184,6 +184,7 @@ def run_prune(args, ctx) -> int:
         return answer.strip().lower() in ("y", "yes")
 
     with open_remote(args.remote, settings=ctx.settings) as remote:
+        remote.set_status_listener(ctx.progress().on_status)
         policy = _policy(args, remote)
         try:
             result = prune(remote, "", policy=policy, permanent=args.permanent,
@@ -222,6 +223,16 @@ def run_prune(args, ctx) -> int:
             ctx.say(f"nothing deleted ({why_not}): would free {human_bytes(plan.bytes_freed)} "
                     f"({len(plan.delete)} files)"
                     + ("" if args.dry_run else "; re-run with --yes to delete"))
+    if result.unreadable:  # never silent: those folders were not pruned at all
+        for path, msg in result.unreadable.items():
+            ctx.warn(f"{path or '.'}: not pruned, it could not be listed: {msg}")
+        if not result.failed:
+            failure = PartialFailure(f"{len(result.unreadable)} folder(s) could not be listed "
+                                     "and were left as they are (listed above); re-run prune")
+            if ctx.json:
+                print(f"drivesync: error: {failure}", file=ctx.err)
+                return failure.exit_code
+            raise failure
     if result.failed:
         if not ctx.quiet:
             for path, msg in result.failed.items():
@@ -263,8 +274,9 @@ def _prune_doc(address: str, policy: PrunePolicy, args, result: PruneResult, exe
     plan = result.plan
     quota = result.quota
     return {
-        "ok": not result.failed,
+        "ok": not result.failed and not result.unreadable,
         "remote": address,
+        "unreadable": result.unreadable,
         "executed": executed,
         "not_executed_because": why_not,
         "permanent": bool(args.permanent),
@@ -307,6 +319,7 @@ def run_latest(args, ctx) -> int:
     if dest is not None:  # on stderr: stdout holds only the answer (scripts capture it)
         ctx.note(f"latest: {where(args.remote)} -> {os.path.abspath(dest)}")
     with open_remote(args.remote, settings=ctx.settings) as remote:
+        remote.set_status_listener(ctx.progress().on_status)
         min_age = _min_age(args, remote)
         now = time.time()
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from dataclasses import replace
 from typing import Iterator, Union
 
@@ -42,7 +43,8 @@ def register(sub, common) -> None:
     p.add_argument("--pack", action="store_true",
                    help="one uncompressed tar + manifest per shard folder")
     p.add_argument("--delete", action="store_true",
-                   help="trash remote files that are absent locally (only below REMOTE)")
+                   help="trash remote files that are absent locally (only below REMOTE); "
+                        "asks first on a terminal, needs --yes elsewhere")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                    help="skip paths matching GLOB (relative path or name; repeatable)")
     p.add_argument("--dry-run", "-n", action="store_true", help="print the plan, change nothing")
@@ -50,6 +52,8 @@ def register(sub, common) -> None:
                    help="new files per second (default 2.8; Drive allows about 3; 0: no limit)")
     p.add_argument("--allow-big-folders", action="store_true",
                    help="allow more than max_files_per_folder (2000) files in one folder")
+    p.add_argument("--yes", "-y", action="store_true",
+                   help="--delete without asking (needed when stdin is not a terminal)")
     p.set_defaults(func=run_push)
 
     q = add_verb(
@@ -88,6 +92,8 @@ def register(sub, common) -> None:
     d.add_argument("--rename", action="store_true",
                    help="give same-named files with different content distinct names")
     d.add_argument("--dry-run", "-n", action="store_true", help="print the plan, change nothing")
+    d.add_argument("--yes", "-y", action="store_true",
+                   help="change without asking (needed when stdin is not a terminal)")
     d.set_defaults(func=run_dedupe)
 
 
@@ -130,11 +136,40 @@ def _jobs(args, settings: Settings, remote: Remote) -> int:
     return remote.features.default_jobs or settings.jobs
 
 
+def _interactive() -> bool:
+    stdin = sys.stdin
+    return bool(stdin is not None and getattr(stdin, "isatty", lambda: False)())
+
+
+def _must_ask(args, what: str) -> bool:
+    """Whether to ask before changing; a UsageError when nobody can be asked."""
+    if args.dry_run or args.yes:
+        return False
+    if not _interactive():
+        raise UsageError(f"{what}: stdin is not a terminal, so nobody can be asked; pass "
+                         "--yes to go ahead (or --dry-run to see the plan first)")
+    return True
+
+
+def _ask(question: str) -> bool:
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
 def run_push(args, ctx) -> int:
     s = ctx.settings
     if args.write_rate is not None:  # the Drive remote paces its creates with this too
         s = replace(s, write_rate=args.write_rate)
     local = local_folder(args.local, role="LOCAL", must_exist=True)
+    ask = args.delete and _must_ask(args, "push --delete trashes remote files")
+
+    def confirm(gone) -> bool:
+        for a in gone[:SHOW] if not ctx.verbose else gone:
+            ctx.say(f"  delete   {a.path}")
+        if len(gone) > SHOW and not ctx.verbose:
+            ctx.say(f"  ... and {len(gone) - SHOW} more (-v for all)")
+        items = sum(len(a.targets) for a in gone)
+        return _ask(f"trash {items} remote item(s) absent locally?")
+
     ctx.say(f"push: {os.path.abspath(local)} -> {where(args.remote)}"
             + (" (dry run)" if args.dry_run else ""))
     with _transfer(ctx, args.remote, s, verb="push") as (remote, cache):
@@ -143,7 +178,11 @@ def run_push(args, ctx) -> int:
                       write_rate=s.write_rate,
                       max_files_per_folder=s.max_files_per_folder,
                       allow_big_folders=args.allow_big_folders, progress=ctx.progress(),
-                      hash_cache=cache, state_dir=s.resolved_state_dir())
+                      hash_cache=cache, state_dir=s.resolved_state_dir(),
+                      confirm=confirm if ask else None)
+    if not result.confirmed:
+        ctx.say("not confirmed: nothing changed")
+        return 0
     if result.dry_run and any(a["action"] == "mkdir" and not a["path"] for a in result.actions):
         in_the_way = file_in_the_way(args.remote, s)  # the real run would fail: say so now
         if in_the_way:
@@ -159,8 +198,10 @@ def run_pull(args, ctx) -> int:
             + (" (dry run)" if args.dry_run else ""))
     try:
         with _transfer(ctx, args.remote, s, verb="pull") as (remote, cache):
+            progress = ctx.progress()
+            remote.set_status_listener(progress.on_status)
             result = pull(remote, local, jobs=_jobs(args, s, remote), dry_run=args.dry_run,
-                          unpack=args.unpack, progress=ctx.progress(), hash_cache=cache,
+                          unpack=args.unpack, progress=progress, hash_cache=cache,
                           state_dir=s.resolved_state_dir())
     except NotFound:
         if not existed:  # the folder pull made for a remote that is not there
@@ -171,9 +212,18 @@ def run_pull(args, ctx) -> int:
 
 
 def run_dedupe(args, ctx) -> int:
+    ask = _must_ask(args, "dedupe trashes, renames and moves remote items")
     ctx.say(f"dedupe: {where(args.remote)}" + (" (dry run)" if args.dry_run else ""))
     remote = open_remote(args.remote, settings=ctx.settings)
     try:
+        remote.set_status_listener(ctx.progress().on_status)
+        if ask:  # show the whole plan first; what runs is planned again from a fresh listing
+            preview = dedupe(remote, rename=args.rename, dry_run=True)
+            if preview.actions:
+                _print_plan(ctx, preview)
+                if not _ask(f"carry out these {len(preview.actions)} change(s)?"):
+                    ctx.say("not confirmed: nothing changed")
+                    return 0
         result = dedupe(remote, rename=args.rename, dry_run=args.dry_run)
     finally:
         remote.close()

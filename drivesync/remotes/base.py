@@ -13,9 +13,16 @@ import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Optional, Union
+from typing import BinaryIO, Callable, Iterable, Iterator, Optional, Union
 
-from ..errors import DriveSyncError, NotFound
+from ..errors import (
+    AuthError,
+    DriveSyncError,
+    NetworkDown,
+    NotFound,
+    QuotaExceeded,
+    RemoteError,
+)
 from ..localdisk import DISK, LocalDisk
 from ..progress import NULL_PROGRESS, Progress
 from ..types import Entry, Quota, Stats
@@ -151,8 +158,14 @@ class Remote(ABC):
             reader = open(dest, "rb")  # noqa: SIM115 - handed to the caller, unlinked below
         return entry, reader  # the name is gone; the open file lives until closed
 
-    def walk(self, path: str = "") -> Iterator[Entry]:
-        """Every folder and file below ``path`` (breadth-first, parents first)."""
+    def walk(self, path: str = "", *,
+             unreadable: Optional[list[tuple[str, DriveSyncError]]] = None) -> Iterator[Entry]:
+        """Every folder and file below ``path`` (breadth-first, parents first).
+
+        A folder below ``path`` whose listing fails raises, or, when a list is
+        given as ``unreadable``, is recorded there as (path, error) and skipped:
+        the caller must then treat it as unknown, never as empty.
+        """
         queue = [path]
         while queue:
             folder = queue.pop(0)
@@ -162,6 +175,11 @@ class Remote(ABC):
                 if folder == path:
                     raise
                 continue  # removed since its parent was listed: nothing below it now
+            except DriveSyncError as exc:
+                if folder == path or unreadable is None or not is_read_error(exc):
+                    raise
+                unreadable.append((folder, exc))
+                continue
             for entry in sorted(children, key=lambda e: (e.path, e.id)):
                 yield entry
                 if entry.is_dir:
@@ -212,6 +230,13 @@ class Remote(ABC):
         """Pace creates of new items to ``rate`` per second (Drive allows ~3 per
         user). Transports without such a limit (a local folder) ignore it."""
 
+    def set_status_listener(self, listener: Optional[Callable[[str], None]]  # noqa: B027
+                            ) -> None:
+        """Tell ``listener`` what is going wrong while it is retried ("files.list
+        failed: ...; next try in 4s"), and "" once a request succeeds again. The
+        progress subscriber's ``on_status`` is the usual listener. Transports
+        that never retry ignore it."""
+
     def set_interrupted(self, flag: bool) -> None:  # noqa: B027 - optional hook
         """While ``flag`` is set, transfers in other threads stop at once by raising
         :class:`TransferInterrupted` (Ctrl-C). A transfer that stops never leaves
@@ -229,6 +254,13 @@ class Remote(ABC):
 
 class TransferInterrupted(KeyboardInterrupt):
     """Raised in a worker thread whose transfer was stopped by Ctrl-C."""
+
+
+def is_read_error(exc: BaseException) -> bool:
+    """A failure to read one folder or file (the rest of the run may go on), as
+    opposed to one that no further request can avoid (auth, quota, network down)."""
+    return (isinstance(exc, RemoteError) and not isinstance(exc, NotFound)
+            and not isinstance(exc, (AuthError, QuotaExceeded, NetworkDown)))
 
 
 def target_path(target: Target) -> str:

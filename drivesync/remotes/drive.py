@@ -28,6 +28,7 @@ from ..errors import (
     AlreadyExists,
     ChecksumMismatch,
     DriveSyncError,
+    NetworkDown,
     NotFound,
     RateLimited,
     RemoteError,
@@ -36,10 +37,10 @@ from ..errors import (
     is_retryable,
 )
 from ..hashing import md5_file
-from ..pacer import Pacer, RateLimiter
+from ..pacer import Breaker, Pacer, RateLimiter
 from ..progress import NULL_PROGRESS, Progress
 from ..types import FILE, FOLDER, Entry, Quota, is_internal
-from .base import Remote, Target, TransferInterrupted, target_path
+from .base import Remote, Target, TransferInterrupted, is_read_error, target_path
 from .drive_errors import classify
 from .drive_media import MediaStream
 from .drive_support import (
@@ -52,6 +53,7 @@ from .drive_support import (
     drive_names,
     parse_rfc3339,
     pick,
+    proxy_for,
     q_literal,
     rfc3339,
     shown_name,
@@ -107,9 +109,18 @@ class DriveRemote(Remote):
         self._interrupted = threading.Event()
         self._clock = StopClock(self._interrupted)
         self._writes = RateLimiter(self.settings.write_rate, burst=3, clock=self._clock)
+        #: one per remote, i.e. per command: every worker stops when the network is gone
+        self.breaker = Breaker(self.settings.outage_window, clock=self._clock)
         self._pacer = Pacer(max_tries=self.settings.max_tries, base=self.settings.backoff_base,
                             cap=self.settings.backoff_cap, classify=is_retryable,
-                            on_retry=self._on_retry, clock=self._clock)
+                            on_retry=self._on_retry, clock=self._clock, breaker=self.breaker)
+        self._status: Optional[Callable[[str], None]] = None
+        self._retrying = False
+        self._proxy = proxy_for(self.endpoint)
+        if self._proxy is not None:  # host and port only: the URL may hold a password
+            log.info("using the proxy %s:%s for %s (HTTPS_PROXY / HTTP_PROXY; NO_PROXY "
+                     "lists hosts that bypass it)", self._proxy.proxy_host,
+                     self._proxy.proxy_port, self.endpoint)
         chunk = max(256 * 1024, self.settings.chunk_size)
         self._chunk = chunk - chunk % (256 * 1024)
 
@@ -121,6 +132,7 @@ class DriveRemote(Remote):
                 self._credentials = get_credentials(self.settings)
             raw = build_http()  # excludes 308 from redirects (resumable uploads use it)
             raw.timeout = SOCKET_TIMEOUT
+            raw.proxy_info = self._proxy
             authed = google_auth_httplib2.AuthorizedHttp(self._credentials, http=raw)
             with self._lock:
                 self._https.append(raw)
@@ -164,9 +176,25 @@ class DriveRemote(Remote):
         self._local = threading.local()
 
     # ---- one HTTP call, paced ---------------------------------------------
+    def set_status_listener(self, listener: Optional[Callable[[str], None]]) -> None:
+        self._status = listener
+
     def _on_retry(self, exc: BaseException, attempt: int, delay: float) -> None:
         with self._lock:
             self.stats.retries += 1
+            self._retrying = True
+        text = f"retrying: {exc}; next try in {delay:.0f}s"
+        log.info("%s", text)
+        if self._status is not None:
+            self._status(text)
+
+    def _settled(self) -> None:
+        """A request succeeded: clear the retry note on the progress line."""
+        if self._retrying:
+            with self._lock:
+                self._retrying = False
+            if self._status is not None:
+                self._status("")
 
     def _call(self, fn: Callable[[], T], *, what: str) -> T:
         """Run ``fn`` through the pacer with every error classified into ours."""
@@ -182,9 +210,13 @@ class DriveRemote(Remote):
                 raise err from exc
 
         try:
-            return self._pacer.call(attempt, what=what)
+            result = self._pacer.call(attempt, what=what)
+        except NetworkDown:
+            raise
         except (RateLimited, TransientError) as exc:
             raise type(exc)(f"{exc} (gave up after {self._pacer.max_tries} tries)") from exc
+        self._settled()
+        return result
 
     def _run(self, build: Callable[[Any], Any], *, what: str) -> Any:
         """Build a request on this thread's service and execute it once per attempt."""
@@ -392,13 +424,25 @@ class DriveRemote(Remote):
         parts = self._parts(rel)
         return self._list_id(self._existing_folder(parts), rel, parts, internal=True)
 
-    def walk(self, path: str = "") -> Iterator[Entry]:
-        """Breadth-first, parents first; one files.list per folder (per 1000 items)."""
+    def walk(self, path: str = "", *,
+             unreadable: Optional[list[tuple[str, DriveSyncError]]] = None) -> Iterator[Entry]:
+        """Breadth-first, parents first; one files.list per folder (per 1000 items).
+
+        A folder is listed whole or not at all: one page that keeps failing fails
+        the folder (see :meth:`Remote.walk` for ``unreadable``).
+        """
         rel = clean_relpath(path)
         queue = [(rel, self._existing_folder(self._parts(rel)))]
         while queue:
             folder, folder_id = queue.pop(0)
-            for entry in self._list_id(folder_id, folder, self._parts(folder)):
+            try:
+                children = self._list_id(folder_id, folder, self._parts(folder))
+            except DriveSyncError as exc:
+                if folder == rel or unreadable is None or not is_read_error(exc):
+                    raise
+                unreadable.append((folder, exc))
+                continue
+            for entry in children:
                 yield entry
                 if entry.is_dir:
                     queue.append((entry.path, entry.id))

@@ -22,6 +22,7 @@ from googleapiclient.errors import HttpError
 from ..errors import (
     AlreadyExists,
     AuthError,
+    ConnectionFailed,
     DriveSyncError,
     NotFound,
     QuotaExceeded,
@@ -94,24 +95,24 @@ def classify(exc: BaseException, *, endpoint: str, what: str = "request"
         return AuthError(f"Drive rejected the credentials (401) and they could not be "
                          f"refreshed; {LOGIN_HINT}")
     if isinstance(exc, google.auth.exceptions.TransportError):
-        return TransientError(f"cannot reach the Google token server: {exc}")
+        return ConnectionFailed(f"cannot reach the Google token server: {exc}")
     if isinstance(exc, httplib2.ServerNotFoundError):
-        return TransientError(f"cannot reach {endpoint}: {exc}")
+        return ConnectionFailed(f"cannot reach {endpoint}: {exc}")
     if isinstance(exc, (socket.timeout, TimeoutError)):
-        return TransientError(f"timed out talking to {endpoint} during {what}")
+        return ConnectionFailed(f"timed out talking to {endpoint} during {what}")
     if isinstance(exc, ConnectionRefusedError) or (
             isinstance(exc, OSError) and exc.errno in UNREACHABLE):
-        return TransientError(f"cannot reach {endpoint}: {exc.strerror or exc}")
+        return ConnectionFailed(f"cannot reach {endpoint}: {exc.strerror or exc}")
     if isinstance(exc, (ConnectionError, http.client.HTTPException, ssl.SSLError,
                         httplib2.HttpLib2Error, socket.gaierror)):
-        return TransientError(f"connection to {endpoint} failed during {what}: "
-                              f"{type(exc).__name__} {exc}".rstrip())
+        return ConnectionFailed(f"connection to {endpoint} failed during {what}: "
+                                f"{type(exc).__name__} {exc}".rstrip())
     if _is_stream_error(exc):
-        return TransientError(f"connection to {endpoint} failed during {what}: "
-                              f"{type(exc).__name__} {exc}".rstrip())
+        return ConnectionFailed(f"connection to {endpoint} failed during {what}: "
+                                f"{type(exc).__name__} {exc}".rstrip())
     if isinstance(exc, OSError) and exc.errno in (errno.EPIPE, errno.ECONNRESET,
                                                   errno.ECONNABORTED, errno.ETIMEDOUT):
-        return TransientError(f"connection to {endpoint} failed during {what}: {exc}")
+        return ConnectionFailed(f"connection to {endpoint} failed during {what}: {exc}")
     return None
 
 

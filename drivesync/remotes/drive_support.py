@@ -12,6 +12,7 @@ import threading
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
+import httplib2
 from googleapiclient.http import MediaFileUpload
 
 from ..pacer import Clock
@@ -127,6 +128,22 @@ class FolderCache:
         with self._lock:
             for key in [k for k in self._ids if k[:n] == parts]:
                 del self._ids[key]
+
+
+def proxy_for(endpoint: str) -> Optional[httplib2.ProxyInfo]:
+    """The proxy the standard variables name for ``endpoint`` (HTTPS_PROXY for an
+    https endpoint, HTTP_PROXY for http; NO_PROXY hosts bypass it), or None.
+
+    Callers say it with host and port only: a proxy URL may carry a password.
+    """
+    from urllib.parse import urlsplit
+
+    url = urlsplit(endpoint)
+    scheme = url.scheme if url.scheme in ("http", "https") else "https"
+    info = httplib2.proxy_info_from_environment(scheme)
+    if info is None or not info.applies_to(url.hostname or ""):
+        return None
+    return info
 
 
 def rfc3339(ts: float) -> str:

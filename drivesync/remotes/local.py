@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Optional, Union
 
-from ..errors import ChecksumMismatch, NotFound, RemoteError, UsageError
+from ..errors import ChecksumMismatch, NotFound, RemoteError, Unreadable, UsageError
 from ..hashing import CHUNK, HashCache, default_cache_path, md5_file
 from ..progress import NULL_PROGRESS, Progress
 from ..types import FILE, FOLDER, Entry, Quota, is_internal, temp_name
@@ -101,15 +101,22 @@ class LocalRemote(Remote):
             children = sorted(os.scandir(p), key=lambda d: d.name)
         except FileNotFoundError:
             raise NotFound(f"{self._label(rel)}: no such folder") from None
+        except OSError as exc:  # never "empty": a pruner would take that for "all gone"
+            raise Unreadable(f"{self._label(rel)}: cannot list: {exc.strerror or exc}") from None
         out = []
         for child in children:
             if is_internal(child.name) != internal or child.is_symlink() and not child.is_file():
                 continue
             try:
+                if not (child.is_dir() or child.is_file()):
+                    continue  # a FIFO or socket: reading it would block, it holds no file
                 out.append(self._entry(posixpath.join(rel, child.name) if rel else child.name,
                                        Path(child.path)))
             except FileNotFoundError:
                 continue  # removed while we listed (a trainer or prune at work): it is gone
+            except OSError as exc:
+                raise Unreadable(f"{self._label(rel)}: cannot read {child.name}: "
+                                 f"{exc.strerror or exc}") from None
         return out
 
     def stat(self, path: str) -> Entry:

@@ -15,14 +15,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
-from ..errors import AuthError, DiskFull, DriveSyncError, QuotaExceeded
+from ..errors import AuthError, DiskFull, DriveSyncError, NetworkDown, QuotaExceeded
 from ..progress import NULL_PROGRESS, Progress
 from .plan import DELETE, MKDIR, SKIP, TRANSFER_KINDS, Action, Plan
 
 log = logging.getLogger(__name__)
 
 #: Errors after which no further request can succeed: stop the whole run.
-FATAL = (QuotaExceeded, AuthError, DiskFull)
+FATAL = (QuotaExceeded, AuthError, DiskFull, NetworkDown)
 
 
 @dataclass

@@ -18,8 +18,8 @@ import posixpath
 import re
 import time
 
-from ..errors import NotFound
-from ..remotes.base import Remote
+from ..errors import DriveSyncError, NotFound
+from ..remotes.base import Remote, is_read_error
 from ..types import Entry
 from .apply import apply_plan
 from .plan import DELETE, MERGE, RENAME, Action, Plan, plan_dedupe
@@ -36,7 +36,12 @@ def _merging_name(name: str, entry: Entry) -> str:
 
 def dedupe(remote: Remote, path: str = "", *, rename: bool = False,
            dry_run: bool = False) -> DedupeResult:
-    """Remove duplicates below ``remote:path``; NotFound when it is absent."""
+    """Remove duplicates below ``remote:path``; NotFound when it is absent.
+
+    A folder whose listing fails (below ``path``) is reported in
+    ``result.problems`` and left alone with everything below it: a failed
+    listing is never taken for an empty one.
+    """
     t0 = time.monotonic()
     req0 = remote.stats.requests
     result = DedupeResult(dry_run=dry_run)
@@ -55,6 +60,13 @@ def dedupe(remote: Remote, path: str = "", *, rename: bool = False,
             if first:
                 raise
             result.problems.append((folder, "folder vanished during the run"))
+            continue
+        except DriveSyncError as exc:
+            if first or not is_read_error(exc):
+                raise
+            result.problems.append((folder, f"cannot list ({exc}); left as it is, with "
+                                            "everything below it"))
+            result.failed += 1
             continue
         first = False
         result.folders += 1

@@ -27,6 +27,7 @@ RENAME = "rename"        # give a same-named, different file a distinct name
 MERGE = "merge"          # move a duplicate folder's children into the oldest one
 
 TRANSFER_KINDS = (UPLOAD, REPLACE, PACK, DOWNLOAD, UNPACK)
+ABSENT = "absent locally"  # the reason of a --delete deletion
 
 
 @dataclass(frozen=True)
@@ -137,9 +138,15 @@ def index_remote(base: str, entries: Iterable[Entry]) -> tuple[dict[str, list[En
     return dict(files), dict(dirs)
 
 
+def below(path: str, top: str) -> bool:
+    """``path`` is ``top`` or inside it (relative POSIX paths)."""
+    return path == top or path.startswith(top + "/")
+
+
 def plan_push(files: Sequence[LocalFile], dirs: Sequence[str], remote: Iterable[Entry], *,
               base: str = "", base_exists: bool = True, delete: bool = False,
-              packs: Sequence[Action] = (), excludes: Sequence[str] = ()) -> Plan:
+              packs: Sequence[Action] = (), excludes: Sequence[str] = (),
+              blocked: Sequence[str] = ()) -> Plan:
     """Decide each action of a push.
 
     ``files``/``dirs`` are relative to the local root; ``remote`` is every entry
@@ -147,6 +154,11 @@ def plan_push(files: Sequence[LocalFile], dirs: Sequence[str], remote: Iterable[
     tar is not known to be on the remote; their tar/manifest names and old copies
     are handled here. A local file is skipped when one remote copy has the same
     size and md5; other same-named copies are removed as duplicates.
+
+    ``blocked`` are relative paths that could not be read (a local folder or
+    file, a remote folder whose listing failed): no action touches anything at
+    or below one of them, and no deletion takes one of them along with a folder.
+    A read error is never taken for "absent".
     """
     plan = Plan()
     mine = []
@@ -204,14 +216,25 @@ def plan_push(files: Sequence[LocalFile], dirs: Sequence[str], remote: Iterable[
             if (rel not in keep_dirs and posixpath.dirname(rel) in keep_dirs
                     and not excluded(rel, excludes) and not is_internal(posixpath.basename(rel))):
                 for e in entries:
-                    plan.actions.append(Action(DELETE, e.path, targets=(e,),
-                                               reason="absent locally"))
+                    plan.actions.append(Action(DELETE, e.path, targets=(e,), reason=ABSENT))
         for rel, entries in sorted(rfiles.items()):
             if (rel not in local_names and posixpath.dirname(rel) in keep_dirs
                     and not excluded(rel, excludes) and not is_internal(posixpath.basename(rel))):
                 plan.actions.append(Action(DELETE, full(rel), targets=tuple(entries),
-                                           reason="absent locally"))
+                                           reason=ABSENT))
+    if blocked:
+        plan.actions = [a for a in plan.actions if not _touches(a, base, blocked)]
     return plan
+
+
+def _touches(a: Action, base: str, blocked: Sequence[str]) -> bool:
+    """Whether ``a`` acts on or below a blocked path (a delete: also above one)."""
+    if a.kind == SKIP:
+        return False
+    rel = rel_to(base, a.path)
+    if rel is None:
+        return False
+    return any(below(rel, b) or (a.kind == DELETE and below(b, rel)) for b in blocked)
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
-from ..errors import DriveSyncError, NotFound, QuotaExceeded, UsageError
+from ..errors import DriveSyncError, NetworkDown, NotFound, QuotaExceeded, UsageError
 from ..hashing import HashCache, default_cache_path
-from ..progress import NULL_PROGRESS, Progress, human_bytes
+from ..progress import NULL_PROGRESS, Progress, human_bytes, status_listener
 from ..remotes.base import Remote
 from ..types import Entry, is_internal
 from .apply import FATAL, apply_plan
@@ -39,6 +39,7 @@ from .pack import (
     write_tar,
 )
 from .plan import (
+    ABSENT,
     DELETE,
     MKDIR,
     PACK,
@@ -52,6 +53,7 @@ from .plan import (
     excluded,
     index_remote,
     plan_push,
+    rel_to,
 )
 from .result import SyncResult
 from .state import PackState
@@ -59,6 +61,8 @@ from .state import PackState
 log = logging.getLogger(__name__)
 
 SHOW_ACTIONS = 20
+#: how scan lists a folder (a seam: tests, which run as root, make a folder unreadable here)
+_scandir = os.scandir
 
 
 @dataclass
@@ -72,6 +76,14 @@ class LocalTree:
     children: dict[str, list[str]] = field(default_factory=dict)     # dir rel -> file rels
     subdirs: dict[str, list[str]] = field(default_factory=dict)
     warnings: list[tuple[str, str]] = field(default_factory=list)
+    #: rel -> why: could not be listed or read (a problem: exit 4)
+    unreadable: dict[str, str] = field(default_factory=dict)
+    #: rel -> why: skipped on purpose (a link leaving the tree, a FIFO): only a warning
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def kept(self) -> set[str]:
+        """Local paths whose remote counterparts no decision may delete or replace."""
+        return set(self.unreadable) | set(self.skipped)
 
     def shards(self) -> list[str]:
         """Folders whose direct children are only files (leaf folders of `drivesync shard`)."""
@@ -97,9 +109,11 @@ def scan(root: Union[str, Path], *, excludes: Sequence[str] = ()) -> LocalTree:
         tree.children.setdefault(rel_dir, [])
         tree.subdirs.setdefault(rel_dir, [])
         try:
-            items = sorted(os.scandir(abs_dir), key=lambda d: d.name)
+            items = sorted(_scandir(abs_dir), key=lambda d: d.name)
         except OSError as exc:
-            tree.warnings.append((rel_dir or ".", f"cannot list: {exc.strerror or exc}"))
+            if not rel_dir:
+                raise UsageError(f"{root}: cannot list: {exc.strerror or exc}") from None
+            tree.unreadable[rel_dir] = f"cannot list: {exc.strerror or exc}"
             continue
         for d in items:
             rel = posixpath.join(rel_dir, d.name) if rel_dir else d.name
@@ -108,10 +122,10 @@ def scan(root: Union[str, Path], *, excludes: Sequence[str] = ()) -> LocalTree:
             if d.is_symlink():
                 target = os.path.realpath(d.path)
                 if os.path.commonpath([real_root, target]) != real_root:
-                    tree.warnings.append((rel, "symlink leaves the folder; skipped"))
+                    tree.skipped[rel] = "symlink leaves the folder; skipped"
                     continue
                 if os.path.isdir(target) and target in seen_dirs:
-                    tree.warnings.append((rel, "symlink loop; skipped"))
+                    tree.skipped[rel] = "symlink loop; skipped"
                     continue
             try:
                 if d.is_dir():
@@ -123,11 +137,13 @@ def scan(root: Union[str, Path], *, excludes: Sequence[str] = ()) -> LocalTree:
                     tree.files[rel] = d.stat()
                     tree.sources[rel] = d.path
                     tree.children[rel_dir].append(rel)
+                elif d.is_symlink():
+                    tree.unreadable[rel] = "broken symlink: cannot read its target"
                 else:
-                    what = "broken symlink" if d.is_symlink() else "not a regular file"
-                    tree.warnings.append((rel, f"{what}; skipped"))
+                    tree.skipped[rel] = "not a regular file; skipped"
             except OSError as exc:
-                tree.warnings.append((rel, f"cannot stat: {exc.strerror or exc}"))
+                tree.unreadable[rel] = f"cannot stat: {exc.strerror or exc}"
+    tree.warnings += sorted(tree.skipped.items())
     return tree
 
 
@@ -150,11 +166,17 @@ def check_folder_sizes(tree: LocalTree, shards: Sequence[str], *, limit: int) ->
             "or override with --allow-big-folders")
 
 
-def list_remote(remote: Remote, path: str) -> tuple[list[Entry], bool]:
-    """Every entry below ``path`` and whether ``path`` exists."""
+def list_remote(remote: Remote, path: str,
+                unreadable: Optional[list[tuple[str, DriveSyncError]]] = None
+                ) -> tuple[list[Entry], bool]:
+    """Every entry below ``path`` and whether ``path`` exists.
+
+    With ``unreadable``, a folder below ``path`` whose listing fails is recorded
+    there and skipped (never taken for empty); without it the error is raised.
+    """
     out: list[Entry] = []
     try:
-        for e in remote.walk(path):
+        for e in remote.walk(path, unreadable=unreadable):
             out.append(e)
     except NotFound:
         if out:
@@ -168,12 +190,19 @@ def push(local_dir: Union[str, Path], *, remote: Remote, path: str = "", jobs: i
          dry_run: bool = False, write_rate: Optional[float] = None,
          max_files_per_folder: int = 2000, allow_big_folders: bool = False,
          progress: Progress = NULL_PROGRESS, hash_cache: Optional[HashCache] = None,
-         state_dir: Optional[Union[str, Path]] = None) -> SyncResult:
+         state_dir: Optional[Union[str, Path]] = None,
+         confirm: Optional[Callable[[list[Action]], bool]] = None) -> SyncResult:
     """Make ``remote:path`` hold the files of ``local_dir``; see README, "push, pull, dedupe".
 
     Raises QuotaExceeded (after finishing running transfers) when Drive's quota or
-    daily upload limit is reached; UsageError for a folder over the file limit.
-    Per-file failures are in ``result.problems``.
+    daily upload limit is reached, NetworkDown when the network is gone;
+    UsageError for a folder over the file limit. Per-file failures are in
+    ``result.problems``. Whatever could not be listed or read, locally or on the
+    remote, is left alone by every action (nothing below it is deleted, replaced
+    or uploaded) and is listed in ``result.problems``.
+
+    ``confirm`` is asked with the deletions ``delete`` planned (before anything
+    runs); when it says no, nothing is changed and ``result.confirmed`` is False.
     """
     t0 = time.monotonic()
     req0, retry0 = remote.stats.requests, remote.stats.retries
@@ -184,19 +213,31 @@ def push(local_dir: Union[str, Path], *, remote: Remote, path: str = "", jobs: i
     packs_db = PackState(state_path / "packs.sqlite")
     if write_rate is not None:
         remote.set_write_rate(write_rate)
+    remote.set_status_listener(status_listener(progress))
     try:
         tree = scan(local_dir, excludes=excludes)
         shards = tree.shards() if pack else []
         if not allow_big_folders:
             check_folder_sizes(tree, shards, limit=max_files_per_folder)
-        entries, base_exists = list_remote(remote, base)
+        remote_unreadable: list[tuple[str, DriveSyncError]] = []
+        entries, base_exists = list_remote(remote, base, remote_unreadable)
         plan = _make_plan(tree, shards, entries, base=base, base_exists=base_exists,
                           delete=delete, excludes=excludes, cache=cache, packs_db=packs_db,
-                          remote=remote, jobs=jobs)
+                          remote=remote, jobs=jobs,
+                          blocked_remote=[rel_to(base, p) or p for p, _ in remote_unreadable])
+        unreadable = [(rel, f"{why}; not pushed, and its remote copy is kept")
+                      for rel, why in sorted(tree.unreadable.items())]
+        unreadable += [(p, f"cannot list this remote folder ({exc}); nothing below it was "
+                           "pushed or deleted") for p, exc in remote_unreadable]
         result = SyncResult(plan=plan.summary(), dry_run=dry_run,
-                            problems=list(plan.problems),
+                            problems=unreadable + list(plan.problems),
                             warnings=list(tree.warnings) + plan.notes,
                             actions=[a.to_dict() for a in plan.actions if a.kind != SKIP])
+        gone = [a for a in plan.of(DELETE) if a.reason == ABSENT]
+        if gone and confirm is not None and not dry_run and not confirm(gone):
+            result.confirmed = False
+            result.seconds = time.monotonic() - t0
+            return result
         if not base_exists and not dry_run:
             _make_base(remote, base, plan, result)
         runner = _Runner(remote=remote, progress=progress,
@@ -226,6 +267,7 @@ def push(local_dir: Union[str, Path], *, remote: Remote, path: str = "", jobs: i
             raise _stopped(report.fatal, result)
         return result
     finally:
+        remote.set_status_listener(None)
         packs_db.close()
         if own_cache:
             cache.close()
@@ -242,21 +284,27 @@ def _make_base(remote: Remote, base: str, plan: Plan, result: SyncResult) -> Non
 
 
 def _stopped(exc: DriveSyncError, result: SyncResult) -> DriveSyncError:
+    when = ("once the network is back" if isinstance(exc, NetworkDown) else
+            "(after freeing space, or tomorrow for the daily upload limit)")
     msg = (f"{str(exc).rstrip('.')}. Stopped with {result.left_files} file(s) "
            f"({human_bytes(result.left_bytes)}) left to upload; {result.uploaded + result.packed} "
-           "done are kept. Re-run the same command to resume (after freeing space, or "
-           "tomorrow for the daily upload limit).")
-    new = type(exc)(msg) if isinstance(exc, QuotaExceeded) else exc
+           f"done are kept. Re-run the same command {when}: it continues where this one "
+           "stopped.")
+    new = type(exc)(msg) if isinstance(exc, (QuotaExceeded, NetworkDown)) else exc
     new.result = result  # type: ignore[attr-defined]
     return new
 
 
 def _make_plan(tree: LocalTree, shards: Sequence[str], entries: list[Entry], *, base: str,
                base_exists: bool, delete: bool, excludes: Sequence[str], cache: HashCache,
-               packs_db: PackState, remote: Remote, jobs: int) -> Plan:
-    """Gather the md5s the decision needs (cache first), then plan (pure)."""
+               packs_db: PackState, remote: Remote, jobs: int,
+               blocked_remote: Sequence[str] = ()) -> Plan:
+    """Gather the md5s the decision needs (cache first), then plan (pure).
+
+    A file whose md5 cannot be read joins ``tree.unreadable`` (and its shard,
+    if any, is not packed this time).
+    """
     rfiles, _ = index_remote(base, entries)
-    shard_set = set(shards)
     in_shard = {f for s in shards for f in tree.children.get(s, [])}
     plain = [rel for rel in tree.files if rel not in in_shard]
 
@@ -267,9 +315,16 @@ def _make_plan(tree: LocalTree, shards: Sequence[str], entries: list[Entry], *, 
     need = [rel for rel in plain
             if any(e.size == tree.files[rel].st_size for e in rfiles.get(rel, []))]
     need += sorted(in_shard)
-    md5s = _md5_many(cache, [(rel, tree.sources[rel], tree.files[rel]) for rel in need], jobs)
+    md5s, failed = _md5_many(cache, [(rel, tree.sources[rel], tree.files[rel])
+                                     for rel in need], jobs)
+    tree.unreadable.update(failed)
+    bad_shards = {s for s in shards if any(f in failed for f in tree.children.get(s, []))}
+    tree.unreadable.update((s, "a file in this shard cannot be read; not packed")
+                           for s in bad_shards)
+    shards = [s for s in shards if s not in bad_shards]
+    shard_set = set(shards)
     files = [LocalFile(rel, tree.files[rel].st_size, md5s.get(rel), tree.sources[rel])
-             for rel in plain]
+             for rel in plain if rel not in failed]
     packs: list[Action] = []
     for s in shards:
         members = [Member(posixpath.relpath(rel, s), tree.files[rel].st_size, md5s[rel],
@@ -290,22 +345,36 @@ def _make_plan(tree: LocalTree, shards: Sequence[str], entries: list[Entry], *, 
                             data=(posixpath.basename(s), members),
                             reason=f"shard of {len(members)} files"))
     dirs = [d for d in tree.dirs if d not in shard_set]
+    blocked = set(tree.kept()) | set(blocked_remote)
+    for s in bad_shards:  # its old tar and manifest on the remote stay too
+        blocked.update((s + TAR_SUFFIX, s + TAR_SUFFIX + ".json"))
     return plan_push(files, dirs, entries, base=base, base_exists=base_exists, delete=delete,
-                     packs=packs, excludes=excludes)
+                     packs=packs, excludes=excludes, blocked=sorted(blocked))
 
 
 def _md5_many(cache: HashCache, items: list[tuple[str, str, os.stat_result]],
-              jobs: int) -> dict[str, str]:
+              jobs: int) -> tuple[dict[str, str], dict[str, str]]:
+    """({rel: md5}, {rel: why it could not be read})."""
     if not items:
-        return {}
+        return {}, {}
+
+    def one(it: tuple[str, str, os.stat_result]) -> Union[str, OSError]:
+        try:
+            return cache.md5(it[1], st=it[2])
+        except OSError as exc:
+            return exc
+
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
-        digests = list(pool.map(lambda it: cache.md5(it[1], st=it[2]), items))
+        digests = list(pool.map(one, items))
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: don't hash the rest first
         raise
     pool.shutdown()
-    return {rel: d for (rel, _, _), d in zip(items, digests)}
+    md5s = {rel: d for (rel, _, _), d in zip(items, digests) if isinstance(d, str)}
+    failed = {rel: f"cannot read: {d.strerror or d}" for (rel, _, _), d in zip(items, digests)
+              if not isinstance(d, str)}
+    return md5s, failed
 
 
 def _remote_manifest(remote: Remote, rfiles: dict[str, list[Entry]], tar_rel: str,

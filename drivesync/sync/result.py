@@ -26,6 +26,7 @@ class SyncResult:
     seconds: float = 0.0
     left_files: int = 0
     left_bytes: int = 0
+    confirmed: bool = True   # False: the deletions were not confirmed, nothing was changed
     problems: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     actions: list[dict[str, Any]] = field(default_factory=list)
@@ -51,6 +52,7 @@ class DedupeResult:
     failed: int = 0
     requests: int = 0
     seconds: float = 0.0
+    confirmed: bool = True    # False: the plan was not confirmed, nothing was changed
     problems: list[tuple[str, str]] = field(default_factory=list)   # failures
     conflicts: list[tuple[str, str]] = field(default_factory=list)  # same name, other content
     actions: list[dict[str, Any]] = field(default_factory=list)
