@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from ..errors import DriveSyncError, NotFound, QuotaExceeded
+from ..errors import DriveSyncError, NetworkDown, NotFound, QuotaExceeded
 from ..hashing import md5_file
 from ..progress import NULL_PROGRESS, Progress
 from ..remotes.base import Remote
@@ -304,7 +304,7 @@ class Mirror:
                 continue
             try:
                 result = self._mirror_one(p, key)
-            except QuotaExceeded as exc:
+            except (QuotaExceeded, NetworkDown) as exc:  # the trainer goes on either way
                 self._on_full(p.name, exc)
                 break
             if result is not None:
@@ -316,17 +316,20 @@ class Mirror:
     def _extras(self, *, force: bool) -> None:
         try:
             self.mirror_extras(force=force)
-        except QuotaExceeded as exc:
+        except (QuotaExceeded, NetworkDown) as exc:
             self._on_full("the trainer's log", exc)
         except DriveSyncError as exc:  # a log is not worth stopping for
             self.on_warning(f"mirroring the log/charts: {exc} (will retry)")
 
-    def _on_full(self, name: str, exc: QuotaExceeded) -> None:
-        """Warn once per full spell; uploads pause for ``quota_retry`` seconds."""
+    def _on_full(self, name: str, exc: DriveSyncError) -> None:
+        """Warn once per full (or offline) spell; uploads pause for ``quota_retry`` seconds."""
         self.stats.quota_blocked += 1
         first = self._blocked_at is None
         self._blocked_at = self.clock()
-        if first:
+        if first and isinstance(exc, NetworkDown):
+            self.on_warning(f"{name} not mirrored: {exc}; training continues, mirroring "
+                            f"pauses and resumes by itself (next try in {self.quota_retry:g}s)")
+        elif first:
             self.on_warning(
                 f"Drive is full, {name} not mirrored ({exc}); training continues and the "
                 "checkpoints already on Drive are kept. Free space (empty Drive's trash, "
@@ -407,7 +410,7 @@ class Mirror:
             self._sizes[family] = max(self._sizes.get(family, 0), key[0])
         if self._blocked_at is not None:
             self._blocked_at = None
-            self.on_event("Drive has space again; mirroring resumed")
+            self.on_event("mirroring resumed")
         result = Mirrored(name=name, size=key[0], md5=md5, info=info,
                           seconds=time.monotonic() - t0, copied_from=twin)
         self.stats.mirrored.append(result)
