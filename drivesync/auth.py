@@ -61,6 +61,9 @@ def resolve_credentials(settings: Settings) -> CredentialSource:
     if key:
         return _service_account(Path(key).expanduser())
     cached = settings.resolved_token_file()
+    if cached.exists() and not cached.is_file():
+        raise AuthError(f"{cached}: the cached token is a folder, not a file; remove it and run "
+                        "`drivesync auth login` (or set token_file)")
     if cached.is_file():
         return CredentialSource(load_user_token(cached), "user",
                                 f"user token cached by `drivesync auth login` at {cached}")
@@ -75,9 +78,10 @@ def _service_account(path: Path) -> CredentialSource:
 
     if not path.is_file():
         raise AuthError(f"{path}: service-account key file not found")
+    info = read_token_json(path)
     try:
-        creds = service_account.Credentials.from_service_account_file(str(path), scopes=SCOPES)
-    except (ValueError, KeyError, json.JSONDecodeError) as exc:
+        creds = service_account.Credentials.from_service_account_info(info, scopes=SCOPES)
+    except (ValueError, KeyError, TypeError) as exc:
         raise AuthError(f"{path}: not a service-account key file ({type(exc).__name__})"
                         ) from None
     return CredentialSource(creds, "service_account",
@@ -126,10 +130,11 @@ def load_user_token(path: Path) -> Any:
     rewritten again whenever they are refreshed later in the run."""
     from google.auth.exceptions import RefreshError, TransportError
 
+    info = read_token_json(Path(path))
     try:
-        creds = _saving_credentials_class().from_authorized_user_file(str(path), SCOPES)
+        creds = _saving_credentials_class().from_authorized_user_info(info, SCOPES)
         creds.token_file = Path(path)
-    except (ValueError, KeyError, json.JSONDecodeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise AuthError(f"{path}: the cached token is unreadable ({type(exc).__name__}); "
                         "run `drivesync auth login` again") from None
     if creds.expired and creds.refresh_token:
@@ -144,6 +149,36 @@ def load_user_token(path: Path) -> Any:
             raise TransientError(f"cannot reach the Google token server to refresh "
                                  f"the cached token: {type(exc).__name__}") from None
     return creds
+
+
+def read_token_json(path: Path) -> dict:
+    """The JSON object in a token file, after making sure only its owner can read it.
+
+    A token readable by others (0644: copied around, or written by another tool)
+    gets a warning and is tightened to 0600. A folder, binary bytes, or JSON that
+    is not an object is an AuthError naming the file (exit 5).
+    """
+    again = "; run `drivesync auth login` again"
+    try:
+        mode = os.stat(path).st_mode
+        if mode & 0o077:
+            os.chmod(path, 0o600)
+            log.warning("%s: the token file was readable by others (mode %04o); tightened to "
+                        "0600", path, mode & 0o777)
+        raw = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise AuthError(f"{path}: the token file is a folder, not a file{again}") from None
+    except OSError as exc:
+        raise AuthError(f"{path}: cannot read the token file: {exc.strerror or exc}") from None
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise AuthError(f"{path}: the token file is not JSON (binary or damaged){again}"
+                        ) from None
+    if not isinstance(doc, dict):
+        raise AuthError(f"{path}: the token file holds a JSON {type(doc).__name__}, not the "
+                        f"object `drivesync auth login` writes{again}")
+    return doc
 
 
 def save_user_token(creds: Any, path: Path) -> Path:

@@ -29,6 +29,17 @@ def md5_file(path: Union[str, Path], *, on_bytes: Optional[Callable[[int], None]
     return h.hexdigest()
 
 
+def _key(path: str) -> Union[str, bytes]:
+    """The cache key of an absolute path: the text, or for a name that is not valid
+    UTF-8 (Python hands it over with surrogate escapes, which SQLite cannot store as
+    text) the raw bytes; a BLOB never equals a TEXT key, so the two cannot collide."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+
+
 def default_cache_path() -> Path:
     base = os.environ.get("DRIVESYNC_STATE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "drivesync")
@@ -66,14 +77,14 @@ class HashCache:
         st = st or os.stat(p)
         with self._lock:
             row = self._db.execute("SELECT size, mtime_ns, md5 FROM md5 WHERE path=?",
-                                   (p,)).fetchone()
+                                   (_key(p),)).fetchone()
         if row and row[0] == st.st_size and row[1] == st.st_mtime_ns:
             return row[2]
         digest = md5_file(p)
         with self._lock:
             self.reads += 1
             self._db.execute("INSERT OR REPLACE INTO md5 VALUES (?,?,?,?)",
-                             (p, st.st_size, st.st_mtime_ns, digest))
+                             (_key(p), st.st_size, st.st_mtime_ns, digest))
         return digest
 
     def remember(self, file: Union[str, Path], md5: str, *, st: os.stat_result) -> None:
@@ -84,7 +95,7 @@ class HashCache:
         p = os.path.abspath(file)
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO md5 VALUES (?,?,?,?)",
-                             (p, st.st_size, st.st_mtime_ns, md5))
+                             (_key(p), st.st_size, st.st_mtime_ns, md5))
 
     def flush(self) -> None:
         """Kept for callers; writes are already committed."""

@@ -182,7 +182,7 @@ def test_pull_hostile_names_stay_inside(tmp_path, emulator, drive_remote):
     assert all("\x00" not in w and "\x01" not in w for w in written)
     # Names no path can hold are pulled under look-alike names, never left out.
     shown = {"../evil": "..\uff0fevil", "a/b": "a\uff0fb", ".": "\uff0e", "x\x00y": "x\u2400y",
-             "": "\u2205", "a\\b": "a\uff3cb"}
+             "": "\u2205", "a\\b": "a\\b"}  # "\\" is a plain character on Linux
     for name, local in shown.items():
         assert (dest / local).read_bytes() == name.encode() + b"!", name
     # the file ".." and the folder ".." share one local name: one of them gets " (2)"

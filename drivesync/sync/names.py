@@ -8,6 +8,7 @@ final path is checked to stay inside the target folder (:func:`inside`).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 import re
@@ -22,8 +23,15 @@ _BAD = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
 
 
 def safe_part(name: str) -> str:
-    """One local file or folder name for a Drive name; never empty, ".", ".." or reserved."""
+    """One local file or folder name for a Drive name; never empty, ".", ".." or reserved.
+
+    On POSIX a name that :func:`remote_part` encoded gets its backslashes back
+    (``a＼b.txt`` -> ``a\\b.txt``), so push and pull round-trip. A name over the file
+    system's 255 bytes is shortened with a stable hash suffix (:func:`shorten`).
+    """
     out = _BAD.sub("_", name).strip(" ")
+    if os.sep == "/" and (BACKSLASH_SHOWN in out or QUOTE in out):
+        out = local_part(out)
     out = out.rstrip(".") if out not in (".", "..") else out  # Windows drops trailing dots
     if out in ("", ".", ".."):
         out = "_" + out.replace(".", "_") if out else "_unnamed"
@@ -36,13 +44,27 @@ def safe_part(name: str) -> str:
 
 
 def _truncate(name: str, limit: int) -> str:
-    if len(name.encode("utf-8")) <= limit:
+    return shorten(name, limit)
+
+
+def shorten(name: str, limit: int = MAX_PART_BYTES) -> str:
+    """``name`` if it fits ``limit`` bytes, else its start + ``~`` + 10 hex digits of its
+    sha1 + its extension: the same on every run, and two long names that share a
+    start still differ. Callers report the shortening (:func:`is_shortened`)."""
+    if len(name.encode("utf-8", "surrogateescape")) <= limit:
         return name
+    digest = hashlib.sha1(name.encode("utf-8", "surrogateescape")).hexdigest()[:10]
     stem, ext = posixpath.splitext(name)
-    ext = ext if len(ext.encode("utf-8")) <= 20 else ""
-    budget = limit - len(ext.encode("utf-8"))
-    cut = stem.encode("utf-8")[:budget].decode("utf-8", "ignore")
-    return cut + ext
+    ext = ext if len(ext.encode("utf-8", "surrogateescape")) <= 20 else ""
+    tail = f"~{digest}{ext}"
+    budget = limit - len(tail.encode("utf-8", "surrogateescape"))
+    cut = stem.encode("utf-8", "surrogateescape")[:budget].decode("utf-8", "ignore")
+    return cut + tail
+
+
+def is_shortened(raw: str) -> bool:
+    """Whether the local name of remote name ``raw`` had to be shortened."""
+    return len(raw.encode("utf-8", "surrogateescape")) > MAX_PART_BYTES
 
 
 def numbered(name: str, n: int) -> str:
@@ -114,7 +136,7 @@ def ensure_dir(root: str, parts: Sequence[str]) -> str:
     """
     cur = os.path.realpath(root)
     for part in parts:
-        if part in ("", ".", "..") or "/" in part or "\\" in part:
+        if part in ("", ".", "..") or "/" in part or (os.sep != "/" and "\\" in part):
             raise ValueError(f"unsafe path part {part!r}")
         nxt = os.path.join(cur, part)
         if os.path.islink(nxt):
@@ -128,3 +150,50 @@ def ensure_dir(root: str, parts: Sequence[str]) -> str:
     if not inside(root, cur):
         raise ValueError(f"{cur}: outside the target folder")
     return cur
+
+
+# ---- local names <-> remote names (push side) ----------------------------------------
+# A Linux file name may hold "\\", which every path on the remote side reads as a
+# separator ("a\\b.txt" became a folder "a" and a file "b.txt", never matched again, and
+# each re-push added a copy). Encoded reversibly as rclone does: "\\" -> FULLWIDTH
+# REVERSE SOLIDUS; the two characters the encoding uses are quoted with QUOTE when a
+# name holds them literally, so the mapping is one-to-one.
+BACKSLASH_SHOWN = "\uff3c"   # ＼
+QUOTE = "\u201b"             # ‛
+_SPECIAL = (BACKSLASH_SHOWN, QUOTE)
+
+
+def remote_part(name: str) -> str:
+    """The remote name of one local name (one path part), the same on every run;
+    :func:`local_part` gives the local name back. UnicodeEncodeError for a name that
+    is not valid UTF-8 (surrogate escapes): Drive names are UTF-8, push reports it."""
+    name.encode("utf-8")  # strict: surrogate-escaped bytes cannot become a Drive name
+    out = []
+    for ch in name:
+        if ch == "\\":
+            out.append(BACKSLASH_SHOWN)
+        elif ch in _SPECIAL:
+            out.append(QUOTE + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def local_part(name: str) -> str:
+    """The inverse of :func:`remote_part`; a QUOTE not followed by ＼ or ‛ stays."""
+    out = []
+    i = 0
+    while i < len(name):
+        ch = name[i]
+        if ch == QUOTE and i + 1 < len(name) and name[i + 1] in _SPECIAL:
+            out.append(name[i + 1])
+            i += 2
+            continue
+        out.append("\\" if ch == BACKSLASH_SHOWN else ch)
+        i += 1
+    return "".join(out)
+
+
+def printable(name: str) -> str:
+    """A local name for messages: undecodable bytes shown as \\xNN, never an error."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

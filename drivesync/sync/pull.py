@@ -26,7 +26,7 @@ from ..remotes.base import Remote
 from ..remotes.partial import BLOCK
 from ..types import Entry, is_internal, temp_name
 from .apply import apply_plan
-from .names import assign_names, ensure_dir, inside, raw_name, safe_part
+from .names import assign_names, ensure_dir, inside, is_shortened, raw_name, safe_part
 from .pack import FORMAT, MANIFEST_SUFFIX, TAR_SUFFIX, Manifest, parse_manifest, unpack_stream
 from .plan import (
     DOWNLOAD,
@@ -186,6 +186,10 @@ def _make_plan(remote: Remote, base: str, root: str, *, unpack: bool,
         named = [same[0] for same in folders.values()] + files + [
             m for m, _, _ in shards.values()]
         local_names = assign_names(named, folder=folder)
+        for e in named:  # said, so nobody looks for the full name on disk in vain
+            if is_shortened(raw_name(e, folder)):
+                warnings.append((e.path, "name longer than the file system's 255 bytes; "
+                                 f"stored as {local_names[e.id or e.path]}"))
         by_raw: dict[str, list[Entry]] = defaultdict(list)
         for e in files:
             by_raw[safe_part(raw_name(e, folder)).lower()].append(e)

@@ -28,6 +28,7 @@ from ..progress import NULL_PROGRESS, Progress, human_bytes, status_listener
 from ..remotes.base import Remote
 from ..types import Entry, is_internal
 from .apply import FATAL, apply_plan
+from .names import printable, remote_part
 from .pack import (
     MANIFEST_SUFFIX,
     TAR_SUFFIX,
@@ -116,7 +117,14 @@ def scan(root: Union[str, Path], *, excludes: Sequence[str] = ()) -> LocalTree:
             tree.unreadable[rel_dir] = f"cannot list: {exc.strerror or exc}"
             continue
         for d in items:
-            rel = posixpath.join(rel_dir, d.name) if rel_dir else d.name
+            try:
+                part = remote_part(d.name)  # "a\\b.txt" -> "a＼b.txt": one name, not a folder
+            except UnicodeEncodeError:
+                shown = posixpath.join(rel_dir, printable(d.name)) if rel_dir else printable(d.name)
+                tree.unreadable[shown] = ("the name is not valid UTF-8, which Drive names must "
+                                          "be; not pushed (rename it)")
+                continue
+            rel = posixpath.join(rel_dir, part) if rel_dir else part
             if is_internal(d.name) or excluded(rel, excludes):
                 continue
             if d.is_symlink():
