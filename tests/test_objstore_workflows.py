@@ -64,7 +64,8 @@ def test_push_skips_by_md5_replaces_changes_and_pull_round_trips(s3, tmp_path, c
     assert doc["uploaded"] == 0 and doc["skipped"] == 13
     (src / "obj.names").write_text("person\ncar\n")
     (src / "images/000/img0.jpg").unlink()
-    assert main(["push", str(src), f"{address}/data", "--delete", "--json", *flags]) == 0
+    assert main(["push", str(src), f"{address}/data", "--delete", "--yes", "--json",
+                 *flags]) == 0
     doc = json.loads(capsys.readouterr().out)
     # deleted: the old obj.names (overwritten in place) and img0.jpg (to the trash)
     assert (doc["uploaded"], doc["deleted"]) == (1, 2)
