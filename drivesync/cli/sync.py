@@ -32,7 +32,7 @@ def register(sub, common) -> None:
                     "tar plus a manifest.",
         example="drivesync push data/crowdhuman drive:space_Colab/data/crowdhuman --dry-run\n"
                 "drivesync push data/crowdhuman drive:space_Colab/data/crowdhuman --pack\n"
-                "drivesync push out/ /mnt/backup/out --delete --exclude '*.tmp'",
+                "drivesync push out/ /mnt/backup/out --delete --yes --exclude '*.tmp'",
     )
     p.add_argument("local", metavar="LOCAL", help="local folder to upload")
     p.add_argument("remote", metavar="REMOTE",
