@@ -137,8 +137,9 @@ class S3Store(Store):
                                                       "total_max_attempts": 1}}}
         if endpoint:
             kwargs["endpoint_url"] = endpoint
-        self.fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False,
-                                    **kwargs)
+        # one client per endpoint and process (fsspec caches instances; credentials are
+        # read once): building one loads botocore's S3 model, about half a second
+        self.fs = s3fs.S3FileSystem(use_listings_cache=False, **kwargs)
         self.fs.retries = 1  # the pacer retries, nothing below it
 
     def _s3(self, method: str, what: str, **kwargs):
