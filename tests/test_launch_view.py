@@ -68,3 +68,33 @@ def test_ultralytics_epochs_are_read():
                      "        3/50      1.2G      1.234      2.1    1.0   12   640: 100%\n")
     assert log.progress.iteration == 3 and log.progress.total == 50
     assert "progress: epoch 3/50, loss 1.234" in shown
+
+
+def test_charts_and_the_log_are_mirrored_with_the_checkpoints(tmp_path, local_remote, capsys,
+                                                             monkeypatch):
+    """darknet writes chart.png / chart_<cfg>.png into its working directory."""
+    import sys
+    from pathlib import Path
+
+    from drivesync.cli import main
+
+    fake = Path(__file__).parent / "fake_trainer.py"
+    (tmp_path / "obj.data").write_text(f"classes = 1\nbackup = {tmp_path / 'backup'}\n")
+    (tmp_path / "yolo.cfg").write_text("[net]\nbatch=4\nmax_batches=4\n")
+    darknet = tmp_path / "darknet"
+    darknet.write_text("#!/bin/sh\nprintf 'PNG1' > chart.png\nprintf 'PNG2' > chart_yolo.png\n"
+                       f'exec "{sys.executable}" -u "{fake}" darknet "$@"\n')
+    darknet.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FAKE_INTERVAL", "0.0")
+    assert main(["launch", "darknet", "--data", "obj.data", "--cfg", "yolo.cfg", "--darknet",
+                 str(darknet), "--weights", str(local_remote.root), "--work-dir",
+                 str(tmp_path / "work"), "--interval", "0.03", "--no-mount"]) == 0
+    out = capsys.readouterr().out
+    assert " 2: loss 1.0" not in out and "-v: all of it" in out  # condensed without -v
+    names = {e.name: e for e in local_remote.list("")}
+    assert (local_remote.root / "chart.png").read_bytes() == b"PNG1"
+    assert (local_remote.root / "chart_yolo.png").read_bytes() == b"PNG2"
+    assert "yolo_final.weights" in names
+    (log,) = local_remote.list("logs")
+    assert "FAKE done" in (local_remote.root / "logs" / log.name).read_text()
