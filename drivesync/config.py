@@ -7,6 +7,7 @@ The config file is INI (stdlib on every Python we support) at
 
 from __future__ import annotations
 
+import ast
 import configparser
 import os
 from dataclasses import dataclass, fields, replace
@@ -58,15 +59,68 @@ class Settings:
 _TYPES = {f.name: f.type for f in fields(Settings)}
 
 
-def _coerce(name: str, value: Any) -> Any:
+_KIND_WORDS = {int: "a whole number", float: "a number"}
+
+
+def _coerce(name: str, value: Any, source: str = "") -> Any:
+    """Convert ``value`` to the setting's type; ``source`` (file or variable) names it in errors."""
     default = getattr(Settings(), name)
     kind = type(default) if default is not None else str
     if value is None or isinstance(value, kind):
         return value
+    where = f"{source}: " if source else ""
     try:
         return kind(value)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"setting {name}: expected {kind.__name__}, got {value!r}") from exc
+        raise ConfigError(f"{where}setting {name}: expected "
+                          f"{_KIND_WORDS.get(kind, kind.__name__)}, got {value!r}") from exc
+
+
+def _ini_error(path: Path, exc: configparser.Error) -> str:
+    """One line naming the file and line, not configparser's multi-line repr."""
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return (f"{path}, line {exc.lineno}: expected a section header such as [drivesync], "
+                f"got {exc.line.strip()!r}")
+    if isinstance(exc, configparser.ParsingError):
+        lineno, line = exc.errors[0] if exc.errors else (0, "")
+        if isinstance(line, str) and line[:1] in "'\"":     # configparser stores repr(line)
+            try:
+                line = ast.literal_eval(line)
+            except (ValueError, SyntaxError):
+                pass
+        return f"{path}, line {lineno}: expected 'key = value', got {str(line).strip()!r}"
+    if isinstance(exc, (configparser.DuplicateOptionError, configparser.DuplicateSectionError)):
+        if isinstance(exc, configparser.DuplicateOptionError):
+            what = f"setting {exc.option!r} in [{exc.section}]"
+        else:
+            what = f"section [{exc.section}]"
+        return f"{path}, line {exc.lineno}: {what} appears twice"
+    lineno = getattr(exc, "lineno", None)
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"{path}" + (f", line {lineno}" if lineno else "") + f": not a valid INI file: {first}"
+
+
+def _read_config(path: Path, explicit: bool) -> configparser.ConfigParser:
+    """Parse the config file; a missing default file is no config, a missing named one an error."""
+    parser = configparser.ConfigParser(interpolation=None)   # a '%' in a token or path is literal
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"config file {path}: no such file")
+        return parser
+    if not path.is_file():
+        raise ConfigError(f"config file {path}: not a file (expected an INI file)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path}: not UTF-8 text (byte {exc.start}); "
+                          "expected an INI file") from exc
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read it: {exc.strerror or exc}") from exc
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.Error as exc:
+        raise ConfigError(_ini_error(path, exc)) from exc
+    return parser
 
 
 def load_settings(flags: Optional[Mapping[str, Any]] = None, *,
@@ -75,22 +129,19 @@ def load_settings(flags: Optional[Mapping[str, Any]] = None, *,
     """Merge the three sources; flags whose value is None do not override."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
+    explicit = config_file is not None or bool(env.get("DRIVESYNC_CONFIG"))
     path = config_file or Path(env.get("DRIVESYNC_CONFIG") or config_dir() / "config.ini")
-    if path.is_file():
-        parser = configparser.ConfigParser()
-        try:
-            parser.read(path, encoding="utf-8")
-        except configparser.Error as exc:
-            raise ConfigError(f"{path}: not a valid INI file: {exc}") from exc
-        if parser.has_section("drivesync"):
-            for key, raw in parser.items("drivesync"):
-                if key not in _TYPES:
-                    raise ConfigError(f"{path}: unknown setting {key!r} in [drivesync]")
-                values[key] = _coerce(key, raw)
+    parser = _read_config(path, explicit)
+    if parser.has_section("drivesync"):
+        for key, raw in parser.items("drivesync"):
+            if key not in _TYPES:
+                raise ConfigError(f"{path}: unknown setting {key!r} in [drivesync]")
+            values[key] = _coerce(key, raw, str(path))
     for name in _TYPES:
-        raw = env.get("DRIVESYNC_" + name.upper())
+        var = "DRIVESYNC_" + name.upper()
+        raw = env.get(var)
         if raw not in (None, ""):
-            values[name] = _coerce(name, raw)
+            values[name] = _coerce(name, raw, var)
     for name, raw in (flags or {}).items():
         if name in _TYPES and raw is not None:
             values[name] = _coerce(name, raw)

@@ -101,3 +101,13 @@ def test_a_remote_that_is_a_file_gives_one_clear_error(cli, emulator, tmp_path):
         code, _, err = cli(*verb)
         assert code == EXIT_NOT_FOUND and "ds/b.txt: is a file, not a folder" in one_line_error(err)
     assert len([f for f in emulator.state.all_files() if f["name"] == "b.txt"]) == 1
+
+
+def test_a_config_file_that_is_missing_or_garbled_is_a_usage_error(cli, tmp_path):
+    """--config naming no file was silently ignored (the token and endpoint then went elsewhere)."""
+    code, out, err = cli("ls", "drive:", "--config", str(tmp_path / "typo.ini"))
+    assert code == 2 and "typo.ini: no such file" in one_line_error(err)
+    binary = tmp_path / "binary.ini"
+    binary.write_bytes(b"\xff\xfe\x00[")
+    code, out, err = cli("ls", "drive:", "--config", str(binary))
+    assert code == 2 and "binary.ini: not UTF-8 text" in one_line_error(err)

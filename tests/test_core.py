@@ -86,7 +86,7 @@ def test_rate_limiter_disabled():
     assert clock.t == 0.0
 
 
-def test_settings_precedence_flag_env_file(tmp_path):
+def test_settings_precedence_flag_env_file(tmp_path, monkeypatch):
     cfg = tmp_path / "config.ini"
     cfg.write_text("[drivesync]\nfolder = from_file\njobs = 3\nwrite_rate = 1.5\n")
     env = {"DRIVESYNC_FOLDER": "from_env", "DRIVESYNC_JOBS": "5"}
@@ -94,7 +94,9 @@ def test_settings_precedence_flag_env_file(tmp_path):
     assert s.folder == "from_flag"      # flag beats env and file
     assert s.jobs == 5                  # env beats file
     assert s.write_rate == 1.5          # file beats default
-    assert load_settings({}, env={}, config_file=tmp_path / "none.ini") == Settings()
+    xdg = {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}       # the default file may be absent
+    monkeypatch.setenv("XDG_CONFIG_HOME", xdg["XDG_CONFIG_HOME"])
+    assert load_settings({}, env=xdg) == Settings()
 
 
 def test_settings_bad_values_are_config_errors(tmp_path):
@@ -102,8 +104,42 @@ def test_settings_bad_values_are_config_errors(tmp_path):
     cfg.write_text("[drivesync]\nbogus = 1\n")
     with pytest.raises(ConfigError, match="unknown setting 'bogus'"):
         load_settings({}, env={}, config_file=cfg)
-    with pytest.raises(ConfigError, match="jobs"):
-        load_settings({}, env={"DRIVESYNC_JOBS": "many"}, config_file=tmp_path / "x.ini")
+    empty = tmp_path / "empty.ini"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="DRIVESYNC_JOBS: setting jobs: expected a whole number"):
+        load_settings({}, env={"DRIVESYNC_JOBS": "many"}, config_file=empty)
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"[drivesync\njobs = 4\n", "bad.ini, line 1: expected a section header"),
+    (b"jobs = 4\n", "bad.ini, line 1: expected a section header"),
+    (b"[drivesync]\n  jobs\nfoo\n", "bad.ini, line 2: expected 'key = value', got 'jobs'"),
+    (b"[drivesync]\njobs = 1\njobs = 2\n",
+     "bad.ini, line 3: setting 'jobs' in [drivesync] appears twice"),
+    (b"[drivesync]\njobs = abc\n", "bad.ini: setting jobs: expected a whole number, got 'abc'"),
+    (b"\xff\xfe\x00[", "bad.ini: not UTF-8 text"),
+    (None, "bad.ini: no such file"),
+])
+def test_a_bad_config_file_is_named_with_its_line(tmp_path, content, expected):
+    """Each is a ConfigError (exit 2) naming the file: no internal error, no silent default."""
+    cfg = tmp_path / "bad.ini"
+    if content is not None:
+        cfg.write_bytes(content)
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, env={}, config_file=cfg)
+    msg = str(info.value)
+    assert expected in msg and "\n" not in msg
+    with pytest.raises(ConfigError, match="not a file"):
+        load_settings({}, env={}, config_file=tmp_path)
+    with pytest.raises(ConfigError, match="nope.ini: no such file"):
+        load_settings({}, env={"DRIVESYNC_CONFIG": str(tmp_path / "nope.ini")})
+
+
+def test_a_percent_sign_in_the_config_file_is_literal(tmp_path):
+    cfg = tmp_path / "config.ini"
+    cfg.write_text("[drivesync]\ntoken = ab%cd\nstate_dir = /tmp/100%\n")
+    s = load_settings({}, env={}, config_file=cfg)
+    assert (s.token, s.state_dir) == ("ab%cd", "/tmp/100%")
 
 
 def test_hash_cache_reads_each_file_once_until_it_changes(tmp_path):
