@@ -253,3 +253,17 @@ def test_a_token_refreshed_during_a_run_is_written_back(emulator, drive_settings
     assert saved["token"] == emulator.token and saved["refresh_token"] == "refresh-secret"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert sorted(p.name for p in path.parent.iterdir()) == ["token.json"]
+
+
+def test_quiet_keeps_warnings(emulator, monkeypatch, capsys, tmp_path):
+    """-q drops chatter, never a warning: the 0644 warning was silent under -q (level ERROR)."""
+    path = tmp_path / "token.json"
+    auth.save_user_token(user_creds(token=emulator.token), path)
+    path.chmod(0o644)
+    monkeypatch.delenv("DRIVESYNC_TOKEN", raising=False)
+    monkeypatch.setenv("DRIVESYNC_TOKEN_FILE", str(path))
+    assert main(["ls", "drive:", "-q", "--endpoint", emulator.url]) == 0
+    err = capsys.readouterr().err
+    expected = f"drivesync: warning: {path}: the token file was readable by others (mode 0644)"
+    assert expected in err, err
+    assert emulator.token not in err

@@ -37,7 +37,14 @@ def printable(text: object) -> str:
 class _Printable(logging.Formatter):
     """Log lines go through :func:`printable` too (a warning may quote a name)."""
 
+    def __init__(self, fmt: str, *args: Any, lower_level: bool = False, **kw: Any) -> None:
+        super().__init__(fmt, *args, **kw)
+        self.lower_level = lower_level      # "drivesync: warning:" like Context.warn
+
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - stdlib name
+        if self.lower_level:
+            lower = record.levelname.lower()
+            record = logging.makeLogRecord({**record.__dict__, "levelname": lower})
         return printable(super().formatMessage(record))
 
 
@@ -163,10 +170,8 @@ def close_log_file(handler: logging.Handler) -> None:
 
 
 def make_context(args: Any) -> Context:
-    level = logging.WARNING
-    if getattr(args, "quiet", False):
-        level = logging.ERROR
-    elif getattr(args, "verbose", 0) >= 2:
+    level = logging.WARNING     # -q too: it drops chatter, never a warning (README "-q rule")
+    if getattr(args, "verbose", 0) >= 2:
         level = logging.DEBUG
     elif getattr(args, "verbose", 0) == 1:
         level = logging.INFO
@@ -174,7 +179,7 @@ def make_context(args: Any) -> Context:
     stderr = next((h for h in root.handlers if getattr(h, "_drivesync", False)), None)
     if stderr is None:
         stderr = _StderrHandler()
-        stderr.setFormatter(_Printable("drivesync: %(levelname)s: %(message)s"))
+        stderr.setFormatter(_Printable("drivesync: %(levelname)s: %(message)s", lower_level=True))
         stderr.addFilter(_Redact())
         stderr._drivesync = True  # type: ignore[attr-defined]
         root.addHandler(stderr)
