@@ -366,3 +366,18 @@ def test_invariants(entries, policy, quota, permanent, empty_trash):
         quota2 = Quota(limit=quota.limit, usage=quota.usage, trash=quota.trash + plan.bytes_freed)
     again = run(remaining, policy, quota2, permanent, empty_trash)
     assert again.delete == []
+
+
+def test_a_kept_number_is_never_dropped_for_a_copy_kept_only_by_its_place():
+    """Hypothesis found it: epoch20 (--keep-every 10) was deleted as a copy of epoch27, kept
+    only as the newest complete checkpoint; a later pass then deleted epoch27 too, and the
+    bytes of a checkpoint the policy keeps were gone."""
+    entries = [E("w/epoch1.pt", modified=53), E("w/epoch3.pt", md5="h0", modified=199),
+               E("w/epoch20.pt", md5="h0", modified=35), E("w/epoch27.pt", md5="h0", modified=94),
+               E("w/epoch30.pt", size=50, modified=69), E("w/last.pt", md5="h1", modified=166),
+               E("w/best.pt", md5="h1", modified=195)]
+    policy = PrunePolicy(keep_last=0, keep_every=10)
+    plan = select_prunable(entries, policy)
+    assert "w/epoch20.pt" in paths(plan.keep)          # kept for its number
+    again = select_prunable([d.entry for d in plan.keep], policy)
+    assert again.delete == []                           # and the next run keeps it too

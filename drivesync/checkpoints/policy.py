@@ -169,8 +169,51 @@ def _candidate_reason(c: Checkpoint, policy: PrunePolicy, incomplete: Optional[s
     return f"older {c.role} (a newer {c.role} of the family is kept)"
 
 
-def _dedupe(checkpoints: list[Checkpoint], p: _Pass, rank: dict[int, int]) -> None:
-    """Mark extra identical copies for deletion; the strongest/newest copy stays."""
+def _number_rules(checkpoints: list[Checkpoint], policy: PrunePolicy) -> dict[int, set[str]]:
+    """Which numbering rules keep each numbered checkpoint: "newest" (--keep-last,
+    which lapses as newer numbers arrive) and "every" (--keep-every, for good)."""
+    rules: dict[int, set[str]] = {}
+    for members in group_families(checkpoints).values():
+        numbers = sorted({c.number for c in members if c.role == NUMBERED}, reverse=True)
+        newest = set(numbers[:policy.keep_last])
+        for c in members:
+            if c.role == NUMBERED:
+                rules[id(c)] = ({"newest"} if c.number in newest else set()) | (
+                    {"every"} if policy.keep_every and c.number % policy.keep_every == 0
+                    else set())
+    return rules
+
+
+def _outlives(keeper: Checkpoint, copy: Checkpoint, rules: dict[int, set[str]]) -> bool:
+    """Will ``keeper`` stay kept at least as long as the retained ``copy`` would?
+
+    A place (newest complete, a ``last`` the trainer rewrites) is not enough: it
+    moves, and the next run would delete the last copy of a checkpoint the policy
+    keeps (``epoch20`` under --keep-every 10, dropped for a twin ``epoch27``).
+    """
+    mine, theirs = rules.get(id(keeper), set()), rules.get(id(copy), set())
+    if "every" in mine:
+        return True
+    return bool(mine) and "every" not in theirs
+
+
+def _durability(c: Checkpoint, p: _Pass, rules: dict[int, set[str]]) -> int:
+    """How long a retained copy stays kept: --keep-every for good, --keep-last for now."""
+    if p.level[id(c)] != RETAINED:
+        return 0
+    mine = rules.get(id(c), set())
+    return 2 if "every" in mine else 1 if "newest" in mine else 0
+
+
+def _dedupe(checkpoints: list[Checkpoint], p: _Pass, rank: dict[int, int],
+            policy: PrunePolicy) -> None:
+    """Mark extra identical copies for deletion; the strongest/newest copy stays.
+
+    A retained copy is only dropped for a copy that outlives it; when the copy
+    that stays is protected by its place alone, the most durable retained copy
+    stays beside it (kept for its number).
+    """
+    rules = _number_rules(checkpoints, policy)
     groups: dict[tuple[str, int], list[Checkpoint]] = {}
     for c in checkpoints:
         if c.entry.md5 and c.entry.size > 0:
@@ -178,13 +221,20 @@ def _dedupe(checkpoints: list[Checkpoint], p: _Pass, rank: dict[int, int]) -> No
     for copies in groups.values():
         if len(copies) < 2:
             continue
-        copies.sort(key=lambda c: (-p.level[id(c)], rank[id(c)]))
+        copies.sort(key=lambda c: (-p.level[id(c)], -_durability(c, p, rules), rank[id(c)]))
         keeper = copies[0]
+        orphans = [c for c in copies[1:] if p.level[id(c)] == RETAINED
+                   and not _outlives(keeper, c, rules)]
+        anchor = max(orphans, key=lambda c: (_durability(c, p, rules), c.number or -1),
+                     default=None)
         for c in copies[1:]:
+            stays = anchor if c in orphans else keeper
             if p.level[id(c)] == PROTECTED:
                 p.why[id(c)] += f" (identical to {keeper.entry.path}, kept for its name)"
+            elif c is anchor or (stays is anchor and not _outlives(anchor, c, rules)):
+                p.why[id(c)] += f" (identical to {keeper.entry.path}, kept for its number)"
             else:
-                p.delete[id(c)] = f"identical copy of {keeper.entry.path} (md5 {c.entry.md5})"
+                p.delete[id(c)] = f"identical copy of {stays.entry.path} (md5 {c.entry.md5})"
 
 
 def _plan_once(checkpoints: list[Checkpoint], policy: PrunePolicy, *,
@@ -195,7 +245,7 @@ def _plan_once(checkpoints: list[Checkpoint], policy: PrunePolicy, *,
     ordered = order_newest_first(checkpoints)
     rank = {id(c): i for i, c in enumerate(ordered)}   # 0 = newest
     p = _protect(checkpoints, policy)
-    _dedupe(checkpoints, p, rank)
+    _dedupe(checkpoints, p, rank, policy)
     bad = incomplete_reasons(checkpoints)
     candidates = [c for c in ordered
                   if p.level[id(c)] == CANDIDATE and id(c) not in p.delete]
