@@ -60,20 +60,31 @@ _TYPES = {f.name: f.type for f in fields(Settings)}
 
 
 _KIND_WORDS = {int: "a whole number", float: "a number"}
+# Lower bounds; a value below one was silently clamped or ignored (jobs=-3, write_rate=-1).
+# 0 is allowed where it means "no limit" (write_rate) or "none" (thresholds, backoff).
+_MINIMUM: dict[str, float] = {
+    "jobs": 1, "max_tries": 1, "max_files_per_folder": 1, "chunk_size": 1,
+    "write_rate": 0, "resumable_threshold": 0, "backoff_base": 0, "backoff_cap": 0,
+    "outage_window": 0,
+}
 
 
 def _coerce(name: str, value: Any, source: str = "") -> Any:
     """Convert ``value`` to the setting's type; ``source`` (file or variable) names it in errors."""
     default = getattr(Settings(), name)
     kind = type(default) if default is not None else str
-    if value is None or isinstance(value, kind):
+    if value is None:
         return value
     where = f"{source}: " if source else ""
+    least = _MINIMUM.get(name)
+    expected = _KIND_WORDS.get(kind, kind.__name__) + (f" >= {least}" if least is not None else "")
     try:
-        return kind(value)
+        result = value if isinstance(value, kind) else kind(value)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}setting {name}: expected "
-                          f"{_KIND_WORDS.get(kind, kind.__name__)}, got {value!r}") from exc
+        raise ConfigError(f"{where}setting {name}: expected {expected}, got {value!r}") from exc
+    if least is not None and not result >= least:      # NaN fails too
+        raise ConfigError(f"{where}setting {name}: expected {expected}, got {value!r}")
+    return result
 
 
 def _ini_error(path: Path, exc: configparser.Error) -> str:

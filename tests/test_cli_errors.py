@@ -111,3 +111,16 @@ def test_a_config_file_that_is_missing_or_garbled_is_a_usage_error(cli, tmp_path
     binary.write_bytes(b"\xff\xfe\x00[")
     code, out, err = cli("ls", "drive:", "--config", str(binary))
     assert code == 2 and "binary.ini: not UTF-8 text" in one_line_error(err)
+
+
+@pytest.mark.parametrize("flag", [["--jobs", "0"], ["-j", "-2"], ["--write-rate", "-1"]])
+def test_push_and_pull_refuse_a_meaningless_jobs_or_rate(cli, tmp_path, flag):
+    """--jobs 0 silently meant the default; --jobs -2 and --write-rate -1 were accepted."""
+    (tmp_path / "src").mkdir()
+    src, dest = str(tmp_path / "src"), str(tmp_path / "d")
+    for argv in (["push", src, "drive:x"], ["pull", "drive:x", dest]):
+        if argv[0] == "pull" and flag[0] == "--write-rate":
+            continue
+        with pytest.raises(SystemExit) as info:
+            cli(*argv, *flag)
+        assert info.value.code == 2

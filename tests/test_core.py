@@ -116,7 +116,8 @@ def test_settings_bad_values_are_config_errors(tmp_path):
     (b"[drivesync]\n  jobs\nfoo\n", "bad.ini, line 2: expected 'key = value', got 'jobs'"),
     (b"[drivesync]\njobs = 1\njobs = 2\n",
      "bad.ini, line 3: setting 'jobs' in [drivesync] appears twice"),
-    (b"[drivesync]\njobs = abc\n", "bad.ini: setting jobs: expected a whole number, got 'abc'"),
+    (b"[drivesync]\njobs = abc\n",
+     "bad.ini: setting jobs: expected a whole number >= 1, got 'abc'"),
     (b"\xff\xfe\x00[", "bad.ini: not UTF-8 text"),
     (None, "bad.ini: no such file"),
 ])
@@ -203,3 +204,15 @@ def test_walk_skips_a_folder_removed_while_walking(tmp_path):
     (tmp_path / "trigger").write_bytes(b"t")
     remote = LocalRemote(tmp_path, hash_cache=_RemovingCache(None))
     assert [e.path for e in remote.walk("")] == ["a", "trigger"]
+
+
+@pytest.mark.parametrize("var, raw", [("JOBS", "0"), ("JOBS", "-3"), ("WRITE_RATE", "-1"),
+                                      ("MAX_TRIES", "0"), ("CHUNK_SIZE", "-5"),
+                                      ("WRITE_RATE", "nan")])
+def test_settings_out_of_range_are_config_errors(var, raw, tmp_path):
+    """They were silently clamped or ignored (jobs=-3 ran with the default)."""
+    empty = tmp_path / "empty.ini"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match=f"DRIVESYNC_{var}: setting .* >= .*got '{raw}'"):
+        load_settings({}, env={f"DRIVESYNC_{var}": raw}, config_file=empty)
+    assert load_settings({}, env={"DRIVESYNC_WRITE_RATE": "0"}, config_file=empty).write_rate == 0

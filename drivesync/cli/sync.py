@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
@@ -38,7 +39,7 @@ def register(sub, common) -> None:
     p.add_argument("remote", metavar="REMOTE",
                    help="target: drive:FOLDER/SUB, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, "
                         "local:PATH or a local path")
-    p.add_argument("--jobs", "-j", type=int, metavar="N",
+    p.add_argument("--jobs", "-j", type=_at_least_one, metavar="N",
                    help="parallel uploads (default 4; 16 on s3:// and gs://)")
     p.add_argument("--pack", action="store_true",
                    help="one uncompressed tar + manifest per shard folder")
@@ -48,7 +49,7 @@ def register(sub, common) -> None:
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                    help="skip paths matching GLOB (relative path or name; repeatable)")
     p.add_argument("--dry-run", "-n", action="store_true", help="print the plan, change nothing")
-    p.add_argument("--write-rate", type=float, metavar="R",
+    p.add_argument("--write-rate", type=_rate, metavar="R",
                    help="new files per second (default 2.8; Drive allows about 3; 0: no limit)")
     p.add_argument("--allow-big-folders", action="store_true",
                    help="allow more than max_files_per_folder (2000) files in one folder")
@@ -71,7 +72,7 @@ def register(sub, common) -> None:
                    help="source: drive:FOLDER/SUB, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, "
                         "local:PATH or a local path")
     q.add_argument("local", metavar="LOCAL", help="local folder to write into")
-    q.add_argument("--jobs", "-j", type=int, metavar="N",
+    q.add_argument("--jobs", "-j", type=_at_least_one, metavar="N",
                    help="parallel downloads (default 4; 16 on s3:// and gs://)")
     q.add_argument("--dry-run", "-n", action="store_true", help="print the plan, change nothing")
     q.add_argument("--no-unpack", dest="unpack", action="store_false",
@@ -95,6 +96,28 @@ def register(sub, common) -> None:
     d.add_argument("--yes", "-y", action="store_true",
                    help="change without asking (needed when stdin is not a terminal)")
     d.set_defaults(func=run_dedupe)
+
+
+def _at_least_one(text: str) -> int:
+    """--jobs: 0 silently meant the default and a negative number was accepted."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _rate(text: str) -> float:
+    """--write-rate: files per second, 0 for no limit; a negative rate was accepted."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:          # NaN too
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 (0: no limit), got {text!r}")
+    return value
 
 
 def local_folder(text: str, *, role: str, must_exist: bool) -> str:
