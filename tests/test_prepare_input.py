@@ -45,7 +45,9 @@ def test_crowdhuman_and_shard_on_a_voc_folder(voc, tmp_path, capsys):
     assert main(["prepare", str(voc), str(tmp_path / "o"), "-f", "crowdhuman"]) == EXIT_ERROR
     assert "use --format voc" in capsys.readouterr().err
     assert main(["shard", str(voc), str(tmp_path / "s")]) == EXIT_ERROR
-    assert "use --format voc" in capsys.readouterr().err
+    err = capsys.readouterr().err       # shard has no --format: it must not say "for --format yolo"
+    assert "for --format" not in err and "shard takes a YOLO folder" in err
+    assert "`drivesync prepare` (or `drivesync convert` first) with --format voc" in err
 
 
 def test_the_right_format_still_works(voc, tmp_path, capsys):

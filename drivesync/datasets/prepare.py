@@ -126,7 +126,7 @@ _WHAT = {"voc": "VOC XML annotations", "coco": "a COCO JSON",
          "crowdhuman": "CrowdHuman .odgt files", "yolo": "YOLO label .txt files"}
 
 
-def _check_format(src: str, fmt: str) -> None:
+def _check_format(src: str, fmt: str, *, verb: str = "") -> None:
     """Stop before writing when SRC holds no files of ``fmt`` but another format's.
 
     (``--format yolo`` on a VOC folder would make every image a background image.)
@@ -142,6 +142,10 @@ def _check_format(src: str, fmt: str) -> None:
         return
     seen = "; ".join(_WHAT.get(f, f + " files") for f in others)
     fits = " or ".join(f"--format {f}" for f in others)
+    if verb == "shard":     # shard has no --format: it takes YOLO pairs, so name the way there
+        raise DatasetError(f"{display(src)}: {lead}; shard takes a YOLO folder (image + .txt "
+                           f"pairs), but it holds {seen}: run `drivesync prepare` (or "
+                           f"`drivesync convert` first) with {fits}")
     raise DatasetError(f"{display(src)}: {lead} for --format {fmt}, but it holds {seen}: "
                        f"use {fits}")
 
@@ -180,11 +184,12 @@ def _begin(
     classes_file: Optional[str],
     dry_run: bool,
     flat: bool = False,
+    verb: str = "",
 ) -> Tuple[PrepareResult, Optional[List[str]], Apply]:
     """Check the arguments (before anything is written); start the result and the Apply."""
     src, out = os.path.abspath(os.fspath(src)), os.path.abspath(os.fspath(out))
     _validate(src, out, fmt, mode)
-    _check_format(src, fmt)
+    _check_format(src, fmt, verb=verb)
     if flat:
         name = os.path.basename(out) or "dataset"
     else:
@@ -469,6 +474,7 @@ def shard_dataset(
         classes=classes,
         classes_file=classes_file,
         dry_run=dry_run,
+        verb="shard",
     )
     with ap.lock(), _ascii_names(ascii_names):
         _place(res, names, ap, max_files=max_files, progress=progress, on_step=on_step)
