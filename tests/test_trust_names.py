@@ -97,6 +97,8 @@ def test_undecodable_name_is_reported_never_an_internal_error(tmp_path, emulator
         err = capsys.readouterr().err
         assert code == 4 and "internal error" not in err
         assert "bad\\xff.txt: the name is not valid UTF-8" in err
+        line = next(li for li in err.splitlines() if "bad\\xff.txt" in li)
+        assert line.count("not pushed") == 1, line         # it said "not pushed" twice
     cache = HashCache(None)   # and the md5 cache takes such a path
     path = os.path.join(str(src), os.fsdecode(b"bad\xff.txt"))
     assert cache.md5(path) == cache.md5(path) and cache.reads == 1

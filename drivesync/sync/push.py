@@ -122,7 +122,7 @@ def scan(root: Union[str, Path], *, excludes: Sequence[str] = ()) -> LocalTree:
             except UnicodeEncodeError:
                 shown = posixpath.join(rel_dir, printable(d.name)) if rel_dir else printable(d.name)
                 tree.unreadable[shown] = ("the name is not valid UTF-8, which Drive names must "
-                                          "be; not pushed (rename it)")
+                                          "be: rename it")
                 continue
             rel = posixpath.join(rel_dir, part) if rel_dir else part
             if is_internal(d.name) or excluded(rel, excludes):
@@ -233,7 +233,7 @@ def push(local_dir: Union[str, Path], *, remote: Remote, path: str = "", jobs: i
                           delete=delete, excludes=excludes, cache=cache, packs_db=packs_db,
                           remote=remote, jobs=jobs,
                           blocked_remote=[rel_to(base, p) or p for p, _ in remote_unreadable])
-        unreadable = [(rel, f"{why}; not pushed, and its remote copy is kept")
+        unreadable = [(rel, f"{why}; not pushed (any remote copy is kept)")
                       for rel, why in sorted(tree.unreadable.items())]
         unreadable += [(p, f"cannot list this remote folder ({exc}); nothing below it was "
                            "pushed or deleted") for p, exc in remote_unreadable]
