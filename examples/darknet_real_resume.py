@@ -103,8 +103,8 @@ def main() -> int:
     ap.add_argument("--third-party", default=str(here.parent / "shared" / "third_party"),
                     help="folder holding the darknet source tarball (for its yolov4-tiny.cfg)")
     ap.add_argument("--images", type=int, default=24)
-    ap.add_argument("--every", type=int, default=100, help="savelast: _last every N iterations")
-    ap.add_argument("--max-batches", type=int, default=600)
+    ap.add_argument("--every", type=int, default=300, help="savelast: _last every N iterations")
+    ap.add_argument("--max-batches", type=int, default=1500)
     ap.add_argument("--dir", help="work folder to keep (default: a temp folder)")
     ap.add_argument("--timeout", type=float, default=600, help="seconds per runtime")
     args = ap.parse_args()

@@ -41,7 +41,7 @@ def test_real_darknet_resumes_across_kills_and_refuses_nan_and_truncated(tmp_pat
     done = subprocess.run(
         [sys.executable, str(REPO / "examples" / "darknet_real_resume.py"), "--darknet", darknet,
          "--third-party", str(SHARED / "third_party"), "--dir", str(tmp_path / "run"),
-         "--images", "16", "--every", "100", "--max-batches", "600"],
+         "--images", "16", "--every", "300", "--max-batches", "1500"],
         env=env, capture_output=True, text=True, timeout=600)
     report = done.stdout[-3000:]
     assert done.returncode == 0, report + done.stderr[-2000:]
