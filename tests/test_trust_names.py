@@ -13,6 +13,7 @@ from drivesync.hashing import HashCache
 from drivesync.sync.names import (
     _RESERVED,
     MAX_PART_BYTES,
+    ControlCharacterName,
     local_part,
     remote_part,
     safe_part,
@@ -20,10 +21,40 @@ from drivesync.sync.names import (
 )
 
 TOKEN = "test-token"
-# a name part on Linux: anything but "/" and NUL; "\\", "＼" and "‛" drawn often
+# a name part on Linux that push takes: anything but "/" and control characters (refused,
+# see test_control_characters_are_refused); "\\", "＼" and "‛" drawn often
 names = st.text(st.one_of(st.sampled_from("\\\uff3c\u201bab."),
-                          st.characters(blacklist_characters="/\x00",
-                                        blacklist_categories=("Cs",))), min_size=1)
+                          st.characters(blacklist_characters="/",
+                                        blacklist_categories=("Cs", "Cc"))), min_size=1)
+
+
+@given(st.text(min_size=1).filter(lambda t: any(c < " " or c == "\x7f" for c in t)))
+def test_control_characters_are_refused(name):
+    """pull never writes a name with a control character, so push cannot promise it back."""
+    try:
+        remote_part(name)
+    except (ControlCharacterName, UnicodeEncodeError):
+        return
+    raise AssertionError(f"{name!r} was accepted")
+
+
+def test_push_refuses_a_control_character_name_and_keeps_its_remote_copy(
+        tmp_path, emulator, monkeypatch, capsys):
+    """QA: 'new\nline.txt' was uploaded raw, pulled back as 'new_line.txt', and a push of
+    that folder with --delete then trashed the original."""
+    monkeypatch.setenv("DRIVESYNC_TOKEN", TOKEN)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "ok.txt").write_text("ok")
+    (src / "new\nline.txt").write_text("x")
+    code, doc = _push(src, emulator, capsys)
+    assert code == 4 and doc["uploaded"] == 1
+    names_on_drive = {f["name"] for f in emulator.state.all_files() if not f["trashed"]}
+    assert "new\nline.txt" not in names_on_drive and "ok.txt" in names_on_drive
+    code = main(["push", str(src), "drive:space_Colab/ds", "--endpoint", emulator.url,
+                 "--delete", "--yes", "--json"])
+    assert code == 4
+    assert not any(f["trashed"] for f in emulator.state.all_files())
 
 
 @given(names)

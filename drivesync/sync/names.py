@@ -163,11 +163,20 @@ QUOTE = "\u201b"             # ‛
 _SPECIAL = (BACKSLASH_SHOWN, QUOTE)
 
 
+class ControlCharacterName(ValueError):
+    """A local name holds a control character (newline, ESC...): pull never writes
+    such a name (it would drive a terminal), so it could not come back: push refuses it."""
+
+
 def remote_part(name: str) -> str:
     """The remote name of one local name (one path part), the same on every run;
     :func:`local_part` gives the local name back. UnicodeEncodeError for a name that
-    is not valid UTF-8 (surrogate escapes): Drive names are UTF-8, push reports it."""
+    is not valid UTF-8 (surrogate escapes): Drive names are UTF-8, push reports it;
+    ControlCharacterName for one that pull could not give back."""
     name.encode("utf-8")  # strict: surrogate-escaped bytes cannot become a Drive name
+    bad = next((ch for ch in name if ch < " " or ch == "\x7f"), None)
+    if bad is not None:
+        raise ControlCharacterName(f"the name holds the control character {bad!r}")
     out = []
     for ch in name:
         if ch == "\\":

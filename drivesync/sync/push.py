@@ -28,7 +28,7 @@ from ..progress import NULL_PROGRESS, Progress, human_bytes, status_listener
 from ..remotes.base import Remote
 from ..types import Entry, is_internal
 from .apply import FATAL, apply_plan
-from .names import printable, remote_part
+from .names import ControlCharacterName, printable, remote_part
 from .pack import (
     MANIFEST_SUFFIX,
     TAR_SUFFIX,
@@ -123,6 +123,11 @@ def scan(root: Union[str, Path], *, excludes: Sequence[str] = ()) -> LocalTree:
                 shown = posixpath.join(rel_dir, printable(d.name)) if rel_dir else printable(d.name)
                 tree.unreadable[shown] = ("the name is not valid UTF-8, which Drive names must "
                                           "be: rename it")
+                continue
+            except ControlCharacterName as exc:
+                shown = posixpath.join(rel_dir, printable(d.name)) if rel_dir else printable(d.name)
+                tree.unreadable[shown] = (f"{exc}, which pull could not give back as it is: "
+                                          "rename it")
                 continue
             rel = posixpath.join(rel_dir, part) if rel_dir else part
             if is_internal(d.name) or excluded(rel, excludes):
