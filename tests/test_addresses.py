@@ -100,6 +100,7 @@ def test_bare_drive_and_drive_x_agree(drive_env, capsys):
     assert main(["ls", "drive:/space_Colab"]) == 0
     out, err = capsys.readouterr()
     assert out.splitlines() == ["data/"] and "My Drive/space_Colab (drive:space_Colab)" in err
+    assert "(drive:space_Colab): 1 item\n" in err          # not "1 items"
 
 
 def test_open_remote_bare_drive_is_my_drive(drive_env, tmp_path):

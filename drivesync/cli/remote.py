@@ -83,7 +83,8 @@ def run_ls(args, ctx) -> int:
         ctx.emit({"ok": True, "remote": remote.address, "place": place,
                   "entries": [_doc(e) for e in entries]})
         return 0
-    ctx.note(f"{place}: {len(entries)} items")  # on stderr: stdout stays one name a line
+    n = len(entries)
+    ctx.note(f"{place}: {n} item{'' if n == 1 else 's'}")  # stderr: stdout is one name a line
     if args.long:
         ctx.table([[("-" if e.is_dir else str(e.size)), _iso(e.modified), e.md5 or "-",
                     e.path + ("/" if e.is_dir else "")] for e in entries], result=True)
