@@ -162,6 +162,7 @@ def quota(remote: RemoteLike = "drive:", *, settings: Optional[Settings] = None)
     """Storage limit, usage and trash (``drivesync quota``)."""
     s = resolve_settings(settings)
     with _opened(remote, s) as r:
+        r.stat("")   # NotFound for a folder that is not there, as the CLI says (exit 3)
         return r.quota()
 
 

@@ -181,3 +181,11 @@ def test_where_names_each_kind_once(in_tmp):
     assert where("./a:b") == str(in_tmp / "a:b")
     for scheme in set(known_schemes()) - {"drive", "local"}:   # e.g. s3://, gs://
         assert where(f"{scheme}://bucket/x") == f"{scheme}://bucket/x"
+
+
+def test_quota_of_a_missing_folder_is_not_found(drive_env, tmp_path, capsys):
+    """QA: `quota drive:nope` printed the account's quota and exited 0."""
+    assert main(["quota", "drive:nope"]) == 3
+    assert "nope" in capsys.readouterr().err
+    assert main(["quota", str(tmp_path / "missing")]) == 3
+    assert main(["quota", "drive:"]) == 0

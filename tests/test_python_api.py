@@ -89,6 +89,8 @@ def test_errors_are_the_cli_errors(env, tmp_path):
     assert not (tmp_path / "d").exists()
     with pytest.raises(NotFound):
         drivesync.push(tmp_path / "missing", "drive:x")
+    with pytest.raises(NotFound):   # not the account's quota for a folder that is not there
+        drivesync.quota("drive:nope")
 
 
 def test_dataset_verbs_are_exported(tmp_path):

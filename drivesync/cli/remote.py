@@ -95,6 +95,7 @@ def run_ls(args, ctx) -> int:
 
 def run_quota(args, ctx) -> int:
     with open_remote(args.address, settings=ctx.settings) as remote:
+        remote.stat("")   # a missing folder is exit 3, as in ls, not the account's quota
         q = remote.quota()
     if ctx.json:
         doc = {"ok": True, "remote": remote.address, "limit": q.limit, "usage": q.usage,
