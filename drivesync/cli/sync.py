@@ -273,8 +273,9 @@ def _finish(ctx, result: Union[SyncResult, DedupeResult], *, verb: str) -> int:
             return PartialFailure.exit_code
         for path, reason in result.problems:
             ctx.warn(f"{path}: {reason}")
-        raise PartialFailure(f"{verb}: {len(result.problems)} item(s) failed (listed above); "
-                             "re-run the same command to retry them")
+        raise PartialFailure(f"{verb}: {len(result.problems)} item(s) failed or were skipped "
+                             "(listed above); a re-run retries those that failed on the way, "
+                             "those whose reason says what to change need that first")
     return 0
 
 
