@@ -189,3 +189,17 @@ def test_quota_of_a_missing_folder_is_not_found(drive_env, tmp_path, capsys):
     assert "nope" in capsys.readouterr().err
     assert main(["quota", str(tmp_path / "missing")]) == 3
     assert main(["quota", "drive:"]) == 0
+
+
+def test_a_file_where_a_folder_is_expected_is_one_usage_error(drive_env, tmp_path, capsys):
+    """QA: ls and pull said 'no such folder' (3) where push and prune say 'is a file' (2)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a")
+    assert main(["push", str(src), "drive:t1"]) == 0
+    capsys.readouterr()
+    for argv in (["ls", "drive:t1/a.txt"], ["pull", "drive:t1/a.txt", str(tmp_path / "d")],
+                 ["quota", "drive:t1/a.txt"], ["ls", str(src / "a.txt")]):
+        assert main(argv) == 2, argv
+        assert "is a file, not a folder" in capsys.readouterr().err, argv
+    assert not (tmp_path / "d").exists()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Optional
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
 
+from ..errors import NotFound, UsageError
 from ..progress import human_bytes
 from ..remotes import open_remote, parse_address
 from ..types import Entry
@@ -75,9 +77,23 @@ def file_in_the_way(address: str, settings) -> Optional[str]:
     return None if entry.is_dir else f"{address} is a file, not a folder"
 
 
+@contextmanager
+def folder_expected(address: str, settings) -> Iterator[None]:
+    """A NotFound because ``address`` names a file is the usage error (exit 2) that push
+    and prune give for it, not "no such folder" (exit 3)."""
+    try:
+        yield
+    except NotFound:
+        in_the_way = file_in_the_way(address, settings)
+        if in_the_way:
+            raise UsageError(in_the_way) from None
+        raise
+
+
 def run_ls(args, ctx) -> int:
     place = where(args.address)
-    with open_remote(args.address, settings=ctx.settings) as remote:
+    with folder_expected(args.address, ctx.settings), \
+            open_remote(args.address, settings=ctx.settings) as remote:
         entries = list(remote.walk("")) if args.recursive else remote.list("")
     if ctx.json:
         ctx.emit({"ok": True, "remote": remote.address, "place": place,
@@ -94,7 +110,8 @@ def run_ls(args, ctx) -> int:
 
 
 def run_quota(args, ctx) -> int:
-    with open_remote(args.address, settings=ctx.settings) as remote:
+    with folder_expected(args.address, ctx.settings), \
+            open_remote(args.address, settings=ctx.settings) as remote:
         remote.stat("")   # a missing folder is exit 3, as in ls, not the account's quota
         q = remote.quota()
     if ctx.json:

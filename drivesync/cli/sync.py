@@ -230,6 +230,9 @@ def run_pull(args, ctx) -> int:
         if not existed:  # the folder pull made for a remote that is not there
             with contextlib.suppress(OSError):
                 os.rmdir(local)
+        in_the_way = file_in_the_way(args.remote, s)   # exit 2, as push says it
+        if in_the_way:
+            raise UsageError(in_the_way) from None
         raise
     return _finish(ctx, result, verb="pull")
 
