@@ -53,6 +53,13 @@ class RemoteError(DriveSyncError):
     """Anything a Remote raises."""
 
 
+class NotAFolder(RemoteError):
+    """A folder was to be made or written into where a file is: the user named the wrong
+    place, the same usage error (exit 2) in every verb."""
+
+    exit_code = EXIT_USAGE
+
+
 class NotFound(RemoteError):
     """The only way to say "absent"; never an empty result or False."""
 

@@ -29,6 +29,7 @@ from ..errors import (
     ChecksumMismatch,
     DriveSyncError,
     NetworkDown,
+    NotAFolder,
     NotFound,
     RateLimited,
     RemoteError,
@@ -348,7 +349,7 @@ class DriveRemote(Remote):
         folders = [f for f in items if f.get("mimeType") == FOLDER_MIME]
         if not folders:
             if items and create:
-                raise RemoteError(f"{self._where(parts)}: exists and is not a folder")
+                raise NotAFolder(f"{self._where(parts)}: exists and is not a folder")
             if items:
                 raise _NotAFolder(f"{self._where(parts)}: is a file, not a folder")
             return None
@@ -864,7 +865,10 @@ class _CountingReader:
 
 
 class _NotAFolder(NotFound):
-    """A path used as a folder names a file: absent as a folder, said plainly."""
+    """A path used as a folder names a file: absent as a folder, said plainly; for the
+    user the wrong place was named, the usage error (exit 2) every verb gives for it."""
+
+    exit_code = NotAFolder.exit_code
 
 
 def _ends_with_cr(source: Path) -> bool:

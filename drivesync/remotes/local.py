@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Optional, Union
 
-from ..errors import ChecksumMismatch, NotFound, RemoteError, Unreadable, UsageError
+from ..errors import ChecksumMismatch, NotAFolder, NotFound, RemoteError, Unreadable, UsageError
 from ..hashing import CHUNK, HashCache, default_cache_path, md5_file
 from ..progress import NULL_PROGRESS, Progress
 from ..types import FILE, FOLDER, Entry, Quota, is_internal, temp_name
@@ -128,7 +128,7 @@ class LocalRemote(Remote):
         rel = clean_relpath(path)
         p = self._abs(rel)
         if p.exists() and not p.is_dir():
-            raise RemoteError(f"{self._label(rel)}: exists and is not a folder")
+            raise NotAFolder(f"{self._label(rel)}: exists and is not a folder")
         p.mkdir(parents=True, exist_ok=True)
         self.stats.requests += 1
         return self._entry(rel, p)
