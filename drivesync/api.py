@@ -48,14 +48,16 @@ def _opened(remote: RemoteLike, settings: Settings) -> Iterator[Remote]:
         yield opened
 
 
-def _local(path: Union[str, Path], *, must_exist: bool) -> str:
+def local_folder(path: Union[str, Path], *, must_exist: bool, role: str = "LOCAL") -> str:
+    """The local side of push/pull: a local path (``local:`` allowed), never ``drive:``
+    or a typo; a missing folder is NotFound, a file in its place a usage error."""
     parsed = parse_address(os.fspath(path))
     if not parsed.is_local:
-        raise UsageError(f"a local folder is needed here, not {path}")
+        raise UsageError(f"{role} must be a local folder, not {path}")
     local = os.path.expanduser(parsed.path)
     if must_exist and not os.path.isdir(local):
         if os.path.lexists(local):
-            raise UsageError(f"{local} is a file, not a folder")
+            raise UsageError(f"{local} is a file, not a folder ({role} must be a folder)")
         raise NotFound(f"{local}: no such folder")
     return local
 
@@ -67,7 +69,7 @@ def push(local: Union[str, Path], remote: RemoteLike, *, pack: bool = False,
          progress: Progress = NULL_PROGRESS) -> SyncResult:
     """Upload what differs from folder ``local`` to ``remote`` (``drivesync push``)."""
     s = resolve_settings(settings, jobs=jobs, write_rate=write_rate)
-    src = _local(local, must_exist=True)
+    src = local_folder(local, must_exist=True)
     with _opened(remote, s) as r:
         cache = HashCache(s.resolved_state_dir() / "hashes.sqlite")
         try:
@@ -85,7 +87,7 @@ def pull(remote: RemoteLike, local: Union[str, Path], *, dry_run: bool = False,
          progress: Progress = NULL_PROGRESS) -> SyncResult:
     """Download what differs from ``remote`` into folder ``local`` (``drivesync pull``)."""
     s = resolve_settings(settings, jobs=jobs)
-    dest = _local(local, must_exist=False)
+    dest = local_folder(local, must_exist=False)
     existed = os.path.lexists(dest)
     with _opened(remote, s) as r:
         cache = HashCache(s.resolved_state_dir() / "hashes.sqlite")

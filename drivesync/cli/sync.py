@@ -9,11 +9,12 @@ import sys
 from dataclasses import replace
 from typing import Iterator, Union
 
+from ..api import local_folder
 from ..config import Settings
 from ..errors import DriveSyncError, NotFound, PartialFailure, UsageError
 from ..hashing import HashCache
 from ..progress import human_bytes
-from ..remotes import Remote, open_remote, parse_address
+from ..remotes import Remote, open_remote
 from ..sync import DedupeResult, SyncResult, dedupe, pull, push
 from . import add_verb
 from .remote import file_in_the_way, where
@@ -118,19 +119,6 @@ def _rate(text: str) -> float:
     if not value >= 0:          # NaN too
         raise argparse.ArgumentTypeError(f"expected a number >= 0 (0: no limit), got {text!r}")
     return value
-
-
-def local_folder(text: str, *, role: str, must_exist: bool) -> str:
-    """LOCAL of push/pull: a local path (``local:`` allowed), never ``drive:`` or a typo."""
-    parsed = parse_address(text)
-    if not parsed.is_local:
-        raise UsageError(f"{role} must be a local folder, not {text}")
-    path = os.path.expanduser(parsed.path)
-    if must_exist and not os.path.isdir(path):
-        if os.path.lexists(path):
-            raise UsageError(f"{path} is a file, not a folder ({role} must be a folder)")
-        raise NotFound(f"{path}: no such folder")
-    return path
 
 
 @contextlib.contextmanager
