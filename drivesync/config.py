@@ -17,6 +17,9 @@ from typing import Any, Mapping, Optional
 from .errors import ConfigError
 
 DEFAULT_FOLDER = "space_Colab"
+#: Files per folder, images plus labels: Colab's Drive mount times out above a few thousand.
+#: Written only here; every other default (prepare, shard, check, push) reads it.
+DEFAULT_MAX_FILES = 2000
 
 
 def config_dir() -> Path:
@@ -43,7 +46,7 @@ class Settings:
                                             # before a command stops (exit 7); 0: never
     backoff_base: float = 1.0
     backoff_cap: float = 32.0
-    max_files_per_folder: int = 2000
+    max_files_per_folder: int = DEFAULT_MAX_FILES
     state_dir: Optional[str] = None         # md5 cache and sync state
 
     def resolved_token_file(self) -> Path:

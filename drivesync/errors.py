@@ -6,6 +6,8 @@ exit status, so every failure a user can cause ends in one line, not a traceback
 
 from __future__ import annotations
 
+from typing import Any, Optional
+
 # Documented exit codes (README "Exit codes").
 EXIT_OK = 0
 EXIT_ERROR = 1          # generic failure, bad input
@@ -123,3 +125,31 @@ def is_retryable(exc: BaseException) -> bool:
 
 class DiskFull(DriveSyncError):
     """The local disk cannot hold what a download needs (checked before, or ENOSPC)."""
+
+
+class Stopped(DriveSyncError):
+    """A run that had to stop part-way; ``outcome`` says what it did before.
+
+    Made with :meth:`of`, it is also an instance of the cause's class, so
+    ``except QuotaExceeded`` still catches a push stopped by the quota and the
+    exit code is the cause's; ``except Stopped as s: s.outcome`` reads the counts.
+    """
+
+    outcome: Any = None
+    cause: Optional[DriveSyncError] = None
+
+    @classmethod
+    def of(cls, cause: DriveSyncError, outcome: Any, message: Optional[str] = None) -> Stopped:
+        if isinstance(cause, Stopped):
+            cause = cause.cause or cause
+        kind = _STOPPED_KINDS.get(type(cause))
+        if kind is None:
+            kind = type(f"Stopped{type(cause).__name__}", (cls, type(cause)),
+                        {"__module__": __name__, "exit_code": type(cause).exit_code})
+            _STOPPED_KINDS[type(cause)] = kind
+        err = kind(message or str(cause))
+        err.outcome, err.cause = outcome, cause
+        return err
+
+
+_STOPPED_KINDS: dict[type, type] = {}

@@ -1,14 +1,21 @@
-"""Progress reporting through a subscriber, so transfer code has no UI code.
+"""The one channel from library code to the user: progress, status, events, warnings, questions.
 
-The default is a no-op object (no ``if progress:`` branches anywhere). The CLI
-passes a tqdm-backed one on a terminal or notebook and nothing under --quiet.
+Library code never prints; it calls a :class:`Progress` subscriber. The default
+is a no-op object (no ``if progress:`` branches anywhere): events are dropped,
+warnings go to the ``drivesync`` logger, questions are answered yes (a library
+call does what it was asked). The CLI passes one that draws tqdm bars on a
+terminal or notebook, prints events and warnings where its flags say, and asks
+on a terminal.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
-from typing import Callable, Optional, Protocol
+from typing import Callable, Optional, Protocol, Sequence
+
+log = logging.getLogger("drivesync")
 
 
 class Progress(Protocol):
@@ -21,9 +28,21 @@ class Progress(Protocol):
     def on_status(self, text: str) -> None:
         """What is going wrong right now ("retrying: ...; next try in 4s"); "" clears it."""
 
+    def on_event(self, text: str) -> None:
+        """A line of news ("resumed from yolov4_last.weights"); dropped under --quiet."""
+
+    def on_warning(self, text: str) -> None:
+        """Something the user must see even under --quiet ("not mirroring ...: NaN")."""
+
+    def on_output(self, text: str) -> None:
+        """A chunk of a child process's output (the trainer's log), passed through."""
+
+    def confirm(self, question: str, items: Sequence[str] = ()) -> bool:
+        """Ask before a destructive step; ``items`` are what it will do, one per line."""
+
 
 class NullProgress:
-    """Accepts every call and does nothing."""
+    """Accepts every call: drops progress and events, logs warnings, answers yes."""
 
     def on_start(self, *, files: int, bytes: int, desc: str = "") -> None:
         pass
@@ -37,12 +56,28 @@ class NullProgress:
     def on_status(self, text: str) -> None:
         pass
 
+    def on_event(self, text: str) -> None:
+        pass
+
+    def on_warning(self, text: str) -> None:
+        log.warning("%s", text)
+
+    def on_output(self, text: str) -> None:
+        pass
+
+    def confirm(self, question: str, items: Sequence[str] = ()) -> bool:
+        return True
+
 
 NULL_PROGRESS = NullProgress()
 
 
-class TqdmProgress:
-    """Two tqdm bars (files, bytes) with rate and ETA; thread-safe."""
+class TqdmProgress(NullProgress):
+    """Two tqdm bars (files, bytes) with rate and ETA; thread-safe.
+
+    Events and warnings are left to the subscriber that owns the output (the
+    CLI subclasses this); alone it inherits NullProgress's behaviour for them.
+    """
 
     def __init__(self, *, file=None, leave: bool = True,
                  label: Callable[[str], str] = str):
