@@ -48,3 +48,28 @@ def test_null_channel_logs_warnings_and_says_yes(caplog):
         NULL_PROGRESS.on_event("news")
     assert [r.getMessage() for r in caplog.records] == ["careful"]
     assert NULL_PROGRESS.confirm("delete 3 files?", ["a", "b", "c"]) is True
+
+
+def test_cli_channel_routes_events_warnings_and_questions(monkeypatch, capsys):
+    from drivesync.cli.context import Context
+    from drivesync.config import Settings
+
+    ctx = Context(settings=Settings())
+    ch = ctx.progress()
+    ch.on_event("resumed from x")
+    ch.on_warning("careful")
+    ch.on_warning("careful")                 # printed once
+    ch.on_output("1: 699.3, avg loss\n")
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["resumed from x", "1: 699.3, avg loss"]
+    assert err.splitlines() == ["drivesync: warning: careful"]
+    assert ctx.progress(yes=True).confirm("delete?", ["a"]) is True
+    monkeypatch.setattr("builtins.input", lambda _q: "n")
+    assert ch.confirm("delete?", ["a", "b"]) is False
+    monkeypatch.setattr("builtins.input", lambda _q: "yes")
+    assert ch.confirm("delete?", ["a"]) is True
+    quiet = Context(settings=Settings(), quiet=True).progress()
+    quiet.on_event("chatter")
+    quiet.on_warning("still said")
+    out, err = capsys.readouterr()
+    assert out == "" and "still said" in err

@@ -9,7 +9,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, TextIO
+from typing import Any, Iterable, Optional, Sequence, TextIO
 
 from ..config import Settings, load_settings
 from ..progress import Progress, make_progress
@@ -81,8 +81,11 @@ class Context:
     log_handler: Optional[logging.Handler] = None  # --log-file, closed by cli.main
     _warned: set = field(default_factory=set)       # each warning is printed once
 
-    def progress(self) -> Progress:
-        return make_progress(quiet=self.quiet or self.json, stream=self.err, label=printable)
+    def progress(self, *, yes: bool = False, show: int = 20) -> Progress:
+        """The one channel library code talks to: bars (on a terminal), events as
+        chatter, warnings, trainer output and confirmation prompts (``yes``: answered)."""
+        bars = make_progress(quiet=self.quiet or self.json, stream=self.err, label=printable)
+        return CliChannel(self, bars, yes=yes, show=show)
 
     # ---- the one output channel: every line printed as text passes write() ----
     def write(self, line: object, *, err: bool = False) -> None:
@@ -138,6 +141,54 @@ class Context:
         widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         (self.result if result else self.say)(*lines)
+
+
+class CliChannel:
+    """A :class:`Progress` for the CLI: bars from ``bars``, the rest through the Context.
+
+    Events are chatter (``say``), warnings are printed once even under -q,
+    trainer output passes through untouched (it is the trainer's own terminal
+    output) except under --json, and ``confirm`` asks on the terminal, showing
+    at most ``show`` items (all with -v).
+    """
+
+    def __init__(self, ctx: Context, bars: Progress, *, yes: bool = False, show: int = 20):
+        self.ctx, self.bars, self.yes, self.show = ctx, bars, yes, show
+
+    def on_start(self, *, files: int, bytes: int, desc: str = "") -> None:
+        self.bars.on_start(files=files, bytes=bytes, desc=desc)
+
+    def on_progress(self, *, files: int = 0, bytes: int = 0) -> None:
+        self.bars.on_progress(files=files, bytes=bytes)
+
+    def on_done(self) -> None:
+        self.bars.on_done()
+
+    def on_status(self, text: str) -> None:
+        self.bars.on_status(text)
+
+    def on_event(self, text: str) -> None:
+        self.ctx.say(text)
+
+    def on_warning(self, text: str) -> None:
+        self.ctx.warn(text)
+
+    def on_output(self, text: str) -> None:
+        if not self.ctx.json:
+            self.ctx.out.write(text)
+            self.ctx.out.flush()
+
+    def confirm(self, question: str, items: Sequence[str] = ()) -> bool:
+        if self.yes:
+            return True
+        shown = list(items) if self.ctx.verbose else list(items)[:self.show]
+        self.ctx.say(*shown)
+        if len(shown) < len(items):
+            self.ctx.say(f"  ... and {len(items) - len(shown)} more (-v for all)")
+        try:
+            return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+        except EOFError:
+            return False
 
 
 class _Private(logging.FileHandler):
