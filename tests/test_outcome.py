@@ -68,6 +68,7 @@ def test_cli_channel_routes_events_warnings_and_questions(monkeypatch, capsys):
     assert ch.confirm("delete?", ["a", "b"]) is False
     monkeypatch.setattr("builtins.input", lambda _q: "yes")
     assert ch.confirm("delete?", ["a"]) is True
+    assert capsys.readouterr().out.splitlines() == ["a", "b", "a"]   # what it asks about
     quiet = Context(settings=Settings(), quiet=True).progress()
     quiet.on_event("chatter")
     quiet.on_warning("still said")
