@@ -7,6 +7,8 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .errors import UsageError
+
 FOLDER = "folder"
 FILE = "file"
 
@@ -16,6 +18,20 @@ TEMP_PREFIX = ".drivesync-partial-"
 # Every name drivesync writes for itself (temp files, local trash, locks, state)
 # starts with this; listings hide such items.
 INTERNAL_PREFIX = ".drivesync"
+
+
+def clean_relpath(path: str) -> str:
+    """Normalise a remote-relative path; refuse anything that could leave the root.
+
+    Every remote (local, Drive, object stores) and every address parser runs a
+    path through this before using it, so it lives with the shared types.
+    """
+    if "\x00" in path:
+        raise UsageError(f"path contains a NUL byte: {path!r}")
+    parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise UsageError(f"path must stay inside the remote root: {path!r}")
+    return "/".join(parts)
 
 
 def is_internal(name: str) -> bool:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
 from ..errors import UsageError
+from ..types import clean_relpath
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -130,6 +131,4 @@ def parse_address(text: str) -> Address:
 
 def drive_path(rest: str) -> str:
     """``drive:`` paths: leading/trailing slashes do not matter; no ``..``."""
-    from .local import clean_relpath
-
     return clean_relpath(rest)

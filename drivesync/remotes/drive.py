@@ -40,7 +40,7 @@ from ..errors import (
 from ..hashing import md5_file
 from ..pacer import Breaker, Pacer, RateLimiter
 from ..progress import NULL_PROGRESS, Progress
-from ..types import FILE, FOLDER, Entry, Quota, is_internal
+from ..types import FILE, FOLDER, Entry, Quota, clean_relpath, is_internal
 from .base import Remote, Target, TransferInterrupted, is_read_error, target_path
 from .drive_errors import classify
 from .drive_media import MediaStream
@@ -59,7 +59,6 @@ from .drive_support import (
     rfc3339,
     shown_name,
 )
-from .local import clean_relpath
 from .partial import BLOCK, PartialDownload
 
 log = logging.getLogger(__name__)

@@ -21,23 +21,13 @@ from typing import BinaryIO, Optional, Union
 from ..errors import ChecksumMismatch, NotAFolder, NotFound, RemoteError, Unreadable, UsageError
 from ..hashing import CHUNK, HashCache, default_cache_path, md5_file
 from ..progress import NULL_PROGRESS, Progress
-from ..types import FILE, FOLDER, Entry, Quota, is_internal, temp_name
+from ..types import FILE, FOLDER, Entry, Quota, clean_relpath, is_internal, temp_name
 from .base import Remote, Target, target_path
 from .partial import PartialDownload
 
 log = logging.getLogger(__name__)
 TRASH = ".drivesync-trash"
 _HASHES_LOCK = threading.Lock()
-
-
-def clean_relpath(path: str) -> str:
-    """Normalise a remote-relative path; refuse anything that could leave the root."""
-    if "\x00" in path:
-        raise UsageError(f"path contains a NUL byte: {path!r}")
-    parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        raise UsageError(f"path must stay inside the remote root: {path!r}")
-    return "/".join(parts)
 
 
 class LocalRemote(Remote):

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from ..pacer import Pacer
+from ..types import clean_relpath
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -18,8 +19,6 @@ def bucket_path(rest: str) -> str:
     """``//bucket/a/b/`` (what follows ``s3:``) -> ``bucket/a/b``; a bucket is required."""
     if not rest.startswith("//"):
         raise UsageError(f"expected //BUCKET/PREFIX after the scheme, got {rest!r}")
-    from .local import clean_relpath
-
     path = clean_relpath(rest[2:])
     if not path:
         raise UsageError("a bucket name is required: s3://BUCKET/PREFIX or gs://BUCKET/PREFIX")

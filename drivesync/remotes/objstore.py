@@ -34,9 +34,8 @@ from ..errors import ChecksumMismatch, NotFound, RemoteError, UsageError
 from ..hashing import CHUNK, md5_file
 from ..pacer import Pacer
 from ..progress import NULL_PROGRESS, Progress
-from ..types import FILE, FOLDER, Entry, Quota, is_internal
+from ..types import FILE, FOLDER, Entry, Quota, clean_relpath, is_internal
 from .base import Features, Remote, Target, TransferInterrupted, target_path
-from .local import clean_relpath
 from .partial import PartialDownload
 
 log = logging.getLogger(__name__)
