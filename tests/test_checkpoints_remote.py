@@ -84,7 +84,7 @@ def test_prune_keeps_the_rules_and_is_idempotent(remote, tmp_path):
                    lock_dir=tmp_path / "locks")
     assert sorted(e.name for e in result.deleted) == sorted(
         f"y_{i}.weights" for i in (100, 200, 300, 400, 600, 700, 800))
-    assert result.failed == {} and result.bytes_freed == 7 * 64
+    assert result.failed == [] and result.bytes_freed == 7 * 64
     assert names(remote) == ["notes.txt", "y_1000.weights", "y_500.weights", "y_900.weights",
                              "y_last.weights", "yolov3.weights"]
     again = prune(remote, SUB, policy=PrunePolicy(keep_last=2, keep_every=500),
@@ -121,7 +121,7 @@ def test_drive_deletes_are_batched(drive_settings, emulator, tmp_path):
         result = prune(remote, SUB, policy=PrunePolicy(keep_last=1), permanent=True,
                        lock_dir=tmp_path / "l")
         ops = {k: v - before.get(k, 0) for k, v in emulator.counters["ops"].items()}
-    assert len(result.deleted) == 149 and result.failed == {}
+    assert len(result.deleted) == 149 and result.failed == []
     assert ops.get("batch") == 2                    # 100 + 49 calls
     assert ops.get("files.delete") == 149           # the inner calls
     # folder lookups + one listing page + two batches

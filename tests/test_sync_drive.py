@@ -150,7 +150,7 @@ def test_quota_exceeded_from_the_library(tmp_path, emulator, drive_remote):
     with pytest.raises(QuotaExceeded) as info:
         push(src, remote=drive_remote, path="ds", write_rate=0, jobs=2,
              hash_cache=HashCache(None))
-    result = info.value.result
+    result = info.value.outcome
     assert result.left_files >= 1 and "Re-run" in str(info.value)
 
 

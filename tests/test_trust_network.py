@@ -129,7 +129,7 @@ def test_push_stops_when_the_server_goes_away(tmp_path):
         emu.stop()
     took = time.monotonic() - t0
     assert took < 15, took
-    result = info.value.result
+    result = info.value.outcome
     assert 5 <= result.uploaded < 40 and result.left_files == 40 - result.uploaded
     assert "re-run the same command once the network is back" in str(info.value).lower()
     assert any("next try in" in s for s in progress.status)

@@ -231,7 +231,7 @@ def test_prune_never_deletes_after_a_failed_listing(tmp_path, emulator, drive_se
             prune(remote, "a/w", policy=policy, permanent=True, lock_dir=tmp_path / "locks")
         res = prune(remote, "", policy=policy, permanent=True, recursive=True,
                     lock_dir=tmp_path / "locks")
-    assert list(res.unreadable) == ["a/w"]
+    assert [p.path for p in res.unreadable] == ["a/w"]
     assert sorted(e.path for e in res.deleted) == [f"b/w/yolo_{i}000.weights" for i in (1, 2, 3)]
     assert sum(1 for f in emulator.state.all_files() if not f["trashed"]
                and f["name"].endswith(".weights")) == 5

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 
 from ..config import load_settings
 from ..errors import DriveSyncError, Unreadable, UsageError
+from ..outcome import Outcome, Problem
 from ..remotes.base import Remote, is_read_error
 from ..types import Entry, Quota
 from .families import parse_checkpoint
@@ -26,19 +27,27 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class PruneResult:
-    plan: PrunePlan
+class PruneResult(Outcome):
+    """What a prune planned and did; ``problems`` = ``unreadable`` + ``failed``."""
+
+    plan: PrunePlan = field(default_factory=PrunePlan)
     deleted: list[Entry] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)   # path -> error message
+    failed: list[Problem] = field(default_factory=list)   # deletes that failed: path, error
     bytes_freed: int = 0
     requests: int = 0            # remote requests this run used (remote.stats)
-    dry_run: bool = False
-    confirmed: bool = True       # False when a confirm callback said no
     trash_emptied: bool = False
     quota: Optional[Quota] = None
-    #: folders (recursive) that could not be listed: path -> error; none of their
+    #: folders (recursive) that could not be listed: path, error; none of their
     #: checkpoints was considered or deleted
-    unreadable: dict[str, str] = field(default_factory=dict)
+    unreadable: list[Problem] = field(default_factory=list)
+
+    def could_not_list(self, path: str, why: str) -> None:
+        self.unreadable.append(Problem(path, why))
+        self.problems.append(Problem(path, why))
+
+    def could_not_delete(self, path: str, why: str) -> None:
+        self.failed.append(Problem(path, why))
+        self.problems.append(Problem(path, why))
 
 
 def default_lock_dir(remote: Remote) -> Path:
@@ -130,8 +139,9 @@ def prune(remote: Remote, path: str = "", *, policy: PrunePolicy, permanent: boo
             folders = {path: entries}
         if spare_leased:
             spare_leased_newest(remote, plan, folders)   # a live launch is writing there
-        result = PruneResult(plan=plan, dry_run=dry_run, quota=quota,
-                             unreadable={p: str(e) for p, e in unreadable})
+        result = PruneResult(plan=plan, dry_run=dry_run, quota=quota)
+        for p, e in unreadable:
+            result.could_not_list(p, str(e))
         if dry_run:
             result.requests = remote.stats.requests - start
             return result
@@ -141,13 +151,14 @@ def prune(remote: Remote, path: str = "", *, policy: PrunePolicy, permanent: boo
             return result
         targets = [d.entry for d in plan.delete]
         failures = remote.delete_many(targets, permanent=permanent) if targets else {}
-        result.failed = {p: str(exc) or type(exc).__name__ for p, exc in failures.items()}
+        for p, exc in failures.items():
+            result.could_not_delete(p, str(exc) or type(exc).__name__)
         result.deleted = [e for e in targets if e.path not in failures]
         result.bytes_freed = sum(e.size for e in result.deleted)
         for e in result.deleted:  # the address in full: these lines end up in cron logs
             log.info("%s %s/%s (%d bytes)", "deleted" if permanent else "trashed",
                      remote.address, e.path, e.size)
-        for p, msg in result.failed.items():  # INFO: result.failed is the report
+        for p, msg in result.failed:  # INFO: result.failed is the report
             log.info("could not delete %s/%s: %s", remote.address, p, msg)
         if empty_trash:
             remote.empty_trash()

@@ -18,7 +18,7 @@ from ..checkpoints.latest import (
 from ..checkpoints.policy import Decision, PrunePlan, PrunePolicy, parse_size
 from ..checkpoints.prune import PruneResult, prune
 from ..config import Settings
-from ..errors import NotFound, PartialFailure, UsageError
+from ..errors import NotFound, UsageError
 from ..progress import human_bytes
 from ..remotes import open_remote, parse_address
 from ..remotes.base import Remote
@@ -223,28 +223,22 @@ def run_prune(args, ctx) -> int:
             ctx.say(f"nothing deleted ({why_not}): would free {human_bytes(plan.bytes_freed)} "
                     f"({len(plan.delete)} files)"
                     + ("" if args.dry_run else "; re-run with --yes to delete"))
-    if result.unreadable:  # never silent: those folders were not pruned at all
-        for path, msg in result.unreadable.items():
-            ctx.warn(f"{path or '.'}: not pruned, it could not be listed: {msg}")
-        if not result.failed:
-            failure = PartialFailure(f"{len(result.unreadable)} folder(s) could not be listed "
-                                     "and were left as they are (listed above); re-run prune")
-            if ctx.json:
-                print(f"drivesync: error: {failure}", file=ctx.err)
-                return failure.exit_code
-            raise failure
+    return ctx.finish(result, message=_failure_message(ctx, result), show=False)
+
+
+def _failure_message(ctx, result: PruneResult) -> str:
+    """Says each folder not pruned (never silent) and each failed delete; the error line."""
+    for path, msg in result.unreadable:
+        ctx.warn(f"{path or '.'}: not pruned, it could not be listed: {msg}")
+    if not ctx.quiet:
+        for path, msg in result.failed:
+            ctx.warn(f"could not delete {path}: {msg}")
     if result.failed:
-        if not ctx.quiet:
-            for path, msg in result.failed.items():
-                ctx.warn(f"could not delete {path}: {msg}")
-        first, msg = next(iter(result.failed.items()))
-        failure = PartialFailure(f"{len(result.failed)} of {len(plan.delete)} deletes failed "
-                                 f"(first: {first}: {msg}); re-run prune to retry them")
-        if ctx.json:  # the document above already says so: stdout holds one document
-            ctx.error(failure)
-            return failure.exit_code
-        raise failure
-    return 0
+        first, msg = result.failed[0]
+        return (f"{len(result.failed)} of {len(result.plan.delete)} deletes failed "
+                f"(first: {first}: {msg}); re-run prune to retry them")
+    return (f"{len(result.unreadable)} folder(s) could not be listed and were left as they "
+            "are (listed above); re-run prune")
 
 
 def _subfolder_hint(address: str, plan: PrunePlan, *, recursive: bool) -> Optional[str]:
@@ -274,9 +268,9 @@ def _prune_doc(address: str, policy: PrunePolicy, args, result: PruneResult, exe
     plan = result.plan
     quota = result.quota
     return {
-        "ok": not result.failed and not result.unreadable,
+        "ok": result.ok,
         "remote": address,
-        "unreadable": result.unreadable,
+        "unreadable": {p.path: p.reason for p in result.unreadable},
         "executed": executed,
         "not_executed_because": why_not,
         "permanent": bool(args.permanent),
@@ -287,7 +281,7 @@ def _prune_doc(address: str, policy: PrunePolicy, args, result: PruneResult, exe
         "kept": [_doc(d) for d in plan.keep],
         "deleted": [_doc(d) for d in plan.delete] if executed else [],
         "would_delete": [] if executed else [_doc(d) for d in plan.delete],
-        "failed": result.failed,
+        "failed": {p.path: p.reason for p in result.failed},
         "ignored": [e.path for e in plan.ignored],
         "bytes_freed": result.bytes_freed,
         "planned_bytes_freed": plan.bytes_freed,

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, TextIO
 
 from ..config import Settings, load_settings
+from ..errors import PartialFailure
+from ..outcome import Outcome, Problem
 from ..progress import Progress, make_progress
 
 # C0 controls (ESC, BEL, CR, LF, TAB...), DEL, C1, the Unicode line/paragraph
@@ -130,6 +132,25 @@ class Context:
 
     def error(self, message: object) -> None:
         self.write(f"drivesync: error: {message}", err=True)
+
+    def finish(self, outcome: Outcome, *, message: str, show: bool = True) -> int:
+        """The end of every verb that changes something: 0 when ``outcome.ok``.
+
+        Otherwise each problem is warned (unless ``show`` is False: the verb said
+        them its own way) and the run ends with exit 4 (PartialFailure(message)).
+        Under --json the document already says ``ok: false`` and stdout holds only
+        that one document, so the error line goes to stderr and 4 is returned.
+        """
+        if outcome.ok:
+            return 0
+        if show:
+            for p in outcome.problems:
+                self.warn(Problem(*p).line())
+        failure = PartialFailure(message)
+        if self.json:
+            self.error(failure)
+            return failure.exit_code
+        raise failure
 
     def table(self, rows: Iterable[Iterable[Any]], header: Optional[list[str]] = None, *,
               result: bool = False) -> None:

@@ -11,7 +11,7 @@ from typing import Iterator, Union
 
 from ..api import local_folder
 from ..config import Settings
-from ..errors import DriveSyncError, NotFound, PartialFailure, UsageError
+from ..errors import DriveSyncError, NotFound, Stopped, UsageError
 from ..hashing import HashCache
 from ..progress import human_bytes
 from ..remotes import Remote, open_remote
@@ -246,28 +246,19 @@ def run_dedupe(args, ctx) -> int:
 
 def _partial_report(ctx, exc: DriveSyncError, *, verb: str) -> None:
     """A stopped run (quota) still says what it did before the error line."""
-    result = getattr(exc, "result", None)
-    if result is not None and not ctx.json:
-        _print_summary(ctx, result, verb=verb)
+    if isinstance(exc, Stopped) and exc.outcome is not None and not ctx.json:
+        _print_summary(ctx, exc.outcome, verb=verb)
 
 
 def _finish(ctx, result: Union[SyncResult, DedupeResult], *, verb: str) -> int:
     if ctx.json:
-        doc = result.to_dict()
-        doc["ok"] = not result.problems
-        ctx.emit(doc)
+        ctx.emit(result.to_dict())
     elif result.dry_run:
         _print_plan(ctx, result)
     _print_summary(ctx, result, verb=verb)  # silent under --json, but --log-file gets it
-    if result.problems:
-        if ctx.json:  # one JSON document: it already says ok=false and lists the problems
-            return PartialFailure.exit_code
-        for path, reason in result.problems:
-            ctx.warn(f"{path}: {reason}")
-        raise PartialFailure(f"{verb}: {len(result.problems)} item(s) failed or were skipped "
-                             "(listed above); a re-run retries those that failed on the way, "
-                             "those whose reason says what to change need that first")
-    return 0
+    return ctx.finish(result, message=f"{verb}: {len(result.problems)} item(s) failed or were "
+                      "skipped (listed above); a re-run retries those that failed on the way, "
+                      "those whose reason says what to change need that first")
 
 
 def _print_plan(ctx, result: Union[SyncResult, DedupeResult]) -> None:

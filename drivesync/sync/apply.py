@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 from ..errors import AuthError, DiskFull, DriveSyncError, NetworkDown, QuotaExceeded
+from ..outcome import Problem
 from ..progress import NULL_PROGRESS, Progress
 from .plan import DELETE, MKDIR, SKIP, TRANSFER_KINDS, Action, Plan
 
@@ -29,7 +30,7 @@ FATAL = (QuotaExceeded, AuthError, DiskFull, NetworkDown)
 class ApplyReport:
     done: Counter = field(default_factory=Counter)   # action kind -> count completed
     bytes: int = 0
-    problems: list[tuple[str, str]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     failed: int = 0
     left_files: int = 0      # transfers not done (failed, cancelled)
     left_bytes: int = 0
@@ -112,7 +113,7 @@ def _run_phase(actions: Sequence[Action], run: Callable[[Action], int], width: i
         if isinstance(exc, (DriveSyncError, OSError, ValueError)):
             log.info("%s %s failed: %s", a.kind, a.path, exc)  # listed again at the end
             report.failed += 1
-            report.problems.append((a.path or a.local, f"{a.kind}: {exc}"))
+            report.problems.append(Problem(a.path or a.local, f"{a.kind}: {exc}"))
             return
         raise exc  # a bug: let it surface
 

@@ -18,7 +18,8 @@ import posixpath
 import re
 import time
 
-from ..errors import DriveSyncError, NotFound
+from ..errors import DriveSyncError, NotFound, Stopped
+from ..outcome import Problem
 from ..remotes.base import Remote, is_read_error
 from ..types import Entry
 from .apply import apply_plan
@@ -59,12 +60,12 @@ def dedupe(remote: Remote, path: str = "", *, rename: bool = False,
         except NotFound:
             if first:
                 raise
-            result.problems.append((folder, "folder vanished during the run"))
+            result.problems.append(Problem(folder, "folder vanished during the run"))
             continue
         except DriveSyncError as exc:
             if first or not is_read_error(exc):
                 raise
-            result.problems.append((folder, f"cannot list ({exc}); left as it is, with "
+            result.problems.append(Problem(folder, f"cannot list ({exc}); left as it is, with "
                                             "everything below it"))
             result.failed += 1
             continue
@@ -86,13 +87,13 @@ def dedupe(remote: Remote, path: str = "", *, rename: bool = False,
                       if not isinstance(e, NotFound)}
             result.deleted += len(targets) - len(failed)
             report.failed += len(failed)
-            report.problems.extend((p, f"delete: {e}") for p, e in failed.items())
+            report.problems.extend(Problem(p, f"delete: {e}") for p, e in failed.items())
         result.renamed += report.done[RENAME]
         result.merged += report.done[MERGE]
         result.failed += report.failed
         result.problems.extend(report.problems)
         if report.fatal is not None:
-            raise report.fatal
+            raise Stopped.of(report.fatal, result)
         names = sorted({c.path for c in children if c.is_dir
                         and not _MERGING.match(c.name)})
         queue.extend(names)

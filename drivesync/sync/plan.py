@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence
 
+from ..outcome import Problem
 from ..types import Entry, is_internal
 
 MKDIR = "mkdir"
@@ -72,8 +73,8 @@ class Action:
 @dataclass
 class Plan:
     actions: list[Action] = field(default_factory=list)
-    problems: list[tuple[str, str]] = field(default_factory=list)
-    notes: list[tuple[str, str]] = field(default_factory=list)  # said, not failures
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[Problem] = field(default_factory=list)  # said, not failures
 
     def of(self, *kinds: str) -> list[Action]:
         return [a for a in self.actions if a.kind in kinds]
@@ -164,7 +165,7 @@ def plan_push(files: Sequence[LocalFile], dirs: Sequence[str], remote: Iterable[
     mine = []
     for e in remote:
         if is_native(e):
-            plan.notes.append((e.path, f"{NATIVE}: left as it is"))
+            plan.notes.append(Problem(e.path, f"{NATIVE}: left as it is"))
         else:
             mine.append(e)
     rfiles, rdirs = index_remote(base, mine)
@@ -178,8 +179,8 @@ def plan_push(files: Sequence[LocalFile], dirs: Sequence[str], remote: Iterable[
         if d and d not in rdirs:
             plan.actions.append(Action(MKDIR, full(d)))
         elif d and len(rdirs[d]) > 1:
-            plan.problems.append((full(d), f"{len(rdirs[d])} remote folders share this name; "
-                                           "run `drivesync dedupe` to merge them"))
+            plan.problems.append(Problem(full(d), f"{len(rdirs[d])} remote folders share this "
+                                                  "name; run `drivesync dedupe` to merge them"))
     local_names: set[str] = set()
     for f in sorted(files, key=lambda f: f.rel):
         local_names.add(f.rel)
@@ -304,7 +305,8 @@ def plan_dedupe(folder: str, children: Sequence[Entry], *, rename: bool = False)
                                            data=posixpath.join(folder, new) if folder else new,
                                            reason="same name, different content"))
             else:
-                plan.problems.append((path, f"{len(kept)} files share this name with different "
-                                            "content (use --rename to give them distinct names)"))
+                plan.problems.append(Problem(path, f"{len(kept)} files share this name with "
+                                                   "different content (use --rename to give "
+                                                   "them distinct names)"))
                 break
     return plan

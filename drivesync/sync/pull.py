@@ -17,9 +17,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import BinaryIO, Optional, Union
 
-from ..errors import DatasetError, DiskFull, DriveSyncError, NotFound, UsageError
+from ..errors import DatasetError, DiskFull, DriveSyncError, NotFound, Stopped, UsageError
 from ..hashing import HashCache, default_cache_path
 from ..localdisk import LocalDisk
+from ..outcome import Problem
 from ..progress import NULL_PROGRESS, Progress, human_bytes
 from ..readahead import ReadAhead
 from ..remotes.base import Remote
@@ -71,7 +72,7 @@ def pull(remote: Remote, local_dir: Union[str, Path], *, path: str = "", jobs: i
         if short and not dry_run:
             raise DiskFull(short)
         if short:
-            warnings.append((root, short))
+            warnings.append(Problem(root, short))
         result = SyncResult(plan=plan.summary(), dry_run=dry_run, problems=list(plan.problems),
                             warnings=warnings,
                             actions=[a.to_dict() for a in plan.actions if a.kind != SKIP])
@@ -91,8 +92,7 @@ def pull(remote: Remote, local_dir: Union[str, Path], *, path: str = "", jobs: i
         result.retries = remote.stats.retries - retry0
         result.seconds = time.monotonic() - t0
         if report.fatal is not None:
-            report.fatal.result = result  # type: ignore[attr-defined]
-            raise report.fatal
+            raise Stopped.of(report.fatal, result)
         return result
     finally:
         if own_cache:
@@ -147,9 +147,9 @@ def _local_md5(cache: HashCache, path: str,
 
 
 def _make_plan(remote: Remote, base: str, root: str, *, unpack: bool,
-               cache: HashCache) -> tuple[Plan, list[tuple[str, str]]]:
+               cache: HashCache) -> tuple[Plan, list[Problem]]:
     """Walk the remote folder by folder, map names to safe local paths, then plan."""
-    warnings: list[tuple[str, str]] = []
+    warnings: list[Problem] = []
     items: list[PullItem] = []
     extra: list[Action] = []
     # (remote folder path, the folders shown at that path, local path parts): Drive
@@ -165,7 +165,8 @@ def _make_plan(remote: Remote, base: str, root: str, *, unpack: bool,
             except NotFound:
                 if first:
                     raise
-                warnings.append((folder, "folder vanished or cannot be addressed by its name"))
+                warnings.append(Problem(folder, "folder vanished or cannot be addressed by "
+                                                "its name"))
         first = False
         children = [c for c in children if not is_internal(raw_name(c, folder))]
         folders: dict[str, list[Entry]] = defaultdict(list)
@@ -174,12 +175,13 @@ def _make_plan(remote: Remote, base: str, root: str, *, unpack: bool,
         where = f"{remote.address}/{folder}" if folder else remote.address
         for _name, same in sorted(folders.items()):
             if len(same) > 1:
-                warnings.append((same[0].path, f"{len(same)} remote folders share this name; "
-                                 "their files were pulled into one local folder (`drivesync "
-                                 f"dedupe {where}` merges them on the remote too)"))
+                warnings.append(Problem(same[0].path, f"{len(same)} remote folders share this "
+                                        "name; their files were pulled into one local folder "
+                                        f"(`drivesync dedupe {where}` merges them on the "
+                                        "remote too)"))
         for c in children:
             if is_native(c):
-                warnings.append((c.path, f"{NATIVE}: skipped"))
+                warnings.append(Problem(c.path, f"{NATIVE}: skipped"))
         files = _drop_identical_copies([c for c in children if not c.is_dir and not is_native(c)],
                                        folder, warnings)
         shards, files = _find_shards(remote, folder, files, warnings) if unpack else ({}, files)
@@ -188,14 +190,14 @@ def _make_plan(remote: Remote, base: str, root: str, *, unpack: bool,
         local_names = assign_names(named, folder=folder)
         for e in named:  # said, so nobody looks for the full name on disk in vain
             if is_shortened(raw_name(e, folder)):
-                warnings.append((e.path, "name longer than the file system's 255 bytes; "
+                warnings.append(Problem(e.path, "name longer than the file system's 255 bytes; "
                                  f"stored as {local_names[e.id or e.path]}"))
         by_raw: dict[str, list[Entry]] = defaultdict(list)
         for e in files:
             by_raw[safe_part(raw_name(e, folder)).lower()].append(e)
         for same in by_raw.values():
             if len(same) > 1:
-                warnings.append((same[0].path, f"{len(same)} remote files share this name; "
+                warnings.append(Problem(same[0].path, f"{len(same)} remote files share this name; "
                                  "kept as " + ", ".join(local_names[e.id or e.path]
                                                         for e in same)))
         for same in folders.values():
@@ -229,7 +231,7 @@ def _make_plan(remote: Remote, base: str, root: str, *, unpack: bool,
 
 
 def _drop_identical_copies(files: list[Entry], folder: str,
-                           warnings: list[tuple[str, str]]) -> list[Entry]:
+                           warnings: list[Problem]) -> list[Entry]:
     """One file per (name, size, md5): identical same-named copies (a retried upload,
     or merged same-named folders) are pulled once, the oldest; different ones all are."""
     def same(e: Entry) -> tuple:
@@ -242,12 +244,12 @@ def _drop_identical_copies(files: list[Entry], folder: str,
         kept.setdefault(same(e), e)
     for key, n in copies.items():
         if n > 1:
-            warnings.append((kept[key].path, f"{n} identical remote copies; pulled once"))
+            warnings.append(Problem(kept[key].path, f"{n} identical remote copies; pulled once"))
     return [e for e in files if kept.get(same(e)) is e]
 
 
 def _find_shards(remote: Remote, folder: str, files: list[Entry],
-                 warnings: list[tuple[str, str]]) -> tuple[dict, list[Entry]]:
+                 warnings: list[Problem]) -> tuple[dict, list[Entry]]:
     """Split a folder's files into packed shards {name: (manifest entry, tar, Manifest)} and
     the other files. A shard is a ``N.tar`` whose ``N.tar.json`` is a valid manifest."""
     by_name: dict[str, list[Entry]] = defaultdict(list)
@@ -268,7 +270,8 @@ def _find_shards(remote: Remote, folder: str, files: list[Entry],
                 continue
             tar = next((t for t in tars if t.md5 == man.tar_md5 and t.size == man.tar_size), None)
             if tar is None:
-                warnings.append((m_entry.path, "no tar matching this manifest; pulled as files"))
+                warnings.append(Problem(m_entry.path,
+                                        "no tar matching this manifest; pulled as files"))
                 continue
             shard_entry = Entry(posixpath.join(folder, tar_name[: -len(TAR_SUFFIX)])
                                 if folder else tar_name[: -len(TAR_SUFFIX)],
@@ -280,7 +283,7 @@ def _find_shards(remote: Remote, folder: str, files: list[Entry],
 
 
 def _read_manifest(remote: Remote, entry: Entry,
-                   warnings: list[tuple[str, str]]) -> Optional[Manifest]:
+                   warnings: list[Problem]) -> Optional[Manifest]:
     if entry.size > 64 * 1024 * 1024:
         return None
     with tempfile.TemporaryDirectory(prefix=".drivesync-") as tmp:
@@ -290,14 +293,14 @@ def _read_manifest(remote: Remote, entry: Entry,
             with open(dest, "rb") as f:
                 data = f.read()
         except DriveSyncError as exc:
-            warnings.append((entry.path, f"cannot read manifest: {exc}"))
+            warnings.append(Problem(entry.path, f"cannot read manifest: {exc}"))
             return None
     if FORMAT.encode() not in data:
         return None
     try:
         return parse_manifest(data, where=entry.path)
     except DatasetError as exc:
-        warnings.append((entry.path, str(exc)))
+        warnings.append(Problem(entry.path, str(exc)))
         return None
 
 
@@ -319,7 +322,7 @@ class _PullRunner:
         self.cache = cache
         self.root = root
         self.progress = progress
-        self.member_problems: list[tuple[str, str]] = []
+        self.member_problems: list[Problem] = []
 
     def _dest(self, parts: tuple[str, ...]) -> str:
         folder = ensure_dir(self.root, parts[:-1])
@@ -365,7 +368,7 @@ class _PullRunner:
         finally:
             reader.close()
         if problems:
-            self.member_problems.extend((posixpath.join(a.path, n) if n else a.path, r)
+            self.member_problems.extend(Problem(posixpath.join(a.path, n) if n else a.path, r)
                                         for n, r in problems)
             raise DatasetError(f"{len(problems)} problem(s) unpacking the archive; "
                                "nothing wrong was kept")

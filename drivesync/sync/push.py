@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
-from ..errors import DriveSyncError, NetworkDown, NotFound, QuotaExceeded, UsageError
+from ..errors import DriveSyncError, NetworkDown, NotFound, QuotaExceeded, Stopped, UsageError
 from ..hashing import HashCache, default_cache_path
+from ..outcome import Problem
 from ..progress import NULL_PROGRESS, Progress, human_bytes, status_listener
 from ..remotes.base import Remote
 from ..types import Entry, is_internal
@@ -76,7 +77,7 @@ class LocalTree:
     dirs: set[str] = field(default_factory=set)
     children: dict[str, list[str]] = field(default_factory=dict)     # dir rel -> file rels
     subdirs: dict[str, list[str]] = field(default_factory=dict)
-    warnings: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
     #: rel -> why: could not be listed or read (a problem: exit 4)
     unreadable: dict[str, str] = field(default_factory=dict)
     #: rel -> why: skipped on purpose (a link leaving the tree, a FIFO): only a warning
@@ -156,7 +157,7 @@ def scan(root: Union[str, Path], *, excludes: Sequence[str] = ()) -> LocalTree:
                     tree.skipped[rel] = "not a regular file; skipped"
             except OSError as exc:
                 tree.unreadable[rel] = f"cannot stat: {exc.strerror or exc}"
-    tree.warnings += sorted(tree.skipped.items())
+    tree.warnings += [Problem(*kv) for kv in sorted(tree.skipped.items())]
     return tree
 
 
@@ -238,9 +239,9 @@ def push(local_dir: Union[str, Path], *, remote: Remote, path: str = "", jobs: i
                           delete=delete, excludes=excludes, cache=cache, packs_db=packs_db,
                           remote=remote, jobs=jobs,
                           blocked_remote=[rel_to(base, p) or p for p, _ in remote_unreadable])
-        unreadable = [(rel, f"{why}; not pushed (any remote copy is kept)")
+        unreadable = [Problem(rel, f"{why}; not pushed (any remote copy is kept)")
                       for rel, why in sorted(tree.unreadable.items())]
-        unreadable += [(p, f"cannot list this remote folder ({exc}); nothing below it was "
+        unreadable += [Problem(p, f"cannot list this remote folder ({exc}); nothing below it was "
                            "pushed or deleted") for p, exc in remote_unreadable]
         result = SyncResult(plan=plan.summary(), dry_run=dry_run,
                             problems=unreadable + list(plan.problems),
@@ -296,16 +297,14 @@ def _make_base(remote: Remote, base: str, plan: Plan, result: SyncResult) -> Non
         raise _stopped(exc, result) from exc
 
 
-def _stopped(exc: DriveSyncError, result: SyncResult) -> DriveSyncError:
+def _stopped(exc: DriveSyncError, result: SyncResult) -> Stopped:
     when = ("once the network is back" if isinstance(exc, NetworkDown) else
             "(after freeing space, or tomorrow for the daily upload limit)")
     msg = (f"{str(exc).rstrip('.')}. Stopped with {result.left_files} file(s) "
            f"({human_bytes(result.left_bytes)}) left to upload; {result.uploaded + result.packed} "
            f"done are kept. Re-run the same command {when}: it continues where this one "
            "stopped.")
-    new = type(exc)(msg) if isinstance(exc, (QuotaExceeded, NetworkDown)) else exc
-    new.result = result  # type: ignore[attr-defined]
-    return new
+    return Stopped.of(exc, result, msg if isinstance(exc, (QuotaExceeded, NetworkDown)) else None)
 
 
 def _make_plan(tree: LocalTree, shards: Sequence[str], entries: list[Entry], *, base: str,
@@ -457,9 +456,9 @@ class _Runner:
                 and new.size == before.st_size:
             self.cache.remember(source, new.md5, st=before)
 
-    def delete_all(self, actions: Sequence[Action]) -> list[tuple[str, str]]:
+    def delete_all(self, actions: Sequence[Action]) -> list[Problem]:
         """Run every DELETE action in batches; the problems of the items that failed."""
-        problems: list[tuple[str, str]] = []
+        problems: list[Problem] = []
         for permanent in (True, False):
             group = [a for a in actions if a.permanent == permanent]
             targets = [t for a in group for t in a.targets]
@@ -474,7 +473,7 @@ class _Runner:
                         self.duplicates += ok
                     else:
                         self.deleted += ok
-                problems.extend((t.path, f"delete: {failed.pop(t.path)}") for t in bad
+                problems.extend(Problem(t.path, f"delete: {failed.pop(t.path)}") for t in bad
                                 if t.path in failed)
         return problems
 
