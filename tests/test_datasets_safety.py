@@ -345,10 +345,12 @@ import sys, time
 import drivesync.datasets.workers as w
 w.PARALLEL_MIN = 1  # forked workers even for a small set
 from drivesync.datasets.prepare import shard_dataset
-def step(n):
-    time.sleep(0.02)  # 120 steps: >2 s, so a loaded machine still finds the run going
+from drivesync.progress import NullProgress
+class Slow(NullProgress):  # told after each placed pair
+    def on_progress(self, *, files=0, bytes=0):
+        time.sleep(0.02)  # 120 pairs: >2 s, so a loaded machine still finds the run going
 try:
-    shard_dataset(sys.argv[1], sys.argv[2], max_files=6, mode="move", name="ds", on_step=step)
+    shard_dataset(sys.argv[1], sys.argv[2], max_files=6, mode="move", name="ds", progress=Slow())
 except KeyboardInterrupt:
     sys.exit(130)
 """

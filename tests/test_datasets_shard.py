@@ -177,12 +177,16 @@ from drivesync.datasets.prepare import shard_dataset
 crash = int(sys.argv[3])
 if len(sys.argv) > 4:
     drivesync.datasets.workers.PARALLEL_MIN = 1  # forked workers, even for a small test set
-def step(n):
-    if n == crash:
-        os._exit(9)
-    if crash < 0:
-        time.sleep(0.002)  # widen the window a random SIGKILL can hit
-shard_dataset(sys.argv[1], sys.argv[2], max_files=6, mode="move", name="ds", on_step=step)
+from drivesync.progress import NullProgress
+class Crash(NullProgress):  # told after each placed item: dies right after the Nth
+    n = 0
+    def on_progress(self, *, files=0, bytes=0):
+        self.n += 1
+        if self.n == crash:
+            os._exit(9)
+        if crash < 0:
+            time.sleep(0.002)  # widen the window a random SIGKILL can hit
+shard_dataset(sys.argv[1], sys.argv[2], max_files=6, mode="move", name="ds", progress=Crash())
 """
 
 

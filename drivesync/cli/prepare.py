@@ -6,6 +6,7 @@ import argparse
 import os
 from typing import Any, Callable, Dict, Tuple
 
+from ..config import DEFAULT_MAX_FILES
 from ..datasets.check import check_dataset
 from ..datasets.formats import FORMATS
 from ..datasets.output import MODES
@@ -61,9 +62,9 @@ def _shard_opts(p: argparse.ArgumentParser, *, mode: bool = True) -> None:
     p.add_argument(
         "--max-files",
         type=int,
-        default=2000,
+        default=DEFAULT_MAX_FILES,
         metavar="N",
-        help="files per shard folder, images plus labels (default 2000)",
+        help=f"files per shard folder, images plus labels (default {DEFAULT_MAX_FILES})",
     )
     p.add_argument("--name", help="dataset folder name under OUT (default: SRC's name)")
     if mode:
@@ -159,7 +160,7 @@ def _add_shard(verb: Callable[..., argparse.ArgumentParser]) -> None:
         "shard",
         drive=False,
         help="split a YOLO folder (image + .txt pairs) into numbered shard folders",
-        example="drivesync shard flat/ out/ --max-files 2000 --mode move",
+        example=f"drivesync shard flat/ out/ --max-files {DEFAULT_MAX_FILES} --mode move",
     )
     p.add_argument("src", metavar="SRC", help="a YOLO folder: images with .txt labels beside "
                                                "them or in labels/")
@@ -198,7 +199,7 @@ def _add_check(verb: Callable[..., argparse.ArgumentParser]) -> None:
         "--max-files",
         type=int,
         metavar="N",
-        help="shard limit (default: from the manifest, else 2000)",
+        help=f"shard limit (default: from the manifest, else {DEFAULT_MAX_FILES})",
     )
     p.add_argument(
         "--verify",

@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Set, Tuple
 
+from ..config import DEFAULT_MAX_FILES
 from ..errors import NotFound
 from ..hashing import md5_file
 from ..progress import NULL_PROGRESS, Progress
@@ -102,7 +103,7 @@ def check_dataset(
         else {}
     )
     if max_files is None:
-        max_files = m.max_files if m is not None and m.max_files else 2000
+        max_files = m.max_files if m is not None and m.max_files else DEFAULT_MAX_FILES
     nc = _class_count(dataset, nc, m.classes if m is not None else None)
     chk = _Checker(CheckResult(dataset=dataset), known, nc, max_files, verify)
     if nc is None:

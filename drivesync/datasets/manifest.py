@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _q
 from typing import Container, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
+from ..config import DEFAULT_MAX_FILES
 from ..errors import DatasetError
 from ..types import TEMP_PREFIX
 from .names import display
@@ -35,7 +36,7 @@ class Manifest:
     """``OUT/manifest.jsonl``: a header line, then one line per item."""
 
     name: str = ""
-    max_files: Optional[int] = 2000
+    max_files: Optional[int] = DEFAULT_MAX_FILES
     classes: List[str] = field(default_factory=list)
     entries: Dict[str, Tuple[int, str, Tuple[FileOp, ...]]] = field(default_factory=dict)
     # manifest lines already built for the journal (identical when no label text)

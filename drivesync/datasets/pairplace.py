@@ -99,10 +99,10 @@ def run_pairs(
     if ctx is None:
         ex = executor_type(out, mode, Report())
         for batch in batches:
-            for task in batch:  # one at a time, so on_step sees each placed pair
+            for task in batch:  # one at a time: progress is told of each placed pair
                 (res,) = place_pairs((out, mode, nc, recovering, [task], executor_type), ex)
                 on_result(task, res)
-            progress.on_progress(files=2 * len(batch))
+                progress.on_progress(files=2)
         return
     keep: List[List[PairTask]] = []
 
@@ -115,7 +115,7 @@ def run_pairs(
         batch, keep[i] = keep[i], []  # let it go: memory stays flat
         for task, res in zip(batch, results):
             on_result(task, res)
-        progress.on_progress(files=2 * len(results))
+            progress.on_progress(files=2)
 
 
 def pair_files(task: PairTask, got: tuple) -> tuple:
@@ -131,7 +131,6 @@ def recover_pairs(
     m: Manifest,
     report: Report,
     progress: Progress,
-    on_step: Optional[Callable[[int], None]],
 ) -> int:
     """Finish a fast-path journal: validate each pair where its files are now, place it."""
     tasks: List[PairTask] = []
@@ -152,8 +151,6 @@ def recover_pairs(
         else:
             report_pair(report, "", img, lab, res)
         done += 1
-        if on_step is not None:
-            on_step(done)
 
     run_pairs(
         out,

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable, List, Optional, Sequence, Set, Tuple
+from typing import List, Optional, Sequence, Set, Tuple
 
+from ..config import DEFAULT_MAX_FILES
 from ..progress import NULL_PROGRESS, Progress
 from ..types import TEMP_PREFIX
 from . import workers
@@ -47,17 +48,16 @@ def shard_yolo(
     *,
     name: str,
     classes: Optional[Sequence[str]] = None,
-    max_files: Optional[int] = 2000,
+    max_files: Optional[int] = DEFAULT_MAX_FILES,
     exclude: Optional[str] = None,
     progress: Progress = NULL_PROGRESS,
-    on_step: Optional[Callable[[int], None]] = None,
 ) -> Tuple[ShardResult, Conversion]:
     """Validate and shard a YOLO folder in one pass; returns (ShardResult, Conversion)."""
     src = os.path.abspath(src)
     result, m, planner = open_output(ap, name=name, max_files=max_files, progress=progress)
     images, texts = scan(src, exclude)
     names = list(classes) if classes is not None else classes_in(src)
-    run = _PairRun(ap, src, texts, m, planner, result, name=name, names=names, on_step=on_step)
+    run = _PairRun(ap, src, texts, m, planner, result, name=name, names=names)
     run.conv.expected = len(images)
     header = {"mode": ap.mode, "name": name, "max_files": max_files,
               "classes": names or m.classes, "pairs": True, "nc": run.nc}
@@ -88,10 +88,9 @@ class _PairRun:
     journal: Journal
 
     def __init__(self, ap: Apply, src: str, texts: Set[str], m: Manifest, planner: ShardPlanner,
-                 result: ShardResult, *, name: str, names: Optional[List[str]],
-                 on_step: Optional[Callable[[int], None]]):
+                 result: ShardResult, *, name: str, names: Optional[List[str]]):
         self.ap, self.src, self.texts, self.m, self.planner = ap, src, texts, m, planner
-        self.result, self.name, self.on_step = result, name, on_step
+        self.result, self.name = result, name
         self.nc = len(names) if names is not None else None
         self.conv = Conversion(classes=names or [])
         self.before = set(m.entries)
@@ -143,8 +142,6 @@ class _PairRun:
             if kind != "failed":
                 self._record(task, got, kind)
         self.done += 1
-        if self.on_step is not None:
-            self.on_step(self.done)
 
     def _record(self, task: PairTask, got: tuple, kind: str) -> None:
         key, _, _, idst, ldst, _, _ = task

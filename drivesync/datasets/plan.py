@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
+from ..config import DEFAULT_MAX_FILES
 from ..errors import UsageError
 
 
@@ -40,7 +41,7 @@ class ShardPlanner:
         existing: Mapping[str, Tuple[int, str]] = {},
         foreign: Mapping[int, int] = {},
         taken: Iterable[str] = (),
-        max_files: Optional[int] = 2000,
+        max_files: Optional[int] = DEFAULT_MAX_FILES,
         files_per_item: int = 2,
     ):
         if max_files is not None and max_files < files_per_item:
@@ -79,7 +80,7 @@ def plan_shards(
     existing: Mapping[str, Tuple[int, str]] = {},
     foreign: Mapping[int, int] = {},
     taken: Iterable[str] = (),
-    max_files: Optional[int] = 2000,
+    max_files: Optional[int] = DEFAULT_MAX_FILES,
     files_per_item: int = 2,
 ) -> List[Slot]:
     """Place items ``(key, wanted_stem)`` (see :class:`ShardPlanner`), new keys in sorted order.

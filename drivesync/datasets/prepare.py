@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
+from ..config import DEFAULT_MAX_FILES
 from ..errors import DatasetError, NotFound, UsageError
 from ..progress import NULL_PROGRESS, Progress
 from .apply import Apply, apply_for
@@ -267,7 +268,6 @@ def _place(
     *,
     max_files: Optional[int],
     progress: Progress,
-    on_step: Optional[Callable[[int], None]] = None,
     **opts,
 ) -> Tuple[Conversion, ShardResult]:
     """Convert and shard (``max_files=None``: one flat folder); the step every verb shares.
@@ -278,7 +278,7 @@ def _place(
     """
     if res.format == "yolo" and max_files is not None:
         sh, conv = shard_yolo(res.src, ap, name=res.name, classes=names, max_files=max_files,
-                              progress=progress, on_step=on_step)
+                              progress=progress)
         _fill(res, conv, sh)
         return conv, sh
     res.recovered = ap.recover(progress)
@@ -297,7 +297,7 @@ def _place(
     )
     sh = write_shards(
         conv.items, ap, name=res.name, classes=lambda: conv.classes, max_files=max_files,
-        flat=max_files is None, progress=progress, on_step=on_step,
+        flat=max_files is None, progress=progress,
         # converters that return a list know their count: the bar gets a total
         total=conv.expected or (len(conv.items) if isinstance(conv.items, list) else None),
     )
@@ -312,7 +312,7 @@ def prepare(
     fmt: str,
     classes: Union[str, Sequence[str], None] = None,
     classes_file: Optional[str] = None,
-    max_files: int = 2000,
+    max_files: int = DEFAULT_MAX_FILES,
     val_fraction: float = 0.1,
     seed: int = 0,
     root: Optional[str] = None,
@@ -334,7 +334,6 @@ def prepare(
     dry_run: bool = False,
     check: bool = True,
     progress: Progress = NULL_PROGRESS,
-    on_step: Optional[Callable[[int], None]] = None,
     ascii_names: bool = False,
 ) -> PrepareResult:
     """Convert ``src`` and write a Colab-ready, sharded YOLO dataset to ``out/NAME``.
@@ -359,7 +358,6 @@ def prepare(
             ap,
             max_files=max_files,
             progress=progress,
-            on_step=on_step,
             keep_difficult=keep_difficult,
             keep_crowd=keep_crowd,
             box=box,
@@ -456,12 +454,11 @@ def shard_dataset(
     *,
     classes: Union[str, Sequence[str], None] = None,
     classes_file: Optional[str] = None,
-    max_files: int = 2000,
+    max_files: int = DEFAULT_MAX_FILES,
     mode: str = "link",
     name: Optional[str] = None,
     dry_run: bool = False,
     progress: Progress = NULL_PROGRESS,
-    on_step: Optional[Callable[[int], None]] = None,
     ascii_names: bool = False,
 ) -> PrepareResult:
     """Validate a YOLO folder (image + .txt pairs) and shard it; no configs."""
@@ -477,7 +474,7 @@ def shard_dataset(
         verb="shard",
     )
     with ap.lock(), _ascii_names(ascii_names):
-        _place(res, names, ap, max_files=max_files, progress=progress, on_step=on_step)
+        _place(res, names, ap, max_files=max_files, progress=progress)
         ap.read_back(lambda: _count_background(res))
         return _finish(res, ap)
 

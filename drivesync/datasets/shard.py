@@ -26,6 +26,7 @@ from typing import (
     Union,
 )
 
+from ..config import DEFAULT_MAX_FILES
 from ..errors import DatasetError
 from ..progress import NULL_PROGRESS, Progress
 from .apply import Apply
@@ -80,10 +81,9 @@ def write_shards(
     *,
     name: str,
     classes: Union[Sequence[str], Callable[[], Sequence[str]]] = (),
-    max_files: Optional[int] = 2000,
+    max_files: Optional[int] = DEFAULT_MAX_FILES,
     flat: bool = False,
     progress: Progress = NULL_PROGRESS,
-    on_step: Optional[Callable[[int], None]] = None,
     total: Optional[int] = None,
     chunk: int = 1000,
 ) -> ShardResult:
@@ -94,7 +94,7 @@ def write_shards(
     fsynced and only then carried out by ``ap``). Items already in the
     manifest with the same contents stay untouched; changed ones are rewritten
     in their old place. ``classes`` may be a callable, read once the stream is
-    consumed. ``on_step`` is called after each item (tests use it to crash a run).
+    consumed. ``progress.on_progress`` is told after each item placed.
     """
     result, m, planner = open_output(
         ap, name=name, max_files=max_files, flat=flat, progress=progress
@@ -105,7 +105,7 @@ def write_shards(
         "max_files": max_files,
         "classes": m.classes if callable(classes) else list(classes),
     }
-    run = _Chunks(ap, m, header, progress, on_step)
+    run = _Chunks(ap, m, header, progress)
     before = set(m.entries)
     progress.on_start(files=2 * (total or 0), bytes=0, desc=f"{ap.mode} into shards")
     try:
@@ -130,9 +130,8 @@ def write_shards(
 class _Chunks:
     """Journals a chunk of planned entries, then hands them to the executor."""
 
-    def __init__(self, ap: Apply, m: Manifest, header: dict, progress: Progress,
-                 on_step: Optional[Callable[[int], None]]):
-        self.ap, self.m, self.header, self.progress, self.on_step = ap, m, header, progress, on_step
+    def __init__(self, ap: Apply, m: Manifest, header: dict, progress: Progress):
+        self.ap, self.m, self.header, self.progress = ap, m, header, progress
         self.before = set(m.entries)
         self.ex = ap.executor()
         self.journal: Optional[Journal] = None
@@ -145,8 +144,8 @@ class _Chunks:
             self.journal = self.ap.journal(self.header)
         lines = self.journal.add(todo)  # fsynced: a crash from here on is finished by recover()
         fresh = {t[0] for t in todo if t[0] not in self.before}
-        self.done += run_entries(self.ex, self.m, todo, progress=self.progress,
-                                 on_step=self.on_step, fresh=fresh, start=self.done, lines=lines)
+        self.done += run_entries(self.ex, self.m, todo, progress=self.progress, fresh=fresh,
+                                 lines=lines)
         todo.clear()
 
     def close(self) -> None:
