@@ -1,7 +1,7 @@
 """Where Drive credentials come from, and the cached user token.
 
-Order (first that is configured wins): a raw access token (``settings.token`` or
-DRIVESYNC_TOKEN), a service-account key file, the user token cached by
+Order (first that is configured wins): a raw access token (``settings.token``:
+DRIVESYNC_TOKEN or ``token =``), a service-account key file, the user token cached by
 ``drivesync auth login``, Application Default Credentials (what Colab's
 ``auth.authenticate_user()`` sets up). Tokens are never printed or logged; the
 cache file is written atomically with mode 0600 in a 0700 directory.
@@ -50,14 +50,18 @@ def get_credentials(settings: Settings) -> Any:
 
 
 def resolve_credentials(settings: Settings) -> CredentialSource:
-    """Try every source in order; AuthError naming the next step when none works."""
-    token = settings.token or os.environ.get("DRIVESYNC_TOKEN")
+    """Try every source in order; AuthError naming the next step when none works.
+
+    ``settings`` are resolved (:func:`drivesync.config.resolve_settings`): this
+    module reads no environment variable itself.
+    """
+    token = settings.token
     if token:
         from google.oauth2.credentials import Credentials
 
         return CredentialSource(Credentials(token=token.strip()), "token",
                                 "raw access token (DRIVESYNC_TOKEN / settings.token)")
-    key = settings.service_account or os.environ.get("DRIVESYNC_SERVICE_ACCOUNT")
+    key = settings.service_account
     if key:
         return _service_account(Path(key).expanduser())
     cached = settings.resolved_token_file()
@@ -216,7 +220,7 @@ def delete_user_token(path: Path) -> bool:
 
 def client_secrets_file(explicit: Optional[str], settings: Settings) -> Path:
     """The OAuth desktop-client JSON to log in with; AuthError saying how to get one."""
-    raw = explicit or settings.credentials or os.environ.get("DRIVESYNC_CREDENTIALS")
+    raw = explicit or settings.credentials
     if not raw:
         raise AuthError("no OAuth client file: pass --client-secrets FILE (a Desktop-app "
                         "client JSON from Google Cloud console; see 'Credentials' in the README)")

@@ -48,6 +48,7 @@ class Settings:
     backoff_cap: float = 32.0
     max_files_per_folder: int = DEFAULT_MAX_FILES
     state_dir: Optional[str] = None         # md5 cache and sync state
+    log_file: Optional[str] = None          # --log-file: timestamped record of each run (0600)
 
     def resolved_token_file(self) -> Path:
         return Path(self.token_file) if self.token_file else config_dir() / "token.json"
@@ -162,15 +163,29 @@ def load_settings(flags: Optional[Mapping[str, Any]] = None, *,
     return replace(Settings(), **values)
 
 
-def resolve_settings(settings: Optional[Settings] = None, /, **flags: Any) -> Settings:
+#: Credentials a caller's own Settings leave unset still come from the environment,
+#: as they always have: a secret belongs in DRIVESYNC_TOKEN, not in the code that
+#: builds ``Settings(jobs=8)``.
+_CREDENTIALS = ("token", "service_account", "credentials")
+
+
+def resolve_settings(settings: Optional[Settings] = None, /, *,
+                     env: Optional[Mapping[str, str]] = None, **flags: Any) -> Settings:
     """The one settings resolution of the CLI and of every public function.
 
-    Given ``settings`` are used as they are (the caller resolved them); else
-    ``flags`` (None: not given), then DRIVESYNC_* environment, then the config
-    file, as :func:`load_settings` merges them. Flags also override given
-    settings, so ``push(..., jobs=8, settings=s)`` means what it says.
+    Given ``settings`` are used as they are (the caller resolved them), except
+    that credentials they leave unset (token, service_account, credentials) come
+    from their DRIVESYNC_* variables; else ``flags`` (None: not given), then
+    DRIVESYNC_* environment, then the config file, as :func:`load_settings`
+    merges them. Flags also override given settings, so
+    ``push(..., jobs=8, settings=s)`` means what it says.
     """
     if settings is None:
-        return load_settings(flags)
+        return load_settings(flags, env=env)
+    env = os.environ if env is None else env
     known = {k: _coerce(k, v) for k, v in flags.items() if k in _TYPES and v is not None}
+    for name in _CREDENTIALS:
+        raw = env.get("DRIVESYNC_" + name.upper())
+        if getattr(settings, name) is None and name not in known and raw:
+            known[name] = raw
     return replace(settings, **known) if known else settings

@@ -12,6 +12,8 @@ import threading
 from pathlib import Path
 from typing import Callable, Optional, Union
 
+from .config import Settings, load_settings
+
 CHUNK = 1 << 20
 
 
@@ -40,10 +42,24 @@ def _key(path: str) -> Union[str, bytes]:
         return os.fsencode(path)
 
 
-def default_cache_path() -> Path:
-    base = os.environ.get("DRIVESYNC_STATE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "drivesync")
-    return Path(base) / "hashes.sqlite"
+#: The md5 cache's file name inside the state directory (``Settings.resolved_state_dir()``).
+CACHE_FILE = "hashes.sqlite"
+
+
+def cache_path(state_dir: Union[str, Path]) -> Path:
+    """Where the md5 cache lives in ``state_dir``; callers pass
+    ``settings.resolved_state_dir()``, the one place the state directory is decided."""
+    return Path(state_dir) / CACHE_FILE
+
+
+def default_cache_path(settings: Optional[Settings] = None) -> Path:
+    """The md5 cache of ``settings`` (default: resolved as the CLI does, flags aside).
+
+    For callers not handed a state directory; it never reads the environment
+    itself, so DRIVESYNC_STATE_DIR, ``state_dir =`` in the config file and
+    XDG_CACHE_HOME mean the same here as everywhere else.
+    """
+    return cache_path((settings or load_settings()).resolved_state_dir())
 
 
 class HashCache:
@@ -51,26 +67,36 @@ class HashCache:
 
     Safe to share between threads. ``reads`` counts files whose contents were
     actually hashed, so tests and benchmarks can prove a no-op run read nothing.
+    The database is opened on first use, so a remote that never hashes (``mkdir``)
+    creates no state directory.
     """
 
     def __init__(self, path: Optional[Union[str, Path]] = None):
         self.path = Path(path) if path else None
+        self._conn: Optional[sqlite3.Connection] = None
+        self._lock = threading.Lock()
+        self.reads = 0
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The connection, opened on first use; call with ``_lock`` held."""
+        if self._conn is None:
+            self._conn = self._open()
+        return self._conn
+
+    def _open(self) -> sqlite3.Connection:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit: every write is committed at once, so two caches (two
         # processes, or two remotes in one process) never wait on each other's
         # open transaction. WAL + synchronous=NORMAL keeps commits cheap.
-        self._db = sqlite3.connect(str(self.path) if self.path else ":memory:",
-                                   check_same_thread=False, timeout=30, isolation_level=None)
-        self._lock = threading.Lock()
-        with self._lock:
-            mode = "WAL" if self.path else "MEMORY"
-            self._db.execute(f"PRAGMA journal_mode={mode}")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS md5 (path TEXT PRIMARY KEY, size INTEGER,"
-                " mtime_ns INTEGER, md5 TEXT)")
-        self.reads = 0
+        db = sqlite3.connect(str(self.path) if self.path else ":memory:",
+                             check_same_thread=False, timeout=30, isolation_level=None)
+        db.execute(f"PRAGMA journal_mode={'WAL' if self.path else 'MEMORY'}")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("CREATE TABLE IF NOT EXISTS md5 (path TEXT PRIMARY KEY, size INTEGER,"
+                   " mtime_ns INTEGER, md5 TEXT)")
+        return db
 
     def md5(self, file: Union[str, Path], *, st: Optional[os.stat_result] = None) -> str:
         p = os.path.abspath(file)
@@ -102,4 +128,6 @@ class HashCache:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

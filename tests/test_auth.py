@@ -20,7 +20,7 @@ from google.oauth2.credentials import Credentials
 
 from drivesync import auth
 from drivesync.cli import main
-from drivesync.config import Settings
+from drivesync.config import Settings, resolve_settings
 from drivesync.errors import EXIT_AUTH, AuthError
 
 SECRET = "ya29.super-secret-access-token"
@@ -56,11 +56,15 @@ def test_source_order(tmp_path, monkeypatch):
     cached = tmp_path / "token.json"
     auth.save_user_token(user_creds(), cached)
     settings = Settings(token_file=str(cached))
-    assert auth.resolve_credentials(settings).kind == "user"
+    assert auth.resolve_credentials(resolve_settings(settings)).kind == "user"
     monkeypatch.setenv("DRIVESYNC_TOKEN", "tok-xyz")
-    src = auth.resolve_credentials(settings)
+    # the caller's Settings leave the token unset: the environment's comes in through
+    # the one resolution, and beats the cached user token
+    src = auth.resolve_credentials(resolve_settings(settings))
     assert src.kind == "token" and src.credentials.token == "tok-xyz"
     assert "tok-xyz" not in src.description
+    # auth itself reads only the settings it is given
+    assert auth.resolve_credentials(settings).kind == "user"
 
 
 def test_application_default_credentials(tmp_path, monkeypatch):

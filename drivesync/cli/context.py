@@ -256,12 +256,11 @@ def make_context(args: Any) -> Context:
         stderr._drivesync = True  # type: ignore[attr-defined]
         root.addHandler(stderr)
     stderr.setLevel(level)
-    log_file = getattr(args, "log_file", None) or os.environ.get("DRIVESYNC_LOG_FILE")
-    file_handler = open_log_file(log_file) if log_file else None
-    root.setLevel(min(level, logging.INFO) if file_handler else level)
-    flags = {k: getattr(args, k, None) for k in ("api_endpoint",)}
+    flags = {k: getattr(args, k, None) for k in ("api_endpoint", "log_file")}
     config = getattr(args, "config", None)
     settings = load_settings(flags, config_file=Path(config) if config else None)
+    file_handler = open_log_file(settings.log_file) if settings.log_file else None
+    root.setLevel(min(level, logging.INFO) if file_handler else level)
     return Context(settings=settings, json=bool(getattr(args, "json", False)),
                    quiet=bool(getattr(args, "quiet", False)),
                    verbose=int(getattr(args, "verbose", 0) or 0), log_handler=file_handler)

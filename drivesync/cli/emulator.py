@@ -6,7 +6,6 @@ the emulator in a subprocess through its ``/_emulator/`` control plane.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from typing import Any
@@ -26,7 +25,8 @@ def register(sub: Any, common: Any) -> None:
     )
     p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0 = any free one)")
     p.add_argument("--token", default=None,
-                   help='bearer token clients must send (default: env DRIVESYNC_TOKEN or "demo")')
+                   help='bearer token clients must send (default: the token setting, '
+                        'env DRIVESYNC_TOKEN, or "demo")')
     p.add_argument("--data-dir", default=None,
                    help="keep files here across restarts (default: a temp dir removed on exit)")
     p.add_argument("--latency", type=float, default=0.0, help="seconds added to each request")
@@ -44,8 +44,9 @@ def register(sub: Any, common: Any) -> None:
 def run(args: Any, ctx: Context) -> int:
     from ..emulator import Emulator
 
-    token_from_env = args.token is None and bool(os.environ.get("DRIVESYNC_TOKEN"))
-    token = args.token or os.environ.get("DRIVESYNC_TOKEN") or "demo"
+    configured = ctx.settings.token     # DRIVESYNC_TOKEN, or token = in the config file
+    token_from_env = args.token is None and bool(configured)
+    token = args.token or configured or "demo"
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be within 0..65535, got {args.port}")
     emu = Emulator(token=token, data_dir=args.data_dir, port=args.port)
@@ -60,7 +61,8 @@ def run(args: Any, ctx: Context) -> int:
     except OSError as exc:
         raise UsageError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}"
                          ) from None
-    # Never echo a real token that came from the environment.
+    # Never echo a real token that came from the settings (environment or config file);
+    # DRIVESYNC_TOKEN="" in the hint falls back to the config file's, as this one did.
     shown = '"$DRIVESYNC_TOKEN"' if token_from_env else token
     if ctx.json:
         ctx.emit({"url": url, "data_dir": str(emu.data_dir) if args.data_dir else None})

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Optional, Union
 
-from ..config import Settings, load_settings
+from ..config import Settings, resolve_settings
+from ..hashing import HashCache, cache_path
 from .address import (
     Address,
     drive_path,
@@ -35,7 +36,9 @@ def _open_drive(address: Address, settings: Settings) -> Remote:
 def _open_local(address: Address, settings: Settings) -> Remote:
     from .local import LocalRemote
 
-    return LocalRemote(address.path)
+    # the md5 cache in the settings' state directory (opened only when a file is hashed)
+    hashes = HashCache(cache_path(settings.resolved_state_dir()))
+    return LocalRemote(address.path, hash_cache=hashes)
 
 
 register_scheme("drive", _open_drive, normalize=drive_path,
@@ -57,8 +60,11 @@ def open_remote(address: Union[str, Address], *,
     """The Remote an address names.
 
     Without ``settings``, they are resolved as the CLI resolves them: the
-    DRIVESYNC_* environment, then the config file (README "Configuration").
+    DRIVESYNC_* environment, then the config file (README "Configuration");
+    given ones are used as given (credentials they leave unset come from the
+    environment, see :func:`~drivesync.config.resolve_settings`). The remote is
+    built from them once: nothing re-sets a setting on it afterwards.
     """
     parsed = address if isinstance(address, Address) else parse_address(address)
-    settings = settings if settings is not None else load_settings()
+    settings = resolve_settings(settings)
     return scheme_opener(parsed.scheme)(parsed, settings)
