@@ -29,7 +29,6 @@ from ..errors import (
     ChecksumMismatch,
     DriveSyncError,
     NetworkDown,
-    NotAFolder,
     NotFound,
     RateLimited,
     RemoteError,
@@ -42,12 +41,12 @@ from ..pacer import Breaker, Pacer, RateLimiter
 from ..progress import NULL_PROGRESS, Progress
 from ..types import FILE, FOLDER, Entry, Quota, clean_relpath, is_internal
 from .base import Remote, Target, TransferInterrupted, is_read_error, target_path
+from .dircache import DirCache, LeafIsFile
 from .drive_errors import classify
 from .drive_media import MediaStream
 from .drive_support import (
     ChunkedFileUpload,
     CountingHttp,
-    FolderCache,
     IdPool,
     StopClock,
     cut_connections,
@@ -99,12 +98,12 @@ class DriveRemote(Remote):
         self._credentials = credentials
         self._local = threading.local()
         self._lock = threading.Lock()          # stats counters, list of http objects
-        self._mkdir_lock = threading.RLock()   # folder creation: one at a time, no twins
         self._https: list[Any] = []
         self._sessions: list[Any] = []          # AuthorizedSessions of streamed downloads
         self._streams: set[MediaStream] = set()  # downloads in flight (cut on Ctrl-C)
         self._doc: Optional[str] = None
-        self._folders = FolderCache()
+        self._dirs = DirCache(base=self._base_id, find_leaf=self._find_leaf,
+                              make_leaf=self._make_folder, where=self._where)
         self._ids = IdPool(self._generate_ids)
         self._interrupted = threading.Event()
         self._clock = StopClock(self._interrupted)
@@ -295,27 +294,23 @@ class DriveRemote(Remote):
             if not token:
                 return out
 
-    def _folder_id(self, parts: tuple[str, ...], *, create: bool) -> str:
-        """Id of folder ``parts``; NotFound (or created, with ``create``) when absent."""
-        if not parts:
-            return self._base_id()
-        cached = self._folders.get(parts)
-        if cached:
-            return cached
-        parent = self._folder_id(parts[:-1], create=create)
-        found = self._lookup_folder(parent, parts, create=create)
-        if found:
-            return found
-        if not create:
-            raise NotFound(f"{self._where(parts)}: no such folder")
-        with self._mkdir_lock:  # re-check: another thread may have just made it
-            found = self._folders.get(parts) or self._lookup_folder(parent, parts, create=True)
-            if found:
-                return found
-            meta = self._create({"name": parts[-1], "parents": [parent],
-                                 "mimeType": FOLDER_MIME}, what=f"{self._where(parts)}")
-            log.info("created folder drive:%s", "/".join(parts))
-            return self._adopt_twin(parent, parts, meta["id"])
+    def _find_leaf(self, parent: str, parts: tuple[str, ...]) -> Optional[str]:
+        """The dircache's question: folder ``parts[-1]`` in ``parent`` (the oldest of
+        same-named ones), None when nothing has the name, LeafIsFile when files do."""
+        items = self._children(parent, name=parts[-1])
+        folders = [f for f in items if f.get("mimeType") == FOLDER_MIME]
+        if not folders:
+            if items:
+                raise LeafIsFile()
+            return None
+        return pick(folders, what=f"{self._where(parts)}")["id"]
+
+    def _make_folder(self, parent: str, parts: tuple[str, ...]) -> str:
+        """The dircache's make: files.create, then :meth:`_adopt_twin`."""
+        meta = self._create({"name": parts[-1], "parents": [parent],
+                             "mimeType": FOLDER_MIME}, what=f"{self._where(parts)}")
+        log.info("created folder drive:%s", "/".join(parts))
+        return self._adopt_twin(parent, parts, meta["id"])
 
     def _adopt_twin(self, parent: str, parts: tuple[str, ...], made: str) -> str:
         """Another process may have created the same folder at the same moment (two
@@ -329,31 +324,6 @@ class DriveRemote(Remote):
             log.info("drive:%s was created twice at once; using the older one",
                      "/".join(parts))
             self._discard(made, what=f"removal of a twin of drive:{'/'.join(parts)}")
-        self._folders.put(parts, chosen)
-        return chosen
-
-    def _existing_folder(self, parts: tuple[str, ...]) -> str:
-        """Id of an existing folder; NotFound naming the whole path asked for."""
-        self._base_id()  # a missing shared drive is said as such, not as a missing folder
-        try:
-            return self._folder_id(parts, create=False)
-        except _NotAFolder:
-            raise
-        except NotFound:
-            raise NotFound(f"{self._where(parts)}: no such folder") from None
-
-    def _lookup_folder(self, parent: str, parts: tuple[str, ...], *, create: bool
-                       ) -> Optional[str]:
-        items = self._children(parent, name=parts[-1])
-        folders = [f for f in items if f.get("mimeType") == FOLDER_MIME]
-        if not folders:
-            if items and create:
-                raise NotAFolder(f"{self._where(parts)}: exists and is not a folder")
-            if items:
-                raise _NotAFolder(f"{self._where(parts)}: is a file, not a folder")
-            return None
-        chosen = pick(folders, what=f"{self._where(parts)}")["id"]
-        self._folders.put(parts, chosen)
         return chosen
 
     def _create(self, body: dict, *, what: str, media: Any = None) -> dict:
@@ -407,9 +377,8 @@ class DriveRemote(Remote):
                 folders.setdefault(name, []).append(meta)
             out.append(self._entry(meta, f"{rel}/{name}" if rel else name))
         for name, same in folders.items():
-            if self._folders.get(parts + (name,)) is None:
-                first = min(same, key=lambda f: (f.get("createdTime") or "", f["id"]))
-                self._folders.put(parts + (name,), first["id"])
+            first = min(same, key=lambda f: (f.get("createdTime") or "", f["id"]))
+            self._dirs.offer(parts + (name,), first["id"])
         return sorted(out, key=lambda e: (e.path, e.id))
 
     def list(self, path: Target = "") -> list[Entry]:
@@ -417,12 +386,12 @@ class DriveRemote(Remote):
         parts = self._parts(rel)
         if isinstance(path, Entry) and path.id and path.is_dir:
             return self._list_id(path.id, rel, parts)
-        return self._list_id(self._existing_folder(parts), rel, parts)
+        return self._list_id(self._dirs.existing(parts), rel, parts)
 
     def list_internal(self, path: str = "") -> list[Entry]:
         rel = clean_relpath(path)
         parts = self._parts(rel)
-        return self._list_id(self._existing_folder(parts), rel, parts, internal=True)
+        return self._list_id(self._dirs.existing(parts), rel, parts, internal=True)
 
     def walk(self, path: str = "", *,
              unreadable: Optional[list[tuple[str, DriveSyncError]]] = None) -> Iterator[Entry]:
@@ -432,7 +401,7 @@ class DriveRemote(Remote):
         the folder (see :meth:`Remote.walk` for ``unreadable``).
         """
         rel = clean_relpath(path)
-        queue = [(rel, self._existing_folder(self._parts(rel)))]
+        queue = [(rel, self._dirs.existing(self._parts(rel)))]
         while queue:
             folder, folder_id = queue.pop(0)
             try:
@@ -451,10 +420,10 @@ class DriveRemote(Remote):
         rel = clean_relpath(path)
         parts = self._parts(rel)
         if not rel:
-            return Entry(path="", kind=FOLDER, id=self._existing_folder(parts))
+            return Entry(path="", kind=FOLDER, id=self._dirs.existing(parts))
         self._base_id()
         try:
-            parent = self._folder_id(parts[:-1], create=False)
+            parent = self._dirs.find(parts[:-1])
         except NotFound:
             raise NotFound(f"{self.address}/{rel}: no such file or folder") from None
         items = self._children(parent, name=parts[-1])
@@ -464,7 +433,7 @@ class DriveRemote(Remote):
 
     def mkdir(self, path: str) -> Entry:
         rel = clean_relpath(path)
-        return Entry(path=rel, kind=FOLDER, id=self._folder_id(self._parts(rel), create=True))
+        return Entry(path=rel, kind=FOLDER, id=self._dirs.find(self._parts(rel), create=True))
 
     def set_write_rate(self, rate: Optional[float]) -> None:
         """Every create (files and folders) of this remote waits on one token bucket."""
@@ -495,7 +464,7 @@ class DriveRemote(Remote):
         source = Path(source)
         st = os.stat(source)
         parts = self._parts(rel)
-        parent = self._folder_id(parts[:-1], create=True)
+        parent = self._dirs.find(parts[:-1], create=True)
         want = md5_file(source)
         body = {"id": self._ids.take(), "name": parts[-1], "parents": [parent],
                 "modifiedTime": rfc3339(st.st_mtime)}
@@ -653,7 +622,7 @@ class DriveRemote(Remote):
             raise UsageError("move needs a source and a destination below the remote root")
         parts = self._parts(drel)
         what = f"move of {self.address}/{src.path} to {drel}"
-        parent = self._folder_id(parts[:-1], create=True)
+        parent = self._dirs.find(parts[:-1], create=True)
         in_way = [f for f in self._children(parent, name=parts[-1]) if f["id"] != src.id]
         if any(f.get("mimeType") == FOLDER_MIME for f in in_way):
             raise RemoteError(f"{self.address}/{drel}: a folder is in the way")
@@ -665,7 +634,7 @@ class DriveRemote(Remote):
                                                     fields=FIELDS, supportsAllDrives=True,
                                                     **extra), what=what)
         if src.is_dir and src.path:
-            self._folders.forget(self._parts(src.path))
+            self._dirs.flush(self._parts(src.path))
         for old in in_way:  # the move replaced these files, as a local rename would
             self._delete_id(old["id"], permanent=True, what=what)
         return self._entry(meta, drel)
@@ -679,7 +648,7 @@ class DriveRemote(Remote):
             raise UsageError("copy needs a file path, not the remote root")
         parts = self._parts(drel)
         what = f"copy of {self.address}/{src.path} to {drel}"
-        parent = self._folder_id(parts[:-1], create=True)
+        parent = self._dirs.find(parts[:-1], create=True)
         body = {"id": self._ids.take(), "name": parts[-1], "parents": [parent]}
         if src.modified:  # as `cp -p`: the bytes' time, not the copy's (latest orders by it)
             body["modifiedTime"] = rfc3339(src.modified)
@@ -702,7 +671,7 @@ class DriveRemote(Remote):
         self._delete_id(entry.id, permanent=permanent,
                         what=f"delete of {self.address}/{entry.path}")
         if entry.is_dir:
-            self._folders.forget(self._parts(entry.path))
+            self._dirs.flush(self._parts(entry.path))
 
     def _delete_id(self, file_id: str, *, permanent: bool, what: str) -> None:
         tries = 0
@@ -739,7 +708,7 @@ class DriveRemote(Remote):
             failed.update(self._delete_batch(entries[i:i + BATCH_MAX], permanent=permanent))
         for e in entries:
             if e.is_dir:
-                self._folders.forget(self._parts(e.path))
+                self._dirs.flush(self._parts(e.path))
         return failed
 
     def _delete_batch(self, entries: list[Entry], *, permanent: bool
@@ -861,13 +830,6 @@ class _CountingReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class _NotAFolder(NotFound):
-    """A path used as a folder names a file: absent as a folder, said plainly; for the
-    user the wrong place was named, the usage error (exit 2) every verb gives for it."""
-
-    exit_code = NotAFolder.exit_code
 
 
 def _ends_with_cr(source: Path) -> bool:

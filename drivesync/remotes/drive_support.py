@@ -1,5 +1,6 @@
 """Small helpers of the Drive remote: the HTTP wrapper that counts requests,
-the pool of pre-generated file ids and the path -> folder id cache.
+the pool of pre-generated file ids, Drive's names and timestamps (the path ->
+folder id cache is dircache.py).
 
 Kept apart so drive.py reads as the list of Remote operations.
 """
@@ -105,29 +106,6 @@ class IdPool:
                 self._ids = list(self._fetch(self._block))
                 self._ids.reverse()
             return self._ids.pop()
-
-
-class FolderCache:
-    """Folder ids by path (a tuple of names from My Drive); safe to share between threads."""
-
-    def __init__(self) -> None:
-        self._ids: dict[tuple[str, ...], str] = {}
-        self._lock = threading.Lock()
-
-    def get(self, parts: tuple[str, ...]) -> Optional[str]:
-        with self._lock:
-            return self._ids.get(parts)
-
-    def put(self, parts: tuple[str, ...], folder_id: str) -> None:
-        with self._lock:
-            self._ids[parts] = folder_id
-
-    def forget(self, parts: tuple[str, ...]) -> None:
-        """Drop ``parts`` and everything below it (after a move or delete)."""
-        n = len(parts)
-        with self._lock:
-            for key in [k for k in self._ids if k[:n] == parts]:
-                del self._ids[key]
 
 
 def proxy_for(endpoint: str) -> Optional[httplib2.ProxyInfo]:
