@@ -201,3 +201,37 @@ def gs_remote(gcs_bucket):
     remote = open_remote(f"gs://{gcs_bucket}/space_Colab", settings=settings)
     yield remote
     remote.close()
+
+
+class Heard:
+    """A Progress channel that remembers what it was told (events, warnings, output):
+    what a test checks where the CLI would print."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.warnings: list[str] = []
+        self.output: list[str] = []
+
+    def on_start(self, *, files: int, bytes: int, desc: str = "") -> None:
+        pass
+
+    def on_progress(self, *, files: int = 0, bytes: int = 0) -> None:
+        pass
+
+    def on_done(self) -> None:
+        pass
+
+    def on_status(self, text: str) -> None:
+        pass
+
+    def on_event(self, text: str) -> None:
+        self.events.append(text)
+
+    def on_warning(self, text: str) -> None:
+        self.warnings.append(text)
+
+    def on_output(self, text: str) -> None:
+        self.output.append(text)
+
+    def confirm(self, question: str, items=()) -> bool:
+        return True

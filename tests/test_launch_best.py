@@ -7,6 +7,8 @@ import struct
 import zipfile
 from pathlib import Path
 
+from conftest import Heard
+
 from drivesync.launch.best import pt_best_fitness, read_record, sidecar_name
 from drivesync.launch.mirror import Mirror
 from drivesync.launch.weights import check_darknet, check_pt
@@ -22,10 +24,12 @@ def _weights(path: Path, iteration: int, fill: float) -> Path:
 
 def _mirror(remote, tmp_path: Path, metric: dict, warnings: list) -> Mirror:
     (tmp_path / "backup").mkdir(exist_ok=True)
+    heard = Heard()
+    heard.warnings = warnings
     return Mirror(remote, watch_dir=tmp_path / "backup", path="backup", suffixes=(".weights",),
                   check=lambda p: check_darknet(p, batch=BATCH),
                   snapshot_dir=tmp_path / "snap", settle_polls=1,
-                  on_warning=warnings.append,
+                  progress=heard,
                   best_metric=lambda snap, name: metric.get("map"))
 
 

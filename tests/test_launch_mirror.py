@@ -6,6 +6,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from conftest import Heard
 
 from drivesync.checkpoints.latest import complete_checkpoints
 from drivesync.launch.mirror import UPLOAD_TEMP, Mirror
@@ -30,13 +31,12 @@ def _weights(path: Path, iteration: int, *, size: int = SIZE) -> Path:
 
 
 def _mirror(remote, tmp_path: Path, **kw) -> tuple[Mirror, list, list]:
-    events: list = []
-    warnings: list = []
+    heard = Heard()
     m = Mirror(remote, watch_dir=tmp_path / "backup", path="backup", suffixes=(".weights",),
                check=lambda p: check_darknet(p, batch=BATCH), snapshot_dir=tmp_path / "snap",
-               settle_polls=1, on_event=events.append, on_warning=warnings.append, **kw)
+               settle_polls=1, progress=heard, **kw)
     (tmp_path / "backup").mkdir(exist_ok=True)
-    return m, events, warnings
+    return m, heard.events, heard.warnings
 
 
 def _on_drive(remote) -> dict:

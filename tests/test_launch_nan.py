@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import Heard
 
 from drivesync.checkpoints.latest import pull_latest
 from drivesync.cli import main
@@ -126,11 +127,11 @@ def test_pt_tensors_are_scanned_by_their_storage_dtype(tmp_path):
 
 
 def test_mirror_keeps_the_good_remote_copy_and_says_why(drive_remote, tmp_path):
-    warnings: list = []
+    heard = Heard()
     (tmp_path / "backup").mkdir()
     m = Mirror(drive_remote, watch_dir=tmp_path / "backup", path="backup",
                suffixes=(".weights",), check=lambda p: check_darknet(p, batch=BATCH),
-               snapshot_dir=tmp_path / "snap", settle_polls=1, on_warning=warnings.append)
+               snapshot_dir=tmp_path / "snap", settle_polls=1, progress=heard)
     m.start()
     last = _weights(tmp_path / "backup" / "yolo_last.weights", 10)
     assert len(m.poll()) == 1
@@ -139,7 +140,7 @@ def test_mirror_keeps_the_good_remote_copy_and_says_why(drive_remote, tmp_path):
     os.utime(last, (time.time() + 5, time.time() + 5))
     _weights(tmp_path / "backup" / "yolo_final.weights", 30, nan=500)
     assert m.poll() == [] and m.stats.rejected == 2
-    text = "\n".join(warnings)
+    text = "\n".join(heard.warnings)
     assert "not mirroring yolo_last.weights" in text and "480 of 500 weights are NaN" in text
     assert "the copy already on the remote is kept" in text
     on_drive = {e.name: e.md5 for e in drive_remote.list("backup")}

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import Heard
 
 from drivesync.cli import main
 from drivesync.errors import ConfigError
@@ -17,20 +18,6 @@ from drivesync.launch.runner import SignalForwarder
 FAKE = Path(__file__).parent / "fake_trainer.py"
 BATCH = 4
 
-
-class Rec:
-    def __init__(self) -> None:
-        self.said: list = []
-        self.warned: list = []
-
-    def say(self, m: str) -> None:
-        self.said.append(m)
-
-    def warn(self, m: str) -> None:
-        self.warned.append(m)
-
-    def output(self, t: str) -> None:
-        pass
 
 
 def _dataset(root: Path, n: int = 5) -> list:
@@ -145,17 +132,17 @@ def test_trainer_dying_at_once_exits_promptly(tmp_path, local_remote, capsys):
 
 
 def test_ctrl_c_after_the_trainer_stops_only_warns_while_uploading():
-    rec = Rec()
-    fwd = SignalForwarder(reporter=rec)
+    rec = Heard()
+    fwd = SignalForwarder(progress=rec)
     fwd.finishing = True
     with pytest.raises(KeyboardInterrupt):  # nothing uploading: stop at once, no claim
         fwd(signal.SIGINT, None)
-    assert rec.warned == []
-    fwd = SignalForwarder(reporter=rec)
+    assert rec.warnings == []
+    fwd = SignalForwarder(progress=rec)
     fwd.finishing = True
     fwd.uploading = lambda: True
     fwd(signal.SIGINT, None)
-    assert "finishing the upload" in rec.warned[0]
+    assert "finishing the upload" in rec.warnings[0]
     with pytest.raises(KeyboardInterrupt):
         fwd(signal.SIGINT, None)
 

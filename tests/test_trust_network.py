@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+from conftest import Heard
 
 from drivesync.cli import main
 from drivesync.config import Settings
@@ -186,12 +187,13 @@ def test_launch_mirror_pauses_with_one_warning_when_the_network_is_gone(tmp_path
     now = [1000.0]
     settings = Settings(api_endpoint=emulator.url, token=TOKEN, write_rate=0.0,
                         outage_window=0.5, max_tries=1000, backoff_base=0.05, backoff_cap=0.1)
-    events, warnings = [], []
+    heard = Heard()
+    events, warnings = heard.events, heard.warnings
     (tmp_path / "backup").mkdir()
     with open_remote("drive:space_Colab", settings=settings) as remote:
         m = Mirror(remote, watch_dir=tmp_path / "backup", path="backup", suffixes=(".weights",),
                    check=lambda p: check_darknet(p, batch=4), snapshot_dir=tmp_path / "snap",
-                   settle_polls=1, on_event=events.append, on_warning=warnings.append,
+                   settle_polls=1, progress=heard,
                    quota_retry=30.0, clock=lambda: now[0])
         m.start()
         last = tmp_path / "backup" / "yolo_last.weights"

@@ -32,7 +32,7 @@ def run(args, ctx) -> int:
     if args.images < 1 or args.max_files < 2:
         raise DriveSyncError("--images must be >= 1 and --max-files >= 2")
     result = run_demo(workdir=args.dir, images=args.images, max_files=args.max_files,
-                      latency=args.latency, say=lambda m: ctx.say(m), progress=ctx.progress())
+                      latency=args.latency, progress=ctx.progress())
     if ctx.json:
         ctx.emit({"ok": result.ok, "workdir": result.workdir, "steps": result.steps})
     else:

@@ -11,32 +11,36 @@ from ..config import Settings
 from ..errors import NotFound, UsageError
 from ..launch.colab import in_colab
 from ..launch.runner import DARKNET, ULTRALYTICS, LaunchOptions, LaunchResult, launch
-from ..remotes import is_drive_address
+from ..remotes import is_drive_address, parse_address
 from . import add_verb
-from .context import Context
+from .context import CliChannel, Context
 
 INSTALL_DIR = "drivesync-install"   # on Drive: the wheel and the cached darknet build
 DARKNET_BIN = "/content/darknet/darknet"
 
 
-class _CliReporter:
-    """Prints for the runner: our messages on stdout, the trainer's output as it arrives."""
+class _LaunchChannel(CliChannel):
+    """The CLI's channel in launch's style: events as ``drivesync: ...`` lines, each
+    flushed at once (the notebook shows them live, between the trainer's lines), and
+    the trainer's output on stderr under --json (stdout holds the one JSON document)."""
 
-    def __init__(self, ctx: Context):
-        self.ctx = ctx
-
-    def say(self, message: str) -> None:
-        self.ctx.say(f"drivesync: {message}")
+    def on_event(self, text: str) -> None:
+        super().on_event(f"drivesync: {text}")
         self.ctx.out.flush()
 
-    def warn(self, message: str) -> None:
-        self.ctx.warn(message)
+    def on_warning(self, text: str) -> None:
+        super().on_warning(text)
         self.ctx.err.flush()
 
-    def output(self, text: str) -> None:
+    def on_output(self, text: str) -> None:
         stream = self.ctx.err if self.ctx.json else self.ctx.out
         stream.write(text)
         stream.flush()
+
+
+def _channel(ctx: Context) -> _LaunchChannel:
+    """``ctx.progress()`` (its bars) in launch's style."""
+    return _LaunchChannel(ctx, ctx.progress())
 
 
 def _common_launch(p: argparse.ArgumentParser) -> None:
@@ -199,8 +203,7 @@ def options_from_args(args) -> LaunchOptions:
 
 def _launch(args, ctx: Context) -> int:
     opts = options_from_args(args)
-    result = launch(opts, settings=ctx.settings, reporter=_CliReporter(ctx),
-                    progress=ctx.progress())
+    result = launch(opts, settings=ctx.settings, progress=_channel(ctx))
     _summary(ctx, result)
     return result.exit_code
 
@@ -257,15 +260,17 @@ def _placeholder(trainer: str, key: str) -> str:
 
 def _mounted(address: str, settings: Settings) -> str:
     """Where a ``drive:`` folder appears under the Colab mount."""
-    raw = address[len("drive:"):] if is_drive_address(address) else settings.folder
+    addr = parse_address(address)
+    raw = addr.path if addr.is_drive else settings.folder
     return f"/content/drive/MyDrive/{raw.strip('/')}"
 
 
 def install_folder(args, settings: Settings) -> str:
     """``drive:<top folder of --weights>/drivesync-install``: where the wheel goes."""
-    weights = getattr(args, "weights", None) or ""
-    top = (weights[len("drive:"):].strip("/").split("/", 1)[0]
-           if is_drive_address(weights) else "") or settings.folder
+    weights = getattr(args, "weights", None)
+    addr = parse_address(weights) if weights else None
+    top = (addr.path.strip("/").split("/", 1)[0] if addr and addr.is_drive else "") \
+        or settings.folder
     return f"drive:{top}/{INSTALL_DIR}"
 
 

@@ -150,8 +150,6 @@ class Mirror:
                  settle_seconds: float = 2.0,
                  policy: object = None,
                  progress: Progress = NULL_PROGRESS,
-                 on_event: Callable[[str], None] = lambda message: None,
-                 on_warning: Callable[[str], None] = lambda message: None,
                  quota_retry: float = 60.0,
                  clock: Callable[[], float] = time.monotonic,
                  expected_size: Optional[int] = None,
@@ -172,9 +170,7 @@ class Mirror:
         # stable over two polls). Without /proc only the polls count.
         self.settle_seconds = settle_seconds if os.path.isdir("/proc/self/fd") else None
         self.policy = policy
-        self.progress = progress
-        self.on_event = on_event
-        self.on_warning = on_warning
+        self.progress = progress  # bars, events and warnings: the one channel to the user
         self.stats = MirrorStats()
         self.known: set[tuple[str, str]] = set()   # (name, md5) on the Remote or uploaded
         self._twins: dict[str, Entry] = {}          # md5 -> a remote file holding those bytes
@@ -319,7 +315,7 @@ class Mirror:
         except (QuotaExceeded, NetworkDown) as exc:
             self._on_full("the trainer's log", exc)
         except DriveSyncError as exc:  # a log is not worth stopping for
-            self.on_warning(f"mirroring the log/charts: {exc} (will retry)")
+            self.progress.on_warning(f"mirroring the log/charts: {exc} (will retry)")
 
     def _on_full(self, name: str, exc: DriveSyncError) -> None:
         """Warn once per full (or offline) spell; uploads pause for ``quota_retry`` seconds."""
@@ -327,10 +323,10 @@ class Mirror:
         first = self._blocked_at is None
         self._blocked_at = self.clock()
         if first and isinstance(exc, NetworkDown):
-            self.on_warning(f"{name} not mirrored: {exc}; training continues, mirroring "
+            self.progress.on_warning(f"{name} not mirrored: {exc}; training continues, mirroring "
                             f"pauses and resumes by itself (next try in {self.quota_retry:g}s)")
         elif first:
-            self.on_warning(
+            self.progress.on_warning(
                 f"Drive is full, {name} not mirrored ({exc}); training continues and the "
                 "checkpoints already on Drive are kept. Free space (empty Drive's trash, "
                 "`drivesync prune ... --max-bytes`) and mirroring resumes by itself "
@@ -357,7 +353,7 @@ class Mirror:
         why = "Drive is full" if self.stats.quota_blocked > refusals else \
             "it never became complete"
         for name in self.pending():
-            self.on_warning(f"{name}: not mirrored ({why})")
+            self.progress.on_warning(f"{name}: not mirrored ({why})")
         return out
 
     # ---- one file ---------------------------------------------------------
@@ -380,7 +376,7 @@ class Mirror:
                 kept = "; the copy already on the remote is kept" \
                     if any(n == name for n, _md5 in self.known) else ""
                 why = str(exc).replace(f"{snap}: ", "")  # the snapshot's path says nothing
-                self.on_warning(f"not mirroring {name}: {why}{kept}")
+                self.progress.on_warning(f"not mirroring {name}: {why}{kept}")
                 return None
             md5 = md5_file(snap)
             if (name, md5) in self.known:
@@ -410,7 +406,7 @@ class Mirror:
             self._sizes[family] = max(self._sizes.get(family, 0), key[0])
         if self._blocked_at is not None:
             self._blocked_at = None
-            self.on_event("mirroring resumed")
+            self.progress.on_event("mirroring resumed")
         result = Mirrored(name=name, size=key[0], md5=md5, info=info,
                           seconds=time.monotonic() - t0, copied_from=twin)
         self.stats.mirrored.append(result)
@@ -418,7 +414,7 @@ class Mirror:
             self.stats.bytes += key[0]
         what = f" ({info.describe()})" if info is not None else ""
         how = f" (a copy of {twin} made on the remote: nothing uploaded)" if twin else ""
-        self.on_event(f"mirrored {name}{what} md5={md5} {key[0]} bytes "
+        self.progress.on_event(f"mirrored {name}{what} md5={md5} {key[0]} bytes "
                       f"in {result.seconds:.1f}s{how}")
         self._prune()
         return result
@@ -432,7 +428,7 @@ class Mirror:
         if best is not None and best[1] > rec.metric:
             return True
         mine = f"its {best[0]} {best[1]:.6g}" if best is not None else "its metric (unknown)"
-        self.on_warning(
+        self.progress.on_warning(
             f"not mirroring {name}: {mine} is not above the {rec.describe()} of the copy on "
             "the remote (the trainer forgets its best when it restarts); the remote one is kept")
         return False
@@ -442,7 +438,8 @@ class Mirror:
             write_record(self.remote, self.path,
                          BestRecord(name=name, md5=md5, metric=float(best[1]), what=best[0]))
         except DriveSyncError as exc:
-            self.on_warning(f"{name}: mirrored, but its {best[0]} could not be recorded: {exc}")
+            self.progress.on_warning(
+                f"{name}: mirrored, but its {best[0]} could not be recorded: {exc}")
 
     # ---- files beside the checkpoints ----------------------------------------
     def mirror_extras(self, *, force: bool = False) -> int:
@@ -466,7 +463,7 @@ class Mirror:
                 shutil.copyfile(local, snap)
                 self.remote.replace(snap, join(self.path, remote_name))
             except OSError as exc:
-                self.on_warning(f"{remote_name}: not mirrored ({exc})")
+                self.progress.on_warning(f"{remote_name}: not mirrored ({exc})")
                 continue
             finally:
                 snap.unlink(missing_ok=True)
@@ -493,8 +490,8 @@ class Mirror:
                 f"{size} bytes, but the cfg makes every checkpoint {self.expected_size} bytes: "
                 "truncated (the trainer stopped while writing it?)")
         # A second file of the very same size: the cfg computation is what is wrong.
-        self.on_warning(f"{name} and {first[0]} both have {size} bytes where the cfg predicts "
-                        f"{self.expected_size}: trusting the trainer's files")
+        self.progress.on_warning(f"{name} and {first[0]} both have {size} bytes where the cfg "
+                                 f"predicts {self.expected_size}: trusting the trainer's files")
         self.expected_size = None
         if self._done.get(first[0]) == first[1]:
             del self._done[first[0]]  # look at the refused one again on the next poll
@@ -561,9 +558,9 @@ class Mirror:
             result = prune(self.remote, self.path, policy=self.policy, permanent=True,
                            spare_leased=False)
         except DriveSyncError as exc:
-            self.on_warning(f"prune after mirroring failed: {exc}")
+            self.progress.on_warning(f"prune after mirroring failed: {exc}")
             return
         deleted = getattr(result, "deleted", None)
         if deleted:
             self.stats.pruned += len(deleted)
-            self.on_event(f"pruned {len(deleted)} old checkpoint(s)")
+            self.progress.on_event(f"pruned {len(deleted)} old checkpoint(s)")

@@ -1,8 +1,9 @@
 """One launch: environment -> stage -> resume -> trainer -> mirror -> stop.
 
-The runner prints nothing itself: it reports through a :class:`Reporter`
-(the CLI's implementation prints), and the trainer's output is passed through
-``Reporter.output`` as soon as it arrives, so the notebook shows it live.
+The runner prints nothing itself: it reports through the one channel,
+:class:`..progress.Progress` (events, warnings; the CLI's prints), and the
+trainer's output is passed to ``on_output`` as soon as it arrives, so the
+notebook shows it live.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional, Protocol, Sequence
+from typing import Callable, Optional, Sequence
 
 from ..config import Settings
 from ..errors import ChecksumMismatch, ConfigError, DriveSyncError, NotFound, UsageError
@@ -41,14 +42,6 @@ from .weights import (
 log = logging.getLogger(__name__)
 
 DARKNET, ULTRALYTICS = "darknet", "ultralytics"
-
-
-class Reporter(Protocol):
-    def say(self, message: str) -> None: ...
-
-    def warn(self, message: str) -> None: ...
-
-    def output(self, text: str) -> None: ...
 
 
 @dataclass
@@ -130,15 +123,15 @@ def _top_folder(address: str, settings: Settings) -> str:
     """The mount folder an address lives in, relative to ``MOUNT/MyDrive``: its top
     folder, or for a shared drive (``drive:@Team/x``) ``../Shareddrives/Team/x``,
     where Colab's mount shows shared drives."""
-    raw = parse_address(address).path.strip("/")
-    if raw.startswith("@"):
-        name, _, rest = raw[1:].partition("/")
-        return posixpath.join("..", "Shareddrives", name, rest.split("/", 1)[0])
-    return raw.split("/", 1)[0] if raw else settings.folder
+    addr = parse_address(address)
+    top = addr.drive_folder.strip("/").split("/", 1)[0]
+    if addr.shared_drive is not None:
+        return posixpath.join("..", "Shareddrives", addr.shared_drive, top)
+    return top or settings.folder
 
 
 # ---- environment -------------------------------------------------------------
-def prepare_environment(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
+def prepare_environment(opts: LaunchOptions, *, settings: Settings,
                         progress: Progress = NULL_PROGRESS) -> object:
     """Mount, stage, link; returns the StageResult (or None)."""
     on_colab = colab.in_colab()
@@ -153,19 +146,19 @@ def prepare_environment(opts: LaunchOptions, *, settings: Settings, reporter: Re
             drive_dir = Path(os.path.normpath(my_drive / top))
     staged = None
     if opts.dataset and opts.stage:
-        staged = stage(opts, settings=settings, reporter=reporter, progress=progress)
+        staged = stage(opts, settings=settings, progress=progress)
     if opts.root:
         target = Path(opts.stage_dir) if staged is not None else drive_dir
         if target is None:
-            reporter.warn(f"no target for the root link {opts.root}: pass --drive-dir "
+            progress.on_warning(f"no target for the root link {opts.root}: pass --drive-dir "
                           "(or --dataset to stage one)")
         else:
             res = colab.ensure_link(opts.root, target, force=opts.force_link)
-            reporter.say(f"root link {res.link} -> {res.target} ({res.action})")
+            progress.on_event(f"root link {res.link} -> {res.target} ({res.action})")
     return staged
 
 
-def stage(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
+def stage(opts: LaunchOptions, *, settings: Settings,
           progress: Progress = NULL_PROGRESS):
     from .stage import stage_dataset
 
@@ -174,10 +167,10 @@ def stage(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
     with open_remote(opts.dataset, settings=settings) as remote:
         result = stage_dataset(remote, dest, jobs=settings.jobs, progress=progress)
     if result.skipped:
-        reporter.say(f"dataset already staged in {dest} (unchanged on the remote)")
+        progress.on_event(f"dataset already staged in {dest} (unchanged on the remote)")
     else:
         shards = f", {result.shards} packed shard(s) unpacked" if result.shards else ""
-        reporter.say(f"staged {opts.dataset} into {dest} ({result.files} files{shards})")
+        progress.on_event(f"staged {opts.dataset} into {dest} ({result.files} files{shards})")
     return result
 
 
@@ -205,7 +198,6 @@ def _short_of_cfg(c, candidates: list, expected_size: Optional[int]) -> Optional
 
 def choose_resume(remote: Remote, *, trainer: str, dest_dir: Path,
                   batch: Optional[int] = None, expected_size: Optional[int] = None,
-                  reporter: Reporter,
                   progress: Progress = NULL_PROGRESS) -> tuple[Optional[Resume], list]:
     """Newest complete checkpoint that downloads (md5-verified) and passes its checks.
 
@@ -229,7 +221,7 @@ def choose_resume(remote: Remote, *, trainer: str, dest_dir: Path,
         short = _short_of_cfg(c, candidates, expected_size) if trainer == DARKNET else None
         if short:
             skipped.append((c.entry.name, short))
-            reporter.warn(f"skipping checkpoint {c.entry.name}: {short}")
+            progress.on_warning(f"skipping checkpoint {c.entry.name}: {short}")
             continue
         try:
             progress.on_start(files=1, bytes=c.entry.size, desc=c.entry.name)
@@ -239,12 +231,12 @@ def choose_resume(remote: Remote, *, trainer: str, dest_dir: Path,
                 progress.on_done()
             info = check_darknet(local, batch=batch) if trainer == DARKNET else check_pt(local)
             if trainer == DARKNET and expected_size not in (None, c.entry.size):
-                reporter.warn(f"{c.entry.name} has {c.entry.size} bytes where the cfg predicts "
-                              f"{expected_size} (another file of that size agrees): "
-                              "trusting the files")
+                progress.on_warning(f"{c.entry.name} has {c.entry.size} bytes where the cfg "
+                                    f"predicts {expected_size} (another file of that size "
+                                    "agrees): trusting the files")
         except (CheckpointError, ChecksumMismatch, NotFound) as exc:
             skipped.append((c.entry.name, str(exc)))
-            reporter.warn(f"skipping checkpoint {c.entry.name}: {exc}")
+            progress.on_warning(f"skipping checkpoint {c.entry.name}: {exc}")
             local.unlink(missing_ok=True)
             continue
         why = "newest complete checkpoint on the remote" if not skipped else \
@@ -255,15 +247,15 @@ def choose_resume(remote: Remote, *, trainer: str, dest_dir: Path,
 
 
 # ---- the trainer process ---------------------------------------------------------
-def _stream(proc: subprocess.Popen, reporter: Reporter,
+def _stream(proc: subprocess.Popen, progress: Progress,
             view: Optional[TrainerLog] = None) -> threading.Thread:
     """Pass the trainer's output on as it arrives: whole to the log, condensed to the
-    reporter (everything with ``view=None`` or a verbose view)."""
+    channel (everything with ``view=None`` or a verbose view)."""
 
     def show(text: str) -> None:
         shown = view.feed(text) if view is not None else text
         if shown:
-            reporter.output(shown)
+            progress.on_output(shown)
 
     def pump() -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -302,8 +294,8 @@ class SignalForwarder:
     either way.
     """
 
-    def __init__(self, *, reporter: Reporter):
-        self.reporter = reporter
+    def __init__(self, *, progress: Progress = NULL_PROGRESS):
+        self.progress = progress
         self.proc: Optional[subprocess.Popen] = None
         self.got: list[int] = []
         self.wake = threading.Event()
@@ -326,7 +318,7 @@ class SignalForwarder:
             self._late += 1
             if self._late >= 2 or not self.uploading():
                 raise KeyboardInterrupt
-            self.reporter.warn("finishing the upload of the newest checkpoint; "
+            self.progress.on_warning("finishing the upload of the newest checkpoint; "
                                "signal again to stop now (Drive keeps the complete ones)")
 
     def __enter__(self) -> SignalForwarder:
@@ -345,7 +337,7 @@ class SignalForwarder:
         return self.got[0] if self.got else None
 
 
-def run_trainer(argv: list, *, mirror: Optional[Mirror], interval: float, reporter: Reporter,
+def run_trainer(argv: list, *, mirror: Optional[Mirror], interval: float, progress: Progress,
                 on_start: Callable[[int], None] = lambda pid: None,
                 signals: Optional[SignalForwarder] = None,
                 view: Optional[TrainerLog] = None) -> tuple[int, Optional[int]]:
@@ -358,9 +350,9 @@ def run_trainer(argv: list, *, mirror: Optional[Mirror], interval: float, report
     except PermissionError:
         raise ConfigError(f"trainer command not executable: {argv[0]}") from None
     on_start(proc.pid)
-    pump = _stream(proc, reporter, view)
+    pump = _stream(proc, progress, view)
     own = signals is None
-    fwd = signals if signals is not None else SignalForwarder(reporter=reporter)
+    fwd = signals if signals is not None else SignalForwarder(progress=progress)
     fwd.proc = proc
     if own:
         fwd.__enter__()
@@ -370,7 +362,7 @@ def run_trainer(argv: list, *, mirror: Optional[Mirror], interval: float, report
                 try:
                     mirror.poll()
                 except DriveSyncError as exc:  # a network hiccup must not stop training
-                    reporter.warn(f"mirroring: {exc} (will retry)")
+                    progress.on_warning(f"mirroring: {exc} (will retry)")
             # wake on a signal, or as soon as the trainer exits (it may die at once)
             until = time.monotonic() + interval
             while proc.poll() is None and not fwd.wake.is_set():
@@ -387,19 +379,19 @@ def run_trainer(argv: list, *, mirror: Optional[Mirror], interval: float, report
     if view is not None:
         tail = view.final()
         if tail:
-            reporter.output(tail)
+            progress.on_output(tail)
     if code < 0:
         code = 128 - code
     return code, fwd.first
 
 
-def finish_mirror(mirror: Mirror, *, interval: float, reporter: Reporter) -> None:
+def finish_mirror(mirror: Mirror, *, interval: float, progress: Progress) -> None:
     """Mirror what the trainer left; errors are warnings (the exit code stays the trainer's)."""
-    reporter.say("trainer stopped; mirroring the newest checkpoints")
+    progress.on_event("trainer stopped; mirroring the newest checkpoints")
     try:
         mirror.finish(interval=interval)
     except DriveSyncError as exc:
-        reporter.warn(f"mirroring after the trainer stopped failed: {exc}; the checkpoints "
+        progress.on_warning(f"mirroring after the trainer stopped failed: {exc}; the checkpoints "
                       "already on the remote are complete, and the newer local ones stay in "
                       f"{mirror.watch_dir}")
 
@@ -449,7 +441,7 @@ def _inside(path: Path, folders: list) -> bool:
     return False
 
 
-def _local_backup(opts: LaunchOptions, *, reporter: Reporter) -> LaunchOptions:
+def _local_backup(opts: LaunchOptions, *, progress: Progress) -> LaunchOptions:
     """Point darknet's ``backup =`` at local disk when it would write onto Drive.
 
     With a checkpoint remote the mirror is what writes to Drive (whole files,
@@ -473,7 +465,7 @@ def _local_backup(opts: LaunchOptions, *, reporter: Reporter) -> LaunchOptions:
     data = Path(opts.work_dir).absolute() / Path(opts.data).name
     data.write_text("\n".join(lines + [f"backup = {local}"]) + "\n", encoding="utf-8")
     why = "on the Drive mount" if _inside(backup, on_drive) else "not on local disk (--no-stage)"
-    reporter.say(f"darknet's backup = {backup} is {why}: it writes to {local} instead "
+    progress.on_event(f"darknet's backup = {backup} is {why}: it writes to {local} instead "
                  f"(via {data}); the mirror copies each whole checkpoint to {opts.weights}")
     return replace(opts, data=str(data))
 
@@ -490,7 +482,7 @@ def _ultralytics_dirs(opts: LaunchOptions) -> tuple[str, str]:
     return project, opts.name or "train"
 
 
-def launch(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
+def launch(opts: LaunchOptions, *, settings: Settings,
            progress: Progress = NULL_PROGRESS) -> LaunchResult:
     """Run one launch to the end; returns the trainer's exit code and a summary."""
     if opts.trainer not in (DARKNET, ULTRALYTICS):
@@ -502,19 +494,18 @@ def launch(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
     mirror: Optional[Mirror] = None
     try:
         if remote is not None:  # first: a held folder stops us before we stage anything
-            lease = take_lease(remote, opts, reporter=reporter)
-            lease.start_heartbeat(on_lost=lambda why: _lease_lost(mirror, why, reporter))
-        staged = prepare_environment(opts, settings=settings, reporter=reporter,
-                                     progress=progress)
+            lease = take_lease(remote, opts, progress=progress)
+            lease.start_heartbeat(on_lost=lambda why: _lease_lost(mirror, why, progress))
+        staged = prepare_environment(opts, settings=settings, progress=progress)
         batch = expected = None
         if opts.trainer == DARKNET:
             binary = colab.prepare_darknet(opts.darknet)
             if binary.gpu is False:
-                reporter.warn(f"{binary.path}: {binary.detail}")
+                progress.on_warning(f"{binary.path}: {binary.detail}")
             opts = replace(opts, darknet=str(binary.path))
             preflight.check_darknet_cfg(Path(opts.cfg or ""))
             checked = preflight.check_darknet_data(Path(opts.data))
-            opts = _local_backup(opts, reporter=reporter)
+            opts = _local_backup(opts, progress=progress)
             watch = trainers.backup_dir(opts.data)
             batch = trainers.cfg_int(opts.cfg or "", "batch")
             expected = expected_weights_size(opts.cfg or "")
@@ -531,25 +522,24 @@ def launch(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
         if remote is not None:
             resume, skipped = choose_resume(remote, trainer=opts.trainer,
                                             dest_dir=work / "resume", batch=batch,
-                                            expected_size=expected, reporter=reporter,
-                                            progress=progress)
+                                            expected_size=expected, progress=progress)
         if resume:
-            reporter.say(f"resuming from {resume.name}: {resume.reason}")
+            progress.on_event(f"resuming from {resume.name}: {resume.reason}")
         elif opts.trainer == DARKNET:
             none = (f"no whole checkpoint on the remote ({len(skipped)} skipped)" if skipped
                     else "no usable checkpoint on the remote")
-            reporter.say(f"{none}; starting from "
+            progress.on_event(f"{none}; starting from "
                          + (f"--pretrained {opts.pretrained}" if opts.pretrained
                             else "scratch (random weights)"))
         else:
-            reporter.say(f"no usable last.pt on the remote; starting from {opts.model}")
+            progress.on_event(f"no usable last.pt on the remote; starting from {opts.model}")
         if opts.trainer == DARKNET:
             argv = _darknet_plan(opts, resume=resume)
             check = lambda p: check_darknet(p, batch=batch)  # noqa: E731
             suffixes: tuple = DARKNET_SUFFIXES
         else:
             if resume and resume.info.finished:
-                reporter.say(f"{resume.name} is from a finished run (optimizer stripped): "
+                progress.on_event(f"{resume.name} is from a finished run (optimizer stripped): "
                              "nothing to resume")
                 return LaunchResult(exit_code=0, command=[], resume=resume, skipped=skipped)
             project, name = _ultralytics_dirs(opts)
@@ -565,26 +555,25 @@ def launch(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         log_path = work / "logs" / f"train-{stamp}.log"
         view = TrainerLog(log_path, kind=opts.trainer, verbose=opts.verbose)
-        reporter.say(f"the trainer's whole output goes to {log_path}"
+        progress.on_event(f"the trainer's whole output goes to {log_path}"
                      + (f" (mirrored to {opts.weights})" if remote is not None else "")
                      + ("" if opts.verbose else "; here: a summary every 10 s (-v: all of it)"))
         if remote is not None:
             mirror = Mirror(remote, watch_dir=watch, suffixes=suffixes, check=check,
                             snapshot_dir=work / "snapshots", settle_polls=opts.settle_polls,
-                            policy=opts.policy, progress=progress, on_event=reporter.say,
-                            on_warning=reporter.warn, expected_size=expected,
+                            policy=opts.policy, progress=progress, expected_size=expected,
                             best_metric=_best_metric(opts.trainer, view),
                             extras=_extras(opts, view, log_path))
             mirror.stopped = lease.lost if lease is not None else None
             mirror.start()
-        reporter.say("running: " + " ".join(argv))
+        progress.on_event("running: " + " ".join(argv))
         pids: list[int] = []
         if mirror is not None:
             mirror.pids = lambda: [p for root in pids for p in process_tree(root)]
-        with SignalForwarder(reporter=reporter) as signals:
+        with SignalForwarder(progress=progress) as signals:
             try:
                 code, sig = run_trainer(argv, mirror=mirror, interval=opts.interval,
-                                        reporter=reporter, on_start=pids.append,
+                                        progress=progress, on_start=pids.append,
                                         signals=signals, view=view)
             finally:
                 view.close()
@@ -592,7 +581,7 @@ def launch(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
             if mirror is not None:
                 signals.uploading = lambda: mirror.uploading
             if mirror is not None:
-                finish_mirror(mirror, interval=opts.interval, reporter=reporter)
+                finish_mirror(mirror, interval=opts.interval, progress=progress)
         stats = mirror.stats if mirror is not None else None
         return LaunchResult(
             exit_code=code, command=argv, resume=resume, staged=staged, signal=sig,
@@ -607,22 +596,23 @@ def launch(opts: LaunchOptions, *, settings: Settings, reporter: Reporter,
             remote.close()
 
 
-def take_lease(remote: Remote, opts: LaunchOptions, *, reporter: Reporter):
+def take_lease(remote: Remote, opts: LaunchOptions, *, progress: Progress):
     """One writer per checkpoint folder (:mod:`..checkpoints.lease`); LockedError (exit 8)
     names the holder when another launch holds ``--weights``."""
     from ..checkpoints.lease import FolderLease, LeaseTiming
 
-    lease = FolderLease(remote, timing=opts.lease_timing or LeaseTiming(), on_note=reporter.say)
+    lease = FolderLease(remote, timing=opts.lease_timing or LeaseTiming(),
+                        on_note=progress.on_event)
     lease.acquire(take_over=opts.take_over or opts.force_take_over,
                   force=opts.force_take_over)
-    reporter.say(f"leased {remote.address} for this launch (owner {lease.me.owner} on "
+    progress.on_event(f"leased {remote.address} for this launch (owner {lease.me.owner} on "
                  f"{lease.me.host}); another launch on it stops until this one ends")
     return lease
 
 
-def _lease_lost(mirror: Optional[Mirror], why: str, reporter: Reporter) -> None:
+def _lease_lost(mirror: Optional[Mirror], why: str, progress: Progress) -> None:
     """Another launch took the folder over: stop writing into it (training goes on)."""
     if mirror is not None:
         mirror.stopped = why
-    reporter.warn(f"lease on the checkpoint folder lost: {why}; this launch no longer mirrors"
+    progress.on_warning(f"lease on the checkpoint folder lost: {why}; this launch no longer mirrors"
                   + (f" (its checkpoints stay in {mirror.watch_dir})" if mirror else ""))

@@ -50,6 +50,18 @@ class Address:
         return self.scheme == "drive"
 
     @property
+    def shared_drive(self) -> Optional[str]:
+        """``drive:@NAME/...``: the shared drive's name; None for My Drive and other types."""
+        if self.is_drive and self.path.startswith("@"):
+            return self.path[1:].partition("/")[0]
+        return None
+
+    @property
+    def drive_folder(self) -> str:
+        """A ``drive:`` path inside its drive (My Drive or the shared drive), "" for its root."""
+        return self.path.partition("/")[2] if self.shared_drive is not None else self.path
+
+    @property
     def place(self) -> str:
         """Where this points, in words a user recognises (printed before writing)."""
         if self.is_drive and self.path.startswith("@"):
