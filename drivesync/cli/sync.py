@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Iterator, Union
 
 from ..api import local_folder
-from ..config import Settings
+from ..config import DEFAULT_MAX_FILES, Settings
 from ..errors import DriveSyncError, NotFound, Stopped, UsageError
 from ..hashing import HashCache
 from ..progress import human_bytes
@@ -41,7 +41,7 @@ def register(sub, common) -> None:
                    help="target: drive:FOLDER/SUB, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, "
                         "local:PATH or a local path")
     p.add_argument("--jobs", "-j", type=_at_least_one, metavar="N",
-                   help="parallel uploads (default 4; 16 on s3:// and gs://)")
+                   help=f"parallel uploads (default {Settings.jobs}; 16 on s3:// and gs://)")
     p.add_argument("--pack", action="store_true",
                    help="one uncompressed tar + manifest per shard folder")
     p.add_argument("--delete", action="store_true",
@@ -51,9 +51,11 @@ def register(sub, common) -> None:
                    help="skip paths matching GLOB (relative path or name; repeatable)")
     p.add_argument("--dry-run", "-n", action="store_true", help="print the plan, change nothing")
     p.add_argument("--write-rate", type=_rate, metavar="R",
-                   help="new files per second (default 2.8; Drive allows about 3; 0: no limit)")
+                   help=f"new files per second (default {Settings.write_rate:g}; Drive allows "
+                        "about 3; 0: no limit)")
     p.add_argument("--allow-big-folders", action="store_true",
-                   help="allow more than max_files_per_folder (2000) files in one folder")
+                   help=f"allow more than max_files_per_folder ({DEFAULT_MAX_FILES}) files in "
+                        "one folder")
     p.add_argument("--yes", "-y", action="store_true",
                    help="--delete without asking (needed when stdin is not a terminal)")
     p.set_defaults(func=run_push)
@@ -74,7 +76,7 @@ def register(sub, common) -> None:
                         "local:PATH or a local path")
     q.add_argument("local", metavar="LOCAL", help="local folder to write into")
     q.add_argument("--jobs", "-j", type=_at_least_one, metavar="N",
-                   help="parallel downloads (default 4; 16 on s3:// and gs://)")
+                   help=f"parallel downloads (default {Settings.jobs}; 16 on s3:// and gs://)")
     q.add_argument("--dry-run", "-n", action="store_true", help="print the plan, change nothing")
     q.add_argument("--no-unpack", dest="unpack", action="store_false",
                    help="keep packed shards as .tar files")

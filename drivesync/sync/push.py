@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
+from ..config import DEFAULT_MAX_FILES
 from ..errors import DriveSyncError, NetworkDown, NotFound, QuotaExceeded, Stopped, UsageError
 from ..hashing import HashCache, default_cache_path
 from ..outcome import Problem
@@ -202,7 +203,7 @@ def list_remote(remote: Remote, path: str,
 def push(local_dir: Union[str, Path], *, remote: Remote, path: str = "", jobs: int = 4,
          pack: bool = False, delete: bool = False, excludes: Sequence[str] = (),
          dry_run: bool = False, write_rate: Optional[float] = None,
-         max_files_per_folder: int = 2000, allow_big_folders: bool = False,
+         max_files_per_folder: int = DEFAULT_MAX_FILES, allow_big_folders: bool = False,
          progress: Progress = NULL_PROGRESS, hash_cache: Optional[HashCache] = None,
          state_dir: Optional[Union[str, Path]] = None,
          confirm: Optional[Callable[[list[Action]], bool]] = None) -> SyncResult:
