@@ -27,6 +27,11 @@ def config_dir() -> Path:
     return Path(base) / "drivesync"
 
 
+def default_config_file() -> Path:
+    """The config file read when neither --config nor DRIVESYNC_CONFIG names one."""
+    return config_dir() / "config.ini"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every tuning knob in one place (documented in README "Configuration")."""
@@ -145,7 +150,7 @@ def load_settings(flags: Optional[Mapping[str, Any]] = None, *,
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     explicit = config_file is not None or bool(env.get("DRIVESYNC_CONFIG"))
-    path = config_file or Path(env.get("DRIVESYNC_CONFIG") or config_dir() / "config.ini")
+    path = config_file or Path(env.get("DRIVESYNC_CONFIG") or default_config_file())
     parser = _read_config(path, explicit)
     if parser.has_section("drivesync"):
         for key, raw in parser.items("drivesync"):

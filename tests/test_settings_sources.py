@@ -190,3 +190,36 @@ def test_emulator_serves_the_configured_token_without_printing_it(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# ---- the CLI's setting flags join the one resolution ---------------------------------
+
+def _cli_settings(*argv: str) -> Settings:
+    from drivesync.cli import build_parser, hoist_global_options
+    from drivesync.cli.context import make_context
+
+    args = build_parser().parse_args(hoist_global_options(list(argv)))
+    return make_context(args).settings
+
+
+def test_push_flags_beat_the_environment_in_the_settings_its_remote_is_built_with(
+        monkeypatch, tmp_path):
+    cfg = tmp_path / "config.ini"
+    cfg.write_text("[drivesync]\nwrite_rate = 1\njobs = 2\n")
+    monkeypatch.setenv("DRIVESYNC_CONFIG", str(cfg))
+    s = _cli_settings("push", "src", "drive:x")
+    assert (s.write_rate, s.jobs) == (1.0, 2)                        # the config file
+    monkeypatch.setenv("DRIVESYNC_WRITE_RATE", "2")
+    monkeypatch.setenv("DRIVESYNC_JOBS", "5")
+    s = _cli_settings("push", "src", "drive:x")
+    assert (s.write_rate, s.jobs) == (2.0, 5)                        # the environment
+    s = _cli_settings("push", "src", "drive:x", "--write-rate", "0.5", "-j", "3")
+    assert (s.write_rate, s.jobs) == (0.5, 3)                        # the flags
+    with open_remote("drive:x", settings=s) as remote:               # built with them
+        assert remote._writes.rate == 0.5
+    assert _cli_settings("pull", "drive:x", "dst", "--jobs", "7").jobs == 7
+
+
+def test_the_emulators_own_write_rate_is_not_the_clients(monkeypatch):
+    monkeypatch.setenv("DRIVESYNC_WRITE_RATE", "2")
+    assert _cli_settings("emulator", "--write-rate", "9").write_rate == 2.0

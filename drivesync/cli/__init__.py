@@ -15,6 +15,7 @@ import sys
 from typing import Optional, Sequence
 
 from .. import __version__
+from ..config import default_config_file
 from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, DriveSyncError
 from .context import Context, close_log_file, make_context, printable
 
@@ -60,7 +61,7 @@ def add_drive_options(p: argparse.ArgumentParser) -> None:
                    help="a Drive-v3-compatible server, e.g. the emulator "
                         "(env DRIVESYNC_API_ENDPOINT)")
     g.add_argument("--config", metavar="FILE",
-                   help="config file (default ~/.config/drivesync/config.ini)")
+                   help=f"config file (default {default_config_file()}; env DRIVESYNC_CONFIG)")
 
 
 # options that may come before the verb: name -> takes a value

@@ -241,6 +241,11 @@ def close_log_file(handler: logging.Handler) -> None:
     handler.close()
 
 
+#: Flags that are settings (argparse ``dest`` = Settings field): they join the one
+#: resolution, so a verb's remote is built with them and nothing re-sets them later.
+SETTING_FLAGS = ("api_endpoint", "log_file", "jobs", "write_rate")
+
+
 def make_context(args: Any) -> Context:
     level = logging.WARNING     # -q too: it drops chatter, never a warning (README "-q rule")
     if getattr(args, "verbose", 0) >= 2:
@@ -256,7 +261,7 @@ def make_context(args: Any) -> Context:
         stderr._drivesync = True  # type: ignore[attr-defined]
         root.addHandler(stderr)
     stderr.setLevel(level)
-    flags = {k: getattr(args, k, None) for k in ("api_endpoint", "log_file")}
+    flags = {k: getattr(args, k, None) for k in SETTING_FLAGS}
     config = getattr(args, "config", None)
     settings = load_settings(flags, config_file=Path(config) if config else None)
     file_handler = open_log_file(settings.log_file) if settings.log_file else None

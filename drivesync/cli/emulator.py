@@ -32,7 +32,8 @@ def register(sub: Any, common: Any) -> None:
     p.add_argument("--latency", type=float, default=0.0, help="seconds added to each request")
     p.add_argument("--bandwidth", type=float, default=None, metavar="BYTES_PER_S",
                    help="per-connection cap on uploads and downloads")
-    p.add_argument("--write-rate", type=float, default=None, metavar="N",
+    p.add_argument("--write-rate", dest="limit_write_rate", type=float, default=None,
+                   metavar="N",
                    help="creates per second before 403 userRateLimitExceeded (Drive: ~3)")
     p.add_argument("--quota", type=int, default=None, metavar="BYTES",
                    help="storage quota; uploads beyond it get 403 storageQuotaExceeded")
@@ -52,7 +53,7 @@ def run(args: Any, ctx: Context) -> int:
     emu = Emulator(token=token, data_dir=args.data_dir, port=args.port)
     try:
         emu.configure(latency=args.latency, bandwidth=args.bandwidth,
-                      write_rate=args.write_rate, quota_limit=args.quota,
+                      write_rate=args.limit_write_rate, quota_limit=args.quota,
                       fail_rate=args.fail_rate)
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import os
 import sys
-from dataclasses import replace
 from typing import Iterator, Union
 
 from ..api import local_folder
@@ -169,9 +168,7 @@ def _ask(question: str) -> bool:
 
 
 def run_push(args, ctx) -> int:
-    s = ctx.settings
-    if args.write_rate is not None:  # the Drive remote paces its creates with this too
-        s = replace(s, write_rate=args.write_rate)
+    s = ctx.settings     # --write-rate and --jobs are in it (cli.context.SETTING_FLAGS)
     local = local_folder(args.local, role="LOCAL", must_exist=True)
     ask = args.delete and _must_ask(args, "push --delete trashes remote files")
 
