@@ -289,3 +289,13 @@ def test_a_file_that_changes_during_its_upload_leaves_no_copy(drive_remote, emul
     with pytest.raises(ChecksumMismatch, match="changed while it was uploaded"):
         drive_remote.upload(path, "grow.bin", progress=Writer())
     assert live_files(emulator, "grow.bin") == []
+
+
+def test_quota_feature_my_drive_reports_the_limit_a_shared_drive_has_none(drive_remote, emulator,
+                                                                          drive_settings):
+    emulator.configure(quota_limit=5_000_000)
+    assert drive_remote.features.quota and drive_remote.quota().limit == 5_000_000
+    emulator.state.create_drive("TeamData")
+    shared = open_remote("drive:@TeamData/x", settings=drive_settings)
+    assert not shared.features.quota and shared.quota().limit is None
+    assert shared.features.server_side_copy and shared.features.batch_delete

@@ -245,6 +245,48 @@ def test_delete_many_reports_the_missing(r, tmp_path):
     assert [e.path for e in r.list("many")] == ["many/2"]
 
 
+def test_copy_feature_says_whether_bytes_travel(r, tmp_path):
+    src = r.upload(write(tmp_path, "c", payload(50_000, 9)), "feat/c.bin")
+    before = (r.stats.bytes_up, r.stats.bytes_down)
+    r.copy(src, "feat/copy.bin")
+    moved = (r.stats.bytes_up, r.stats.bytes_down) != before
+    assert moved is not r.features.server_side_copy
+
+
+def test_batch_delete_feature_says_deletes_share_requests(r, tmp_path):
+    for i in range(4):
+        r.upload(write(tmp_path, f"b{i}", b"b%d" % i), f"batch/{i}")
+    entries = r.list("batch")              # entries with ids: no lookups in delete_many
+    before = r.stats.requests
+    assert r.delete_many(entries, permanent=True) == {}
+    sent = r.stats.requests - before
+    assert sent < len(entries) if r.features.batch_delete else sent >= len(entries)
+    assert r.list("batch") == []
+
+
+def test_quota_feature_says_whether_a_limit_is_reported(r):
+    q = r.quota()
+    assert q.usage >= 0
+    if not r.features.quota:
+        assert q.limit is None             # a bucket, a shared drive: no limit to report
+    elif r.address.startswith("local:"):
+        assert q.limit is not None         # the file system's size (Drive's comes from the
+        #                                    account: test_drive_remote sets one)
+
+
+def test_live_writes_feature_matches_the_min_age_default(r, tmp_path):
+    """A remote that lists files while another program writes them (a local folder)
+    gets prune/latest's --min-age guard by default; an API store does not."""
+    from drivesync.checkpoints.latest import default_min_age
+
+    assert (default_min_age(r) > 0) is r.features.live_writes
+    if r.features.live_writes:            # a trainer still writing: listed, half-written
+        with open(r.root / "growing.pt", "wb") as f:
+            f.write(b"x" * 1000)
+            f.flush()
+            assert [(e.name, e.size) for e in r.list("")] == [("growing.pt", 1000)]
+
+
 @pytest.mark.parametrize("call", [
     lambda r, t: r.stat("nope"),
     lambda r, t: r.stat("nope/deeper"),

@@ -34,8 +34,9 @@ Target = Union[str, Entry]
 
 @dataclass(frozen=True)
 class Features:
-    """Optional abilities of a transport (as rclone's fs/features.go); the defaults
-    describe Drive and a local folder, so only the stores that differ set them."""
+    """Optional abilities of a transport (as rclone's fs/features.go), so a workflow
+    asks the remote what it can do instead of reading it from the address. The
+    defaults are the plain case; each transport states what it does differently."""
 
     #: a finished upload becomes visible at once and whole (object stores): writers
     #: need no temporary name to hide a half-written file
@@ -44,6 +45,20 @@ class Features:
     paced_writes: bool = True
     #: parallel transfers when the user chose none (None: ``Settings.jobs``)
     default_jobs: Optional[int] = None
+    #: :meth:`Remote.copy` happens on the remote side (no byte read back or sent);
+    #: where it does not (a local folder, maybe a FUSE mount), a local file is the
+    #: cheaper source for a second copy of the same bytes
+    server_side_copy: bool = False
+    #: :meth:`Remote.delete_many` sends many deletes per request (Drive: batches of
+    #: 100), not one request per item
+    batch_delete: bool = False
+    #: :meth:`Remote.quota` reports a storage limit, so free space (``--min-free``)
+    #: is known; False: ``limit`` is None (a bucket, a shared drive)
+    quota: bool = False
+    #: files other programs write are listed while they are being written, with a
+    #: modified time that still moves (a local folder, the Colab Drive mount): a
+    #: young file may be incomplete. False: a file appears only once whole (APIs)
+    live_writes: bool = False
 
 
 class Remote(ABC):
@@ -51,11 +66,6 @@ class Remote(ABC):
 
     #: human-readable address, e.g. "drive:space_Colab/data" or "local:/mnt/x"
     address: str = ""
-
-    #: whether :meth:`copy` happens on the remote side (no byte read back or sent);
-    #: where it does not (a local folder, maybe a FUSE mount), a local file is the
-    #: cheaper source for a second copy of the same bytes
-    server_side_copy = False
 
     #: the local disk downloads write to: free space and how files are opened
     #: (a test stands in a full disk here)
@@ -66,6 +76,11 @@ class Remote(ABC):
 
     def __init__(self) -> None:
         self.stats = Stats()
+
+    @property
+    def server_side_copy(self) -> bool:
+        """``features.server_side_copy``, for callers that read it here."""
+        return self.features.server_side_copy
 
     # ---- primitives -----------------------------------------------------
     @abstractmethod

@@ -40,7 +40,7 @@ from ..hashing import md5_file
 from ..pacer import Breaker, Pacer, RateLimiter
 from ..progress import NULL_PROGRESS, Progress
 from ..types import FILE, FOLDER, Entry, Quota, clean_relpath, is_internal
-from .base import Remote, Target, TransferInterrupted, is_read_error, target_path
+from .base import Features, Remote, Target, TransferInterrupted, is_read_error, target_path
 from .dircache import DirCache, LeafIsFile
 from .drive_errors import classify
 from .drive_media import MediaStream
@@ -78,8 +78,6 @@ class DriveRemote(Remote):
     (``root`` like "@TeamData/space_Colab/data": a leading ``@NAME`` segment names the
     shared drive, found by name with drives.list), as a Remote."""
 
-    server_side_copy = True  # files.copy: Drive duplicates the bytes itself
-
     def __init__(self, root: str, *, settings: Optional[Settings] = None,
                  credentials: Any = None):
         super().__init__()
@@ -94,6 +92,10 @@ class DriveRemote(Remote):
             raise UsageError(f"{self.address}: '@' must be followed by a shared drive's name "
                              "(drive:@TeamData/folder)")
         self._drive_id: Optional[str] = None
+        # files.copy duplicates the bytes in Drive; deletes go in batches; a shared
+        # drive has no quota of its own (see _drive_quota)
+        self.features = Features(server_side_copy=True, batch_delete=True,
+                                 quota=self.shared_drive is None)
         self.endpoint = self.settings.api_endpoint or "https://www.googleapis.com/"
         self._credentials = credentials
         self._local = threading.local()

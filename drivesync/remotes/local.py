@@ -22,7 +22,7 @@ from ..errors import ChecksumMismatch, NotAFolder, NotFound, RemoteError, Unread
 from ..hashing import CHUNK, HashCache, default_cache_path, md5_file
 from ..progress import NULL_PROGRESS, Progress
 from ..types import FILE, FOLDER, Entry, Quota, clean_relpath, is_internal, temp_name
-from .base import Remote, Target, target_path
+from .base import Features, Remote, Target, target_path
 from .partial import PartialDownload
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,9 @@ _HASHES_LOCK = threading.Lock()
 
 
 class LocalRemote(Remote):
+    #: a file system's free space is a quota; other programs' files show while written
+    features = Features(paced_writes=False, quota=True, live_writes=True)
+
     def __init__(self, root: Union[str, Path], *, hash_cache: Optional[HashCache] = None):
         super().__init__()
         self.root = Path(root).expanduser().absolute()

@@ -146,8 +146,9 @@ class _Stop(Exception):
 class ObjectRemote(Remote):
     """A bucket prefix as a Remote. ``root`` is the prefix ("" for the whole bucket)."""
 
-    features = Features(atomic_upload=True, paced_writes=False, default_jobs=16)
-    server_side_copy = True
+    #: a bucket has no quota and no per-user write limit; copies happen in the store
+    features = Features(atomic_upload=True, paced_writes=False, default_jobs=16,
+                        server_side_copy=True)
 
     #: unfinished multipart uploads older than this are aborted by empty_trash
     stale_upload_age = 24 * 3600.0
