@@ -62,7 +62,7 @@ print(time.perf_counter() - t)
 DRIVESYNC = r"""
 import sys, time
 from drivesync.datasets import workers
-from drivesync.datasets.prepare import shard_dataset
+from drivesync.api import shard as shard_dataset
 src, dst, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 if len(sys.argv) > 5:
     workers.PARALLEL_MIN = 10**9  # in-process only: does the forked path pay off?

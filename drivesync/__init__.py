@@ -17,12 +17,8 @@ __version__ = "0.1.0"
 # public name -> (module, attribute)
 _EXPORTS = {
     **{verb: ("api", verb) for verb in
-       ("push", "pull", "dedupe", "prune", "latest", "ls", "quota", "mkdir")},
-    "prepare": ("datasets.prepare", "prepare"),
-    "convert": ("datasets.prepare", "convert_dataset"),
-    "shard": ("datasets.prepare", "shard_dataset"),
-    "configs": ("datasets.prepare", "make_configs"),
-    "check": ("datasets.check", "check_dataset"),
+       ("push", "pull", "dedupe", "prune", "latest", "ls", "quota", "mkdir",
+        "prepare", "convert", "shard", "configs", "check")},
     "open_remote": ("remotes", "open_remote"),
     "parse_address": ("remotes", "parse_address"),
     "Settings": ("config", "Settings"),

@@ -14,7 +14,7 @@ import contextlib
 import os
 import time
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 from .checkpoints.families import Checkpoint
 from .checkpoints.latest import default_min_age, find_latest, pull_latest
@@ -22,6 +22,10 @@ from .checkpoints.policy import PrunePolicy, parse_size
 from .checkpoints.prune import PruneResult
 from .checkpoints.prune import prune as _prune
 from .config import Settings, resolve_settings
+from .datasets import prepare as _datasets
+from .datasets.check import CheckResult, check_dataset
+from .datasets.configs import ConfigOptions, ConfigResult
+from .datasets.options import FOR_CONVERT, FOR_SHARD, prepare_options
 from .errors import NotFound, UsageError
 from .hashing import HashCache
 from .progress import NULL_PROGRESS, Progress
@@ -35,7 +39,9 @@ from .types import Entry, Quota
 RemoteLike = Union[str, Remote]
 Size = Union[int, str, None]
 
-__all__ = ["push", "pull", "dedupe", "prune", "latest", "ls", "quota", "mkdir"]
+__all__ = ["push", "pull", "dedupe", "prune", "latest", "ls", "quota", "mkdir",
+           "prepare", "convert", "shard", "configs", "check"]
+PathLike = Union[str, "os.PathLike[str]"]
 
 
 @contextlib.contextmanager
@@ -173,3 +179,60 @@ def mkdir(remote: RemoteLike, *, settings: Optional[Settings] = None) -> Entry:
     s = resolve_settings(settings)
     with _opened(remote, s) as r:
         return r.mkdir("")
+
+
+# ---- datasets: local only, no settings; keywords go into the steps' option objects ----
+
+def prepare(src: PathLike, out: PathLike, *, fmt: str, dry_run: bool = False,
+            check: bool = True, progress: Progress = NULL_PROGRESS,
+            **options: Any) -> _datasets.PrepareResult:
+    """Convert, shard, write configs and check (``drivesync prepare``).
+
+    ``options`` are named like the CLI's flags: ``classes`` (``"a,b"`` or a list),
+    ``classes_file``; ``keep_difficult``, ``keep_crowd``, ``box``, ``head_class``,
+    ``images`` (:class:`~drivesync.datasets.items.ConvertOptions`); ``max_files``,
+    ``name``, ``mode``, ``ascii_names`` (:class:`~drivesync.datasets.options.ShardOptions`);
+    ``root``, ``val_fraction``, ``seed``, ``backup``, ``darknet_cfg``, ``batch``,
+    ``subdivisions``, ``width``, ``height``, ``max_batches``, ``burn_in``
+    (:class:`~drivesync.datasets.configs.ConfigOptions`).
+    """
+    opts = prepare_options(fmt, dry_run=dry_run, check=check, **options)
+    return _datasets.prepare(src, out, opts, progress=progress)
+
+
+def convert(src: PathLike, out: PathLike, *, fmt: str, classes: Any = None,
+            classes_file: Optional[str] = None, dry_run: bool = False,
+            progress: Progress = NULL_PROGRESS, **options: Any) -> _datasets.PrepareResult:
+    """A flat YOLO folder from any format (``drivesync convert``); ``options`` as for
+    :func:`prepare`'s classes, conversion, ``mode`` and ``ascii_names``."""
+    opts = prepare_options(fmt, classes=classes, classes_file=classes_file, dry_run=dry_run,
+                           only=FOR_CONVERT, **options)
+    return _datasets.convert_dataset(src, out, opts, progress=progress)
+
+
+def shard(src: PathLike, out: PathLike, *, classes: Any = None,
+          classes_file: Optional[str] = None, dry_run: bool = False,
+          progress: Progress = NULL_PROGRESS, **options: Any) -> _datasets.PrepareResult:
+    """Validate a YOLO folder and split it into shard folders (``drivesync shard``);
+    ``options``: ``classes``, ``classes_file``, ``max_files``, ``name``, ``mode``,
+    ``ascii_names``."""
+    opts = prepare_options("yolo", classes=classes, classes_file=classes_file, dry_run=dry_run,
+                           only=FOR_SHARD, **options)
+    return _datasets.shard_dataset(src, out, opts, progress=progress)
+
+
+def configs(out: PathLike, *, name: Optional[str] = None,
+            classes: Optional[Sequence[str]] = None, dry_run: bool = False,
+            **options: Any) -> ConfigResult:
+    """Write obj.names, obj.data, the lists, data.yaml (and a darknet cfg) for what the
+    manifest records (``drivesync configs``); ``options`` are :class:`ConfigOptions` fields."""
+    return _datasets.make_configs(out, ConfigOptions(**options), name=name, classes=classes,
+                                  dry_run=dry_run)
+
+
+def check(out: PathLike, *, name: Optional[str] = None, max_files: Optional[int] = None,
+          nc: Optional[int] = None, verify: bool = False,
+          progress: Progress = NULL_PROGRESS) -> CheckResult:
+    """Is a sharded dataset ready to train on (``drivesync check``)?"""
+    return check_dataset(os.fspath(out), name=name, max_files=max_files, nc=nc, verify=verify,
+                         progress=progress)

@@ -104,7 +104,7 @@ def run_demo(*, workdir: Optional[Path] = None, images: int = 60, max_files: int
 
 
 def _prepare_step(demo: _Demo, *, images: int, max_files: int) -> None:
-    from .datasets.prepare import prepare
+    from .api import prepare
     from .datasets.sample import make_sample_voc
 
     work, say = demo.work, demo.progress.on_event

@@ -171,7 +171,7 @@ def test_progress_descriptions_are_escaped_and_byteless_steps_get_no_bytes_bar()
 
 
 def test_prepare_bars_have_totals(tmp_path):
-    from drivesync.datasets.prepare import prepare
+    from drivesync.api import prepare
     from drivesync.datasets.sample import make_sample_voc
     from drivesync.progress import TqdmProgress
 

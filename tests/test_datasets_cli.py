@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from drivesync.api import prepare
 from drivesync.cli import main
-from drivesync.datasets.prepare import prepare
 from drivesync.datasets.sample import make_sample_voc, png_bytes
 
 

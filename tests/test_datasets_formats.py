@@ -58,3 +58,59 @@ def test_detectors_recognise_their_files(tmp_path):
     (y / "a.txt").write_text("not a label\n")
     assert formats_found(str(y)) == []
     assert formats_found(str(tmp_path / "empty-or-missing")) == []
+
+
+def _convert_toy(src, o, report, progress):
+    """A toy format: ``boxes.toy`` lines ``IMAGE cx cy w h``, one class."""
+    import os
+
+    from drivesync.datasets.items import Conversion, open_image
+
+    conv = Conversion(classes=["thing"])
+    toy = os.path.join(src, "boxes.toy")
+    with open(toy, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            name, *nums = line.split()
+            try:
+                cx, cy, w, h = (float(v) for v in nums)
+            except ValueError:
+                report.add(toy, f"line {n}", "expected IMAGE cx cy w h")
+                continue
+            item = open_image(src, os.path.join(src, name), report, origin=toy,
+                              where=f"line {n}", moved=o.moved, hash_image=o.hash_images)
+            if item is not None:
+                item.boxes = ((0, cx, cy, w, h),)
+                conv.items.append(item)
+                conv.counts.boxes += 1
+    return conv
+
+
+def test_a_new_format_is_one_module_and_one_registration(tmp_path):
+    """Registered through the registry alone, ``prepare`` (and the format errors) know it."""
+    import drivesync
+    from drivesync.datasets.formats import register
+    from drivesync.datasets.items import Format, has_files
+    from drivesync.errors import DatasetError
+
+    src = tmp_path / "toyset"
+    src.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        (src / name).write_bytes(png_bytes(16, 8))
+    (src / "boxes.toy").write_text("a.png 0.5 0.5 0.25 0.5\nb.png 0.1 0.2 0.1 0.2\n"
+                                   "c.png one two\n")
+    register(Format("toy", convert=_convert_toy, detect=lambda s: has_files(s, (".toy",)),
+                    folder_only=True, what="toy boxes.toy files"))
+    try:
+        res = drivesync.prepare(src, tmp_path / "out", fmt="toy", name="ds", max_files=4)
+        assert (res.images, res.boxes, res.classes, res.shards) == (2, 2, ["thing"], 1)
+        assert not res.ok and [p.line() for p in res.problems] == [
+            f"{src / 'boxes.toy'}:line 3: expected IMAGE cx cy w h [skipped item]"]
+        label = (tmp_path / "out/ds/000/a.txt").read_text()
+        assert label == "0 0.500000 0.500000 0.250000 0.500000\n"
+        assert (tmp_path / "out/ds/obj.names").read_text() == "thing\n"
+        with pytest.raises(DatasetError, match="holds toy boxes.toy files: use --format toy"):
+            drivesync.prepare(src, tmp_path / "o2", fmt="voc")
+    finally:
+        REGISTRY.pop("toy")
+    with pytest.raises(UsageError, match="--format must be one of voc, crowdhuman, coco, yolo,"):
+        get_format("toy")

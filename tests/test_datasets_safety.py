@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from drivesync.api import convert as convert_dataset
+from drivesync.api import prepare
+from drivesync.api import shard as shard_dataset
 from drivesync.cli import main
 from drivesync.datasets.lock import out_lock
 from drivesync.datasets.place import Executor
-from drivesync.datasets.prepare import convert_dataset, prepare, shard_dataset
 from drivesync.datasets.report import Report
 from drivesync.datasets.sample import make_sample_voc, png_bytes
 from drivesync.errors import EXIT_LOCKED, LockedError
@@ -344,7 +346,7 @@ CHILD = """
 import sys, time
 import drivesync.datasets.workers as w
 w.PARALLEL_MIN = 1  # forked workers even for a small set
-from drivesync.datasets.prepare import shard_dataset
+from drivesync.api import shard as shard_dataset
 from drivesync.progress import NullProgress
 class Slow(NullProgress):  # told after each placed pair
     def on_progress(self, *, files=0, bytes=0):

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivesync.datasets.prepare import shard_dataset
+from drivesync.api import shard as shard_dataset
 from drivesync.datasets.sample import png_bytes
 from drivesync.datasets.shard import JOURNAL, load_manifest, plan_shards
 
@@ -173,7 +173,7 @@ def test_dry_run_writes_nothing(tmp_path):
 CHILD = """
 import os, sys, time
 import drivesync.datasets.workers
-from drivesync.datasets.prepare import shard_dataset
+from drivesync.api import shard as shard_dataset
 crash = int(sys.argv[3])
 if len(sys.argv) > 4:
     drivesync.datasets.workers.PARALLEL_MIN = 1  # forked workers, even for a small test set
@@ -332,7 +332,7 @@ def test_only_a_copy_reads_and_hashes_whole_images(tmp_path, mode):
 @pytest.mark.parametrize("mode", ["link", "move", "copy"])
 def test_general_path_records_image_md5_only_for_a_copy(tmp_path, mode):
     """VOC/COCO/CrowdHuman and the flat convert go through write_shards: same rule."""
-    from drivesync.datasets.prepare import convert_dataset
+    from drivesync.api import convert as convert_dataset
 
     src, out = tmp_path / "src", tmp_path / "flat"
     make_photos(src, 3, kb=20)

@@ -94,13 +94,32 @@ def test_errors_are_the_cli_errors(env, tmp_path):
 
 
 def test_dataset_verbs_are_exported(tmp_path):
-    assert drivesync.prepare.__name__ == "prepare"
-    assert drivesync.convert.__name__ == "convert_dataset"
-    assert drivesync.shard.__name__ == "shard_dataset"
-    assert drivesync.configs.__name__ == "make_configs"
-    assert drivesync.check.__name__ == "check_dataset"
+    from drivesync import api
+
+    for verb in ("prepare", "convert", "shard", "configs", "check"):
+        assert getattr(drivesync, verb) is getattr(api, verb)
     with pytest.raises(AttributeError):
         drivesync.no_such_verb  # noqa: B018
+
+
+def test_dataset_verbs_take_the_documented_keywords(tmp_path):
+    """Flat keywords named like the flags reach each step's options (issue 11)."""
+    from drivesync.datasets.sample import make_sample_voc
+
+    src = make_sample_voc(tmp_path / "VOC", images=12)
+    res = drivesync.prepare(src, tmp_path / "out", fmt="voc", classes="car,dog,person",
+                            max_files=6, name="ds", mode="copy", val_fraction=0.25, seed=3,
+                            root="/mnt/ds", keep_difficult=True)
+    assert res.ok and res.name == "ds" and res.classes == ["car", "dog", "person"]
+    assert res.shards == 4 and (res.train, res.valid) == (9, 3) and res.root == "/mnt/ds"
+    assert res.to_dict()["ok"] is True and res.problems == []
+    cfg = drivesync.configs(tmp_path / "out", val_fraction=0.5, dry_run=True)
+    assert cfg.dry_run and (cfg.train, cfg.valid) == (6, 6)
+    assert drivesync.check(tmp_path / "out").ok
+    with pytest.raises(TypeError, match="no_such_flag"):
+        drivesync.prepare(src, tmp_path / "o2", fmt="voc", no_such_flag=1)
+    with pytest.raises(TypeError, match="val_fraction"):   # shard writes no configs
+        drivesync.shard(src, tmp_path / "o3", val_fraction=0.2)
 
 
 def test_resolve_settings_order(monkeypatch, tmp_path):

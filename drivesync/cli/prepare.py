@@ -6,12 +6,15 @@ import argparse
 import os
 from typing import Any, Callable, Dict, Tuple
 
+from .. import api
 from ..config import DEFAULT_MAX_FILES
-from ..datasets.check import check_dataset
 from ..datasets.formats import FORMATS
+from ..datasets.items import load_classes
 from ..datasets.output import MODES
-from ..datasets.prepare import PrepareResult, convert_dataset, make_configs, prepare, shard_dataset
+from ..datasets.prepare import PrepareResult
+from ..datasets.report import NOTE
 from ..errors import EXIT_OK, EXIT_PARTIAL
+from ..outcome import Outcome
 from .context import Context
 
 
@@ -211,9 +214,9 @@ def _add_check(verb: Callable[..., argparse.ArgumentParser]) -> None:
 
 def _summary(ctx: Context, res: PrepareResult, *, verb: str) -> int:
     for warning in res.warnings:  # e.g. most images without a label: not only in the report
-        ctx.warn(warning)
+        ctx.warn(warning.line())
     if ctx.json:
-        ctx.emit({"verb": verb, **res.to_dict()})
+        ctx.emit({"verb": verb, **res.to_dict(), "warnings": [w.line() for w in res.warnings]})
         return EXIT_OK if res.ok else EXIT_PARTIAL
     what = "would place" if res.dry_run else "placed"
     ctx.say(
@@ -227,28 +230,37 @@ def _summary(ctx: Context, res: PrepareResult, *, verb: str) -> int:
     if res.train or res.valid:
         ctx.say(f"train.txt: {res.train}, valid.txt: {res.valid} (root {res.root})")
     if res.config_files:
-        ctx.say(("would write " if res.dry_run else "wrote ") + ", ".join(res.config_files))
+        ctx.say(_wrote(res) + ", ".join(res.config_files))
     dropped = (
         f"{res.dropped_boxes} boxes empty after clipping, "
         f"{res.difficult_skipped} difficult, {res.ignored_boxes} ignore/crowd regions"
     )
     ctx.say(f"skipped: {res.skipped_items} items, {res.skipped_boxes} boxes; dropped: {dropped}")
-    problems = [p for p in res.report.problems if p.skipped != "note"]
-    notes = [p for p in res.report.problems if p.skipped == "note"]
-    for p in problems[:10]:
-        ctx.warn(p.line())
-    if res.report.failed:
-        more = len(problems) - 10
-        ctx.warn(f"{more} more problems" if more > 0 else "some input was skipped")
-    for p in notes[:NOTES_SHOWN]:
-        ctx.say("note: " + p.line())
-    if len(notes) > NOTES_SHOWN:
-        ctx.say(f"note: {len(notes) - NOTES_SHOWN} more notes in the report")
+    _problems(ctx, res)
     if res.report_path:
         ctx.say(f"report: {res.report_path}")
     return EXIT_OK if res.ok else EXIT_PARTIAL
 
 
+def _wrote(res: Outcome) -> str:
+    return "would write " if res.dry_run else "wrote "
+
+
+def _problems(ctx: Context, res: PrepareResult) -> None:
+    """The first problems as warnings, the first notes as chatter; the rest are in the report."""
+    for p in res.problems[:PROBLEMS_SHOWN]:
+        ctx.warn(p.line())
+    if res.problems:
+        more = len(res.problems) - PROBLEMS_SHOWN
+        ctx.warn(f"{more} more problems" if more > 0 else "some input was skipped")
+    notes = [p for p in res.report.problems if p.skipped == NOTE]
+    for p in notes[:NOTES_SHOWN]:
+        ctx.say("note: " + p.line())
+    if len(notes) > NOTES_SHOWN:
+        ctx.say(f"note: {len(notes) - NOTES_SHOWN} more notes in the report")
+
+
+PROBLEMS_SHOWN = 10
 NOTES_SHOWN = 5
 
 
@@ -283,38 +295,36 @@ def _pick(args: argparse.Namespace, *groups: Tuple[str, ...]) -> Dict[str, Any]:
 
 
 def _say_where(ctx: Context, verb: str, args: argparse.Namespace) -> None:
-    """The first line: what is read and where it is written."""
+    """The first line (before the run): what is read and where it is written."""
     ctx.say(f"{verb}: {os.path.abspath(args.src)} -> {os.path.abspath(args.out)}"
-            + (" (dry run)" if getattr(args, "dry_run", False) else ""))
+            + (" (dry run)" if args.dry_run else ""))
 
 
 def cmd_prepare(args: argparse.Namespace, ctx: Context) -> int:
     _say_where(ctx, "prepare", args)
     kw = _pick(args, _CONVERT, _SHARD, _CONFIG)
-    res = prepare(args.src, args.out, fmt=args.fmt, progress=ctx.progress(), **kw)
+    res = api.prepare(args.src, args.out, fmt=args.fmt, progress=ctx.progress(), **kw)
     return _summary(ctx, res, verb="prepare")
 
 
 def cmd_convert(args: argparse.Namespace, ctx: Context) -> int:
     _say_where(ctx, "convert", args)
     kw = _pick(args, _CONVERT, ("mode", "dry_run", "ascii_names"))
-    res = convert_dataset(args.src, args.out, fmt=args.fmt, progress=ctx.progress(), **kw)
+    res = api.convert(args.src, args.out, fmt=args.fmt, progress=ctx.progress(), **kw)
     return _summary(ctx, res, verb="convert")
 
 
 def cmd_shard(args: argparse.Namespace, ctx: Context) -> int:
     _say_where(ctx, "shard", args)
     kw = _pick(args, ("classes", "classes_file"), _SHARD)
-    res = shard_dataset(args.src, args.out, progress=ctx.progress(), **kw)
+    res = api.shard(args.src, args.out, progress=ctx.progress(), **kw)
     return _summary(ctx, res, verb="shard")
 
 
 def cmd_configs(args: argparse.Namespace, ctx: Context) -> int:
-    from ..datasets.items import load_classes
-
     names = load_classes(args.classes, args.classes_file)
     kw = _pick(args, _CONFIG, ("name", "dry_run"))
-    res = make_configs(args.out, classes=names, **kw)
+    res = api.configs(args.out, classes=names, **kw)
     if ctx.json:
         ctx.emit(
             {
@@ -324,27 +334,22 @@ def cmd_configs(args: argparse.Namespace, ctx: Context) -> int:
                 "train": res.train,
                 "valid": res.valid,
                 "root": res.root,
-                "dry_run": args.dry_run,
+                "dry_run": res.dry_run,
             }
         )
     else:
         ctx.say(
             f"train.txt: {res.train}, valid.txt: {res.valid} (root {res.root})",
-            *[("would write " if args.dry_run else "wrote ") + f for f in res.files],
+            *[_wrote(res) + f for f in res.files],
         )
     return EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
-    res = check_dataset(
-        args.out,
-        name=args.name,
-        max_files=args.max_files,
-        verify=args.verify,
-        progress=ctx.progress(),
-    )
-    problems = [p for p in res.report.problems if p.skipped != "note"]
-    notes = [p for p in res.report.problems if p.skipped == "note"]
+    res = api.check(args.out, name=args.name, max_files=args.max_files, verify=args.verify,
+                    progress=ctx.progress())
+    problems = [p.line() for p in res.problems]
+    notes = [p.line() for p in res.report.problems if p.skipped == NOTE]
     if ctx.json:
         ctx.emit(
             {
@@ -356,8 +361,8 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
                 "boxes": res.boxes,
                 "shards": res.shards,
                 "duplicates": res.duplicates,
-                "problems": [p.line() for p in problems],
-                "notes": [p.line() for p in notes],
+                "problems": problems,
+                "notes": notes,
             }
         )
     else:
@@ -365,8 +370,8 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
             f"{res.dataset}: {res.images} images, {res.labels} labels, {res.boxes} boxes, "
             f"{res.shards} shards, {res.duplicates} duplicate images"
         )
-        for p in notes:
-            ctx.say("  " + p.line())
-        ctx.result(*["  " + p.line() for p in problems])  # the result: printed under -q too
+        for line in notes:
+            ctx.say("  " + line)
+        ctx.result(*["  " + line for line in problems])  # the result: printed under -q too
         ctx.say("ok" if res.ok else f"{len(problems)} problems")
     return EXIT_OK if res.ok else EXIT_PARTIAL

@@ -23,6 +23,7 @@ from typing import Dict, List, Mapping, Optional, Set, Tuple
 from ..config import DEFAULT_MAX_FILES
 from ..errors import NotFound
 from ..hashing import md5_file
+from ..outcome import Outcome
 from ..progress import NULL_PROGRESS, Progress
 from .configs import default_root
 from .imageinfo import BadImage, probe_image
@@ -36,18 +37,16 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class CheckResult:
-    dataset: str
-    report: Report = field(default_factory=Report)
+class CheckResult(Outcome):
+    """What the check counted; ``problems`` are its findings (notes stay in ``report``)."""
+
+    dataset: str = ""
+    report: Report = field(default_factory=Report, repr=False)
     images: int = 0
     labels: int = 0
     boxes: int = 0
     shards: int = 0
     duplicates: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not self.report.failed
 
 
 def find_dataset(out: str, name: Optional[str] = None) -> Tuple[str, str]:
@@ -120,6 +119,7 @@ def check_dataset(
     for path in sorted(known.keys() - chk.seen):
         chk.rep.add(path, "", "listed in the manifest but missing")
     _check_lists(dataset, name, chk.rep)
+    chk.res.problems = chk.rep.failures()
     return chk.res
 
 

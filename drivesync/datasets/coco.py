@@ -200,4 +200,6 @@ def _has_images_list(path: str) -> bool:
 
 
 FORMAT = Format("coco", convert=_convert,
-                detect=lambda src: has_files(src, (".json",), also=_has_images_list))
+                detect=lambda src: has_files(src, (".json",), also=_has_images_list),
+                what="a COCO JSON", required='a JSON with "images" and "annotations"; give '
+                                            "the JSON file or its folder")

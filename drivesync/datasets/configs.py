@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import DatasetError, UsageError
+from ..outcome import Outcome
 from .apply import Apply
 from .names import display
 from .report import Report
@@ -258,7 +259,9 @@ def patch_darknet_cfg(
 
 
 @dataclass
-class ConfigResult:
+class ConfigResult(Outcome):
+    """The files written (or, in a dry run, that would be) and the split."""
+
     files: List[str] = field(default_factory=list)
     train: int = 0
     valid: int = 0
@@ -303,7 +306,8 @@ def write_configs(
         raise DatasetError("no classes: give --classes or --classes-file")
     root = check_root(root or default_root(name))
     train, valid = split_images(images, val_fraction=val_fraction, seed=seed)
-    res = ConfigResult(train=len(train), valid=len(valid), root=root)
+    ap = ap or Apply(dataset, "link", Report())
+    res = ConfigResult(train=len(train), valid=len(valid), root=root, dry_run=ap.dry_run)
     cfg_text = None
     if darknet_cfg:
         try:
@@ -336,5 +340,5 @@ def write_configs(
     for fname, text in files.items():
         path = os.path.join(dataset, fname)
         res.files.append(path)
-        (ap or Apply(dataset, "link", Report())).write(path, text)
+        ap.write(path, text)
     return res

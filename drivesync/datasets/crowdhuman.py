@@ -171,4 +171,5 @@ def _convert(src: str, o: ConvertOptions, report: Report, progress: Progress) ->
                               progress=progress, hash_images=o.hash_images)
 
 
-FORMAT = Format("crowdhuman", convert=_convert, detect=lambda src: has_files(src, (".odgt",)))
+FORMAT = Format("crowdhuman", convert=_convert, detect=lambda src: has_files(src, (".odgt",)),
+                what="CrowdHuman .odgt files")

@@ -1,8 +1,10 @@
 """The format registry: every input format ``prepare`` reads, by its ``--format`` name.
 
 Each format's module describes itself once as a :class:`~.items.Format`
-(name, a detector of its files, a converter taking :class:`~.items.ConvertOptions`);
-adding a format is one new module and one entry in ``REGISTRY`` below.
+(name, a detector of its files, a converter ``(src, options, report, progress)
+-> Conversion`` taking :class:`~.items.ConvertOptions`); adding a format is one
+new module and one :func:`register` line below. Nothing else names a format:
+``prepare``, ``convert`` and the CLI's ``--format`` choices read this registry.
 """
 
 from __future__ import annotations
@@ -13,14 +15,20 @@ from ..errors import UsageError
 from . import coco, crowdhuman, voc, yolo
 from .items import Format
 
-FORMATS_IN_ORDER = (  # one line per format; the order is --format's list in the help
-    voc.FORMAT,
-    crowdhuman.FORMAT,
-    coco.FORMAT,
-    yolo.FORMAT,
-)
-REGISTRY: Dict[str, Format] = {f.name: f for f in FORMATS_IN_ORDER}
-FORMATS = tuple(REGISTRY)
+REGISTRY: Dict[str, Format] = {}
+
+
+def register(fmt: Format) -> Format:
+    """Add (or replace) a format; the order of registration is --format's list in the help."""
+    REGISTRY[fmt.name] = fmt
+    return fmt
+
+
+register(voc.FORMAT)
+register(crowdhuman.FORMAT)
+register(coco.FORMAT)
+register(yolo.FORMAT)
+FORMATS = tuple(REGISTRY)  # the built-in formats (the CLI's --format choices)
 
 
 def get_format(name: str) -> Format:
@@ -28,7 +36,7 @@ def get_format(name: str) -> Format:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {name!r}") from None
+        raise UsageError(f"--format must be one of {', '.join(REGISTRY)}, not {name!r}") from None
 
 
 def formats_found(src: str) -> List[str]:

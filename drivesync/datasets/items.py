@@ -307,13 +307,21 @@ class Format:
     """One input format, as it registers itself in :mod:`.formats`.
 
     ``detect(src)`` says whether ``src`` holds files of this format (cheap: names
-    only, stops at the first hit); ``folder_only``: SRC must be a folder, not a file.
+    only, stops at the first hit); ``folder_only``: SRC must be a folder, not a file;
+    ``what``: its files in words, for "which --format fits" errors; ``required``:
+    SRC without such files is an error even when no other format's are there
+    (the hint says what was expected); ``pairs``: image + label pairs passed
+    through unchanged, so ``prepare`` validates and shards them pair by pair
+    (:mod:`.pairs`) instead of converting first.
     """
 
     name: str
     convert: Converter
     detect: Callable[[str], bool]
     folder_only: bool = False
+    what: str = ""
+    required: str = ""
+    pairs: bool = False
 
 
 def has_files(src: str, suffixes: Tuple[str, ...], *, also: Callable[[str], bool] = bool) -> bool:

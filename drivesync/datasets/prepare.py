@@ -1,20 +1,22 @@
 """The one-command pipeline: convert -> shard -> configs -> check.
 
-Also the library entry points for the single steps (``convert_dataset``,
-``shard_dataset``, ``make_configs``), so the CLI and ``drivesync demo`` call
-the same code. Functions return result dataclasses; they do not raise for bad
-items (those are in the report) - callers turn ``result.ok`` into an exit code.
+Also the pipelines for the single steps (``convert_dataset``, ``shard_dataset``,
+``make_configs``), so the CLI, the Python API (:mod:`drivesync.api`, which
+builds the options from keyword arguments) and ``drivesync demo`` run the same
+code. Each takes its :mod:`.options` and returns an :class:`~drivesync.outcome.Outcome`
+that carries only what the run did; bad items do not raise (they are in the
+report and in ``problems``) - callers turn ``result.ok`` into an exit code.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, field
-from typing import List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, field, replace
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
-from ..config import DEFAULT_MAX_FILES
 from ..errors import DatasetError, NotFound, UsageError
+from ..outcome import Outcome
 from ..progress import NULL_PROGRESS, Progress
 from .apply import Apply, apply_for
 from .check import check_dataset
@@ -24,6 +26,7 @@ from .items import Conversion, ConvertOptions, Counts, hashes_images, load_class
 from .manifest import load_manifest
 from .names import ascii_names as _ascii_names
 from .names import display, safe_stem
+from .options import PrepareOptions
 from .output import MODES, ShardResult
 from .pairs import shard_yolo
 from .report import NOTE, Report
@@ -35,16 +38,20 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 @dataclass
-class PrepareResult:
-    """What a run did; ``to_dict()`` is the ``--json`` summary."""
+class PrepareResult(Outcome):
+    """What a run did (where, how many, which files); ``to_dict()`` is the ``--json`` summary.
 
-    src: str
-    out: str
-    dataset: str
-    name: str
-    format: str
-    mode: str
-    dry_run: bool = False
+    ``problems`` are the skipped items and boxes (and what the check found),
+    one line each as the report writes them; ``warnings`` are said in the
+    summary too (most images without a label); notes stay in the report.
+    """
+
+    src: str = ""           # what was read and where it went (absolute)
+    out: str = ""
+    dataset: str = ""
+    name: str = ""
+    format: str = ""
+    mode: str = ""          # as carried out: a link across file systems is a copy
     images: int = 0
     boxes: int = 0
     classes: List[str] = field(default_factory=list)
@@ -66,18 +73,11 @@ class PrepareResult:
     manifest_path: Optional[str] = None
     config_files: List[str] = field(default_factory=list)
     background: int = 0  # images that ended with an empty label (no object)
-    warnings: List[str] = field(default_factory=list)  # for the summary, not only the report
     report: Report = field(default_factory=Report, repr=False)
 
-    @property
-    def ok(self) -> bool:
-        """False when anything was skipped or the check found a problem (exit code 4)."""
-        return not self.report.failed
-
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = Outcome.to_dict(replace(self, report=Report()))  # the report is a file of its own
         d.pop("report")
-        d["ok"] = self.ok
         d["num_classes"] = len(self.classes)
         return d
 
@@ -123,8 +123,8 @@ def _validate(src: str, out: str, fmt: str, mode: str) -> None:
         raise UsageError(f"the source {display(tree)} is inside the output {display(out)}")
 
 
-_WHAT = {"voc": "VOC XML annotations", "coco": "a COCO JSON",
-         "crowdhuman": "CrowdHuman .odgt files", "yolo": "YOLO label .txt files"}
+def _what(fmt: str) -> str:
+    return get_format(fmt).what or f"{fmt} files"
 
 
 def _check_format(src: str, fmt: str, *, verb: str = "") -> None:
@@ -132,16 +132,17 @@ def _check_format(src: str, fmt: str, *, verb: str = "") -> None:
 
     (``--format yolo`` on a VOC folder would make every image a background image.)
     """
-    if get_format(fmt).detect(src):
+    format_ = get_format(fmt)
+    if format_.detect(src):
         return
     others = [f for f in formats_found(src) if f != fmt]
-    lead = "no COCO JSON found" if fmt == "coco" else f"no {_WHAT.get(fmt, fmt)} found"
+    what = _what(fmt)
+    lead = f"no {what[2:] if what.startswith('a ') else what} found"  # no (a) COCO JSON
     if not others:
-        if fmt == "coco":
-            raise DatasetError(f"{display(src)}: {lead} (a JSON with \"images\" and "
-                               "\"annotations\"); give the JSON file or its folder")
+        if format_.required:
+            raise DatasetError(f"{display(src)}: {lead} ({format_.required})")
         return
-    seen = "; ".join(_WHAT.get(f, f + " files") for f in others)
+    seen = "; ".join(_what(f) for f in others)
     fits = " or ".join(f"--format {f}" for f in others)
     if verb == "shard":     # shard has no --format: it takes YOLO pairs, so name the way there
         raise DatasetError(f"{display(src)}: {lead}; shard takes a YOLO folder (image + .txt "
@@ -169,47 +170,27 @@ def _count_background(res: PrepareResult) -> None:
                     empty += e.stat().st_size == 0
     res.background = empty
     if labels and empty * 2 > labels:
-        res.warnings.append(
-            f"{empty} of {labels} images have no label (background images): check "
-            f"--format {res.format} and --classes; the report lists why")
+        res.warn("", f"{empty} of {labels} images have no label (background images): check "
+                 f"--format {res.format} and --classes; the report lists why")
 
 
-def _begin(
-    src: PathLike,
-    out: PathLike,
-    *,
-    fmt: str,
-    mode: str,
-    name: Optional[str],
-    classes: Union[str, Sequence[str], None],
-    classes_file: Optional[str],
-    dry_run: bool,
-    flat: bool = False,
-    verb: str = "",
-) -> Tuple[PrepareResult, Optional[List[str]], Apply]:
+def _begin(src: PathLike, out: PathLike, options: PrepareOptions, *, flat: bool = False,
+           verb: str = "") -> Tuple[PrepareResult, Optional[List[str]], Apply]:
     """Check the arguments (before anything is written); start the result and the Apply."""
     src, out = os.path.abspath(os.fspath(src)), os.path.abspath(os.fspath(out))
+    mode, fmt = options.shard.mode, options.fmt
     _validate(src, out, fmt, mode)
     _check_format(src, fmt, verb=verb)
-    if flat:
-        name = os.path.basename(out) or "dataset"
-    else:
-        name = _name(src, name)
-    names = load_classes(classes, classes_file)
+    name = (os.path.basename(out) or "dataset") if flat else _name(src, options.shard.name)
+    names = load_classes(options.classes, options.classes_file)
     linked_across = mode == "link" and not _same_filesystem(src, out)
-    res = PrepareResult(
-        src=src,
-        out=out,
-        dataset=out if flat else os.path.join(out, name),
-        name=name,
-        format=fmt,
-        mode="copy" if linked_across else mode,
-        dry_run=dry_run,
-    )
+    res = PrepareResult(src=src, out=out, dataset=out if flat else os.path.join(out, name),
+                        name=name, format=fmt, mode="copy" if linked_across else mode,
+                        dry_run=options.dry_run)
     if linked_across:  # say so, and copy as a copy: with md5s a re-run can see a change
         res.report.add(display(src), "", "hard links cannot cross file systems (SRC and OUT "
                        "are on different ones): copying instead", skipped=NOTE)
-    return res, names, apply_for(out, res.mode, res.report, dry_run=dry_run)
+    return res, names, apply_for(out, res.mode, res.report, dry_run=options.dry_run)
 
 
 def _same_filesystem(src: str, out: str) -> bool:
@@ -229,13 +210,13 @@ def convert(
     fmt: str,
     report: Report,
     progress: Progress = NULL_PROGRESS,
-    **options,
+    **options: Any,
 ) -> Conversion:
     """Read a dataset in any registered format into items (nothing is written).
 
-    ``options`` are :class:`ConvertOptions` fields: ``lazy`` (YOLO input only
-    for now) makes ``items`` a key-sorted stream; ``hash_images=False`` leaves
-    image md5s "" (see :func:`hashes_images`)."""
+    ``options`` are :class:`ConvertOptions` fields: ``lazy`` makes ``items`` a
+    key-sorted stream where the converter can (YOLO); ``hash_images=False``
+    leaves image md5s "" (see :func:`hashes_images`)."""
     return get_format(fmt).convert(os.fspath(src), ConvertOptions(**options), report, progress)
 
 
@@ -251,50 +232,41 @@ def _fill(res: PrepareResult, conv: Conversion, sh: ShardResult) -> None:
 
 
 def _finish(res: PrepareResult, ap: Apply) -> PrepareResult:
+    """Count what the report holds, write it, and make the outcome's problems of it."""
     s = res.report.summary()
     res.skipped_items, res.skipped_boxes, res.notes = (
         s["skipped_items"],
         s["skipped_boxes"],
         s["notes"],
     )
+    res.problems = res.report.failures()
     res.report_path = ap.write_report()
     return res
 
 
-def _place(
-    res: PrepareResult,
-    names: Optional[List[str]],
-    ap: Apply,
-    *,
-    max_files: Optional[int],
-    progress: Progress,
-    **opts,
-) -> Tuple[Conversion, ShardResult]:
+def _place(res: PrepareResult, names: Optional[List[str]], ap: Apply, options: ConvertOptions,
+           *, max_files: Optional[int], progress: Progress) -> Tuple[Conversion, ShardResult]:
     """Convert and shard (``max_files=None``: one flat folder); the step every verb shares.
 
-    YOLO input into shards takes the fast path (validated and placed pair by
-    pair, in parallel); everything else is converted first, then written.
-    A dry run takes the same path: ``ap`` is what writes nothing.
+    A format of image + label pairs into shards takes the fast path (validated
+    and placed pair by pair, in parallel); everything else is converted first,
+    then written. A dry run takes the same path: ``ap`` is what writes nothing.
     """
-    if res.format == "yolo" and max_files is not None:
+    if get_format(res.format).pairs and max_files is not None:
         sh, conv = shard_yolo(res.src, ap, name=res.name, classes=names, max_files=max_files,
                               progress=progress)
         _fill(res, conv, sh)
         return conv, sh
     res.recovered = ap.recover(progress)
     m = load_manifest(res.out)
-    conv = convert(
-        res.src,
-        fmt=res.format,
-        report=res.report,
+    conv = get_format(res.format).convert(res.src, replace(
+        options,
         classes=names,
         base_classes=m.classes if (m is not None and names is None) else [],
         moved=set(m.entries) if m is not None else set(),
-        progress=progress,
-        lazy=res.format == "yolo",
+        lazy=True,  # a converter that can stream does (YOLO); the others return a list
         hash_images=hashes_images(res.mode),
-        **opts,
-    )
+    ), res.report, progress)
     sh = write_shards(
         conv.items, ap, name=res.name, classes=lambda: conv.classes, max_files=max_files,
         flat=max_files is None, progress=progress,
@@ -305,82 +277,37 @@ def _place(
     return conv, sh
 
 
-def prepare(
-    src: PathLike,
-    out: PathLike,
-    *,
-    fmt: str,
-    classes: Union[str, Sequence[str], None] = None,
-    classes_file: Optional[str] = None,
-    max_files: int = DEFAULT_MAX_FILES,
-    val_fraction: float = 0.1,
-    seed: int = 0,
-    root: Optional[str] = None,
-    mode: str = "link",
-    name: Optional[str] = None,
-    darknet_cfg: Optional[str] = None,
-    backup: Optional[str] = None,
-    keep_difficult: bool = False,
-    keep_crowd: bool = False,
-    box: str = "fbox",
-    head_class: Optional[str] = None,
-    images: Optional[str] = None,
-    batch: Optional[int] = None,
-    subdivisions: Optional[int] = None,
-    width: Optional[int] = None,
-    height: Optional[int] = None,
-    max_batches: Optional[int] = None,
-    burn_in: Optional[int] = None,
-    dry_run: bool = False,
-    check: bool = True,
-    progress: Progress = NULL_PROGRESS,
-    ascii_names: bool = False,
-) -> PrepareResult:
+def prepare(src: PathLike, out: PathLike, options: PrepareOptions, *,
+            progress: Progress = NULL_PROGRESS) -> PrepareResult:
     """Convert ``src`` and write a Colab-ready, sharded YOLO dataset to ``out/NAME``.
 
-    Image names that are valid UTF-8 are kept; ``ascii_names`` folds them to ASCII.
+    Image names that are valid UTF-8 are kept; ``options.shard.ascii_names``
+    folds them to ASCII. (``drivesync.prepare`` takes the same as keywords.)
     """
-    res, names, ap = _begin(
-        src,
-        out,
-        fmt=fmt,
-        mode=mode,
-        name=name,
-        classes=classes,
-        classes_file=classes_file,
-        dry_run=dry_run,
-    )
-    check_root(root or default_root(res.name))
-    with ap.lock(), _ascii_names(ascii_names):
-        conv, sh = _place(
-            res,
-            names,
-            ap,
-            max_files=max_files,
-            progress=progress,
-            keep_difficult=keep_difficult,
-            keep_crowd=keep_crowd,
-            box=box,
-            head_class=head_class,
-            images=images,
-        )
+    res, names, ap = _begin(src, out, options)
+    check_root(options.configs.root or default_root(res.name))
+    max_files = options.shard.max_files
+    with ap.lock(), _ascii_names(options.shard.ascii_names):
+        conv, sh = _place(res, names, ap, options.convert, max_files=max_files,
+                          progress=progress)
         if res.images == 0:
-            first = res.report.problems[0].line() if res.report.problems else ""
-            raise DatasetError(
-                f"{display(res.src)}: no usable {fmt} images found"
-                + (f" ({len(res.report.problems)} problems, first: {first})" if first else "")
-            )
-        options = ConfigOptions(root=root, val_fraction=val_fraction, seed=seed, backup=backup,
-                                darknet_cfg=darknet_cfg, batch=batch, subdivisions=subdivisions,
-                                width=width, height=height, max_batches=max_batches,
-                                burn_in=burn_in)
-        cfg = _configs(ap, name=res.name, classes=conv.classes, options=options, planned=sh.images)
+            _nothing_usable(res)
+        cfg = _configs(ap, name=res.name, classes=conv.classes, options=options.configs,
+                       planned=sh.images)
         res.train, res.valid, res.root, res.config_files = cfg.train, cfg.valid, cfg.root, cfg.files
         res.images = cfg.train + cfg.valid
-        if check:
+        if options.check:
             _check(res, ap, max_files=max_files, nc=len(conv.classes), progress=progress)
         ap.read_back(lambda: _count_background(res))
         return _finish(res, ap)
+
+
+def _nothing_usable(res: PrepareResult) -> None:
+    first = res.report.problems[0].line() if res.report.problems else ""
+    raise DatasetError(
+        f"{display(res.src)}: no usable {res.format} images found"
+        + (f" ({len(res.report.problems)} problems, first: {first})" if first else "")
+    )
 
 
 def _check(res: PrepareResult, ap: Apply, *, max_files: int, nc: int, progress: Progress) -> None:
@@ -389,26 +316,16 @@ def _check(res: PrepareResult, ap: Apply, *, max_files: int, nc: int, progress: 
                                              progress=progress))
     if chk is not None:
         res.boxes = chk.boxes  # every box in the dataset, kept items' included
-        res.check_problems = sum(1 for p in chk.report.problems if p.skipped != "note")
+        res.check_problems = sum(1 for p in chk.report.problems if p.skipped != NOTE)
         res.report.extend(chk.report)
 
 
 def make_configs(
     out: PathLike,
+    options: ConfigOptions = ConfigOptions(),
     *,
     name: Optional[str] = None,
     classes: Optional[Sequence[str]] = None,
-    root: Optional[str] = None,
-    val_fraction: float = 0.1,
-    seed: int = 0,
-    backup: Optional[str] = None,
-    darknet_cfg: Optional[str] = None,
-    batch: Optional[int] = None,
-    subdivisions: Optional[int] = None,
-    width: Optional[int] = None,
-    height: Optional[int] = None,
-    max_batches: Optional[int] = None,
-    burn_in: Optional[int] = None,
     dry_run: bool = False,
 ) -> ConfigResult:
     """Write the configs for the images the manifest in ``out`` records."""
@@ -417,10 +334,6 @@ def make_configs(
         raise NotFound(
             f"{display(out)}: no manifest.jsonl; run `drivesync shard` or `prepare` first"
         )
-    options = ConfigOptions(root=root, val_fraction=val_fraction, seed=seed, backup=backup,
-                            darknet_cfg=darknet_cfg, batch=batch, subdivisions=subdivisions,
-                            width=width, height=height, max_batches=max_batches,
-                            burn_in=burn_in)
     ap = apply_for(out, "link", Report(), dry_run=dry_run)
     with ap.lock():
         return _configs(ap, name=name, classes=classes, options=options)
@@ -448,79 +361,23 @@ def _configs(
                          options=options, ap=ap)
 
 
-def shard_dataset(
-    src: PathLike,
-    out: PathLike,
-    *,
-    classes: Union[str, Sequence[str], None] = None,
-    classes_file: Optional[str] = None,
-    max_files: int = DEFAULT_MAX_FILES,
-    mode: str = "link",
-    name: Optional[str] = None,
-    dry_run: bool = False,
-    progress: Progress = NULL_PROGRESS,
-    ascii_names: bool = False,
-) -> PrepareResult:
+def shard_dataset(src: PathLike, out: PathLike, options: PrepareOptions, *,
+                  progress: Progress = NULL_PROGRESS) -> PrepareResult:
     """Validate a YOLO folder (image + .txt pairs) and shard it; no configs."""
-    res, names, ap = _begin(
-        src,
-        out,
-        fmt="yolo",
-        mode=mode,
-        name=name,
-        classes=classes,
-        classes_file=classes_file,
-        dry_run=dry_run,
-        verb="shard",
-    )
-    with ap.lock(), _ascii_names(ascii_names):
-        _place(res, names, ap, max_files=max_files, progress=progress)
+    res, names, ap = _begin(src, out, options, verb="shard")
+    with ap.lock(), _ascii_names(options.shard.ascii_names):
+        _place(res, names, ap, options.convert, max_files=options.shard.max_files,
+               progress=progress)
         ap.read_back(lambda: _count_background(res))
         return _finish(res, ap)
 
 
-def convert_dataset(
-    src: PathLike,
-    out: PathLike,
-    *,
-    fmt: str,
-    classes: Union[str, Sequence[str], None] = None,
-    classes_file: Optional[str] = None,
-    mode: str = "link",
-    keep_difficult: bool = False,
-    keep_crowd: bool = False,
-    box: str = "fbox",
-    head_class: Optional[str] = None,
-    images: Optional[str] = None,
-    dry_run: bool = False,
-    progress: Progress = NULL_PROGRESS,
-    ascii_names: bool = False,
-) -> PrepareResult:
+def convert_dataset(src: PathLike, out: PathLike, options: PrepareOptions, *,
+                    progress: Progress = NULL_PROGRESS) -> PrepareResult:
     """Convert to a flat YOLO folder (``out/<stem>.<ext>`` + ``out/<stem>.txt`` + classes.txt)."""
-    res, names, ap = _begin(
-        src,
-        out,
-        fmt=fmt,
-        mode=mode,
-        name=None,
-        classes=classes,
-        classes_file=classes_file,
-        dry_run=dry_run,
-        flat=True,
-    )
-    with ap.lock(), _ascii_names(ascii_names):
-        conv, _ = _place(
-            res,
-            names,
-            ap,
-            max_files=None,
-            progress=progress,
-            keep_difficult=keep_difficult,
-            keep_crowd=keep_crowd,
-            box=box,
-            head_class=head_class,
-            images=images,
-        )
+    res, names, ap = _begin(src, out, options, flat=True)
+    with ap.lock(), _ascii_names(options.shard.ascii_names):
+        conv, _ = _place(res, names, ap, options.convert, max_files=None, progress=progress)
         ap.write(os.path.join(res.out, "classes.txt"), "".join(f"{c}\n" for c in conv.classes))
         ap.read_back(lambda: _count_background(res))
         return _finish(res, ap)

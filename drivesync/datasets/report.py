@@ -1,7 +1,10 @@
 """Collects bad input (file, line/field, reason) and writes it next to the output.
 
 Batch steps never stop at the first bad item: they record it here, carry on
-with the good ones, and the command ends with a summary and exit code 4.
+with the good ones, and the command ends with a summary and exit code 4. The
+report keeps each finding's parts (for ``prepare-report.json``); a run's
+outcome carries them as :class:`~drivesync.outcome.Problem` (``failures()``),
+whose line is the report's line.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Union
 
+from ..outcome import Problem
 from .names import display
 
 log = logging.getLogger(__name__)
@@ -26,26 +30,32 @@ NOTE = "note"
 
 
 @dataclass(frozen=True)
-class Problem:
+class Finding:
+    """One line of the report: the file, where in it (line, field), why, and what it cost."""
+
     file: str
     where: str
     reason: str
     skipped: str = ITEM
 
-    def line(self) -> str:
+    def problem(self) -> Problem:
+        """As the outcome carries it: the file and line/field, the reason and the cost."""
         where = f":{self.where}" if self.where else ""
         tag = {ITEM: "skipped item", BOX: "skipped box", NOTE: "note"}.get(
             self.skipped, self.skipped
         )
-        return f"{self.file}{where}: {self.reason} [{tag}]"
+        return Problem(f"{self.file}{where}", f"{self.reason} [{tag}]")
+
+    def line(self) -> str:
+        return self.problem().line()
 
 
 @dataclass
 class Report:
-    problems: List[Problem] = field(default_factory=list)
+    problems: List[Finding] = field(default_factory=list)
 
     def add(self, file: object, where: object, reason: str, *, skipped: str = ITEM) -> None:
-        p = Problem(
+        p = Finding(
             display(file) if file != "" else "", str(where) if where else "", reason, skipped
         )
         # INFO, not WARNING: the command prints a summary and the report file holds all
@@ -57,6 +67,10 @@ class Report:
 
     def count(self, skipped: str) -> int:
         return sum(1 for p in self.problems if p.skipped == skipped)
+
+    def failures(self) -> List[Problem]:
+        """What was skipped (items, boxes), as the outcome's problems; notes left out."""
+        return [p.problem() for p in self.problems if p.skipped != NOTE]
 
     @property
     def failed(self) -> bool:

@@ -207,4 +207,5 @@ def _head(path: str, n: int = 4096) -> bytes:
         return b""
 
 
-FORMAT = Format("voc", convert=_convert, detect=_detect, folder_only=True)
+FORMAT = Format("voc", convert=_convert, detect=_detect, folder_only=True,
+                what="VOC XML annotations")

@@ -326,4 +326,5 @@ def _detect(src: str) -> bool:
         "classes.txt", "obj.names", "train.txt", "valid.txt", "test.txt") and _looks_like_label(p))
 
 
-FORMAT = Format("yolo", convert=_convert, detect=_detect, folder_only=True)
+FORMAT = Format("yolo", convert=_convert, detect=_detect, folder_only=True,
+                what="YOLO label .txt files", pairs=True)
