@@ -217,7 +217,7 @@ def _summary(ctx: Context, res: PrepareResult, *, verb: str) -> int:
         ctx.warn(warning.line())
     if ctx.json:
         ctx.emit({"verb": verb, **res.to_dict(), "warnings": [w.line() for w in res.warnings]})
-        return EXIT_OK if res.ok else EXIT_PARTIAL
+        return _end(ctx, res, verb=verb)
     what = "would place" if res.dry_run else "placed"
     ctx.say(
         f"{res.name}: {res.images} images, {res.boxes} boxes, {len(res.classes)} classes "
@@ -239,7 +239,17 @@ def _summary(ctx: Context, res: PrepareResult, *, verb: str) -> int:
     _problems(ctx, res)
     if res.report_path:
         ctx.say(f"report: {res.report_path}")
-    return EXIT_OK if res.ok else EXIT_PARTIAL
+    return _end(ctx, res, verb=verb)
+
+
+def _end(ctx: Context, res: PrepareResult, *, verb: str) -> int:
+    """Skipped input is exit 4 (the problems were shown above, the rest are in the report)."""
+    n = len(res.problems)
+    more = n - PROBLEMS_SHOWN
+    return ctx.finish(res, show=False, message=(
+        f"{verb}: some input was skipped ({n} problem{'' if n == 1 else 's'}"
+        + (f", {more} more than shown" if more > 0 else "")
+        + (f"; all in {res.report_path})" if res.report_path else ")")))
 
 
 def _wrote(res: Outcome) -> str:
@@ -250,9 +260,6 @@ def _problems(ctx: Context, res: PrepareResult) -> None:
     """The first problems as warnings, the first notes as chatter; the rest are in the report."""
     for p in res.problems[:PROBLEMS_SHOWN]:
         ctx.warn(p.line())
-    if res.problems:
-        more = len(res.problems) - PROBLEMS_SHOWN
-        ctx.warn(f"{more} more problems" if more > 0 else "some input was skipped")
     notes = [p for p in res.report.problems if p.skipped == NOTE]
     for p in notes[:NOTES_SHOWN]:
         ctx.say("note: " + p.line())
