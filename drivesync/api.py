@@ -27,7 +27,7 @@ from .datasets.check import CheckResult, check_dataset
 from .datasets.configs import ConfigOptions, ConfigResult
 from .datasets.options import FOR_CONVERT, FOR_SHARD, prepare_options
 from .errors import NotFound, UsageError
-from .hashing import HashCache
+from .hashing import HashCache, cache_path
 from .progress import NULL_PROGRESS, Progress
 from .remotes import Remote, open_remote, parse_address
 from .sync import DedupeResult, SyncResult
@@ -77,7 +77,7 @@ def push(local: Union[str, Path], remote: RemoteLike, *, pack: bool = False,
     s = resolve_settings(settings, jobs=jobs, write_rate=write_rate)
     src = local_folder(local, must_exist=True)
     with _opened(remote, s) as r:
-        cache = HashCache(s.resolved_state_dir() / "hashes.sqlite")
+        cache = HashCache(cache_path(s.resolved_state_dir()))
         try:
             return _push(src, remote=r, jobs=s.jobs, pack=pack, delete=delete,
                          excludes=list(excludes), dry_run=dry_run, write_rate=s.write_rate,
@@ -96,7 +96,7 @@ def pull(remote: RemoteLike, local: Union[str, Path], *, dry_run: bool = False,
     dest = local_folder(local, must_exist=False)
     existed = os.path.lexists(dest)
     with _opened(remote, s) as r:
-        cache = HashCache(s.resolved_state_dir() / "hashes.sqlite")
+        cache = HashCache(cache_path(s.resolved_state_dir()))
         try:
             return _pull(r, dest, jobs=s.jobs, dry_run=dry_run, unpack=unpack,
                          progress=progress, hash_cache=cache,

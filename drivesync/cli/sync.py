@@ -11,7 +11,7 @@ from typing import Iterator, Union
 from ..api import local_folder
 from ..config import DEFAULT_MAX_FILES, Settings
 from ..errors import DriveSyncError, NotFound, Stopped, UsageError
-from ..hashing import HashCache
+from ..hashing import HashCache, cache_path
 from ..progress import human_bytes
 from ..remotes import Remote, open_remote
 from ..sync import DedupeResult, SyncResult, dedupe, pull, push
@@ -127,7 +127,7 @@ def _transfer(ctx, address: str, settings: Settings, *,
               verb: str) -> Iterator[tuple[Remote, HashCache]]:
     """The remote and md5 cache of one push/pull; a failure first reports what was done."""
     remote = open_remote(address, settings=settings)
-    cache = HashCache(settings.resolved_state_dir() / "hashes.sqlite")
+    cache = HashCache(cache_path(settings.resolved_state_dir()))
     try:
         yield remote, cache
     except DriveSyncError as exc:
