@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional, TypeVar
 
+from .config import Settings
 from .errors import ConnectionFailed, NetworkDown, is_retryable
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class Breaker:
     resumes by itself when the network is back.
     """
 
-    def __init__(self, window: float = 60.0, *, clock: Optional[Clock] = None,
+    def __init__(self, window: float = Settings.outage_window, *, clock: Optional[Clock] = None,
                  is_outage: Callable[[BaseException], bool] =
                  lambda exc: isinstance(exc, ConnectionFailed)):
         self.window = window
@@ -138,9 +139,10 @@ class Pacer:
     the network is gone (see :class:`Breaker`).
     """
 
-    max_tries: int = 10
-    base: float = 1.0
-    cap: float = 32.0
+    # the settings' defaults (README "Configuration"); remotes pass the resolved ones
+    max_tries: int = Settings.max_tries
+    base: float = Settings.backoff_base
+    cap: float = Settings.backoff_cap
     classify: Callable[[BaseException], bool] = is_retryable
     clock: Clock = field(default_factory=Clock)
     rng: random.Random = field(default_factory=random.Random)
