@@ -402,3 +402,39 @@ def test_an_image_back_without_its_label_never_empties_the_placed_label(tmp_path
     assert shard_files(out, "ds") == placed
     entry = load_manifest(str(out)).entries["ph000.jpg"]
     assert entry[2][1][2] == len(text.encode())  # the manifest still records the real label
+
+
+def test_a_yolo_dry_run_walks_the_real_runs_path(tmp_path):
+    """Issue 11: a dry run once planned YOLO input with write_shards while the real run
+    used the pair fast path; both now go through shard_yolo, only the Apply differs."""
+    from drivesync.api import prepare
+    from drivesync.progress import NullProgress
+
+    class Steps(NullProgress):
+        def __init__(self):
+            self.descs, self.items = [], 0
+
+        def on_start(self, *, files, bytes, desc=""):
+            self.descs.append(desc)
+
+        def on_progress(self, *, files=0, bytes=0):
+            self.items += 1
+
+    src = tmp_path / "src"
+    make_flat(src, 7)
+    (src / "im0003.txt").write_text("9 0.5 0.5 2 0.5\n")      # a bad label: one skipped item
+    (src / "im0005.txt").write_text("")                       # a background image
+    runs = {}
+    for dry in (True, False):
+        steps = Steps()
+        res = prepare(src, tmp_path / "out", fmt="yolo", classes="a", name="ds", max_files=4,
+                      mode="copy", dry_run=dry, check=False, progress=steps)
+        runs[dry] = (res, steps)
+    (dry, dsteps), (real, rsteps) = runs[True], runs[False]
+    assert dsteps.descs == rsteps.descs == ["validate and copy"]
+    assert dsteps.items == rsteps.items == 7
+    same = ("placed", "kept", "shards", "images", "train", "valid", "skipped_items",
+            "skipped_boxes", "problems", "classes")
+    assert [getattr(dry, k) for k in same] == [getattr(real, k) for k in same]
+    assert (dry.placed, dry.shards, dry.skipped_items) == (6, 4, 1) and not dry.ok
+    assert dry.dry_run and not real.dry_run and dry.report_path is None

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Container, Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Container, Dict, List, Optional, Sequence, Tuple
 
 from ..progress import NULL_PROGRESS, Progress
 from .items import (
+    Box,
     Conversion,
     ConvertOptions,
     Format,
@@ -47,6 +49,26 @@ def convert_coco(
     else:
         files = [p for p in walk_files(src, exclude=exclude) if p.lower().endswith(".json")]
         root = src
+    docs = _load(files, report)
+    cats = _categories(docs, report)
+    names = (
+        list(classes)
+        if classes is not None
+        else [cats[k] for k in sorted(cats, key=lambda k: (str(type(k)), k))]
+    )
+    index = {n: i for i, n in enumerate(names)}
+    conv = Conversion(classes=names)
+    opts = _DocOptions(root, cats, index, keep_crowd=keep_crowd, images=images, moved=moved,
+                       hash_image=hash_images)
+    progress.on_start(files=sum(len(d["images"]) for _, d in docs), bytes=0, desc="convert")
+    for path, doc in docs:
+        _doc(path, doc, opts, conv, report, progress)
+    progress.on_done()
+    return conv
+
+
+def _load(files: List[str], report: Report) -> List[Tuple[str, dict]]:
+    """The COCO documents among ``files``; a broken one is reported by line and column."""
     docs = []
     for path in files:
         try:
@@ -65,6 +87,11 @@ def convert_coco(
                 report.add(path, "", 'expected "images", "annotations" and "categories" lists')
             continue
         docs.append((path, doc))
+    return docs
+
+
+def _categories(docs: List[Tuple[str, dict]], report: Report) -> Dict[Any, str]:
+    """Category id -> name over every document (the first name given for an id wins)."""
     cats: Dict[Any, str] = {}
     for path, doc in docs:
         for i, c in enumerate(doc["categories"]):
@@ -74,31 +101,20 @@ def convert_coco(
                 )
                 continue
             cats.setdefault(c["id"], c["name"])
-    names = (
-        list(classes)
-        if classes is not None
-        else [cats[k] for k in sorted(cats, key=lambda k: (str(type(k)), k))]
-    )
-    index = {n: i for i, n in enumerate(names)}
-    conv = Conversion(classes=names)
-    progress.on_start(files=sum(len(d["images"]) for _, d in docs), bytes=0, desc="convert")
-    for path, doc in docs:
-        _doc(
-            root,
-            path,
-            doc,
-            cats,
-            index,
-            conv,
-            report,
-            keep_crowd=keep_crowd,
-            images=images,
-            moved=moved,
-            progress=progress,
-            hash_image=hash_images,
-        )
-    progress.on_done()
-    return conv
+    return cats
+
+
+@dataclass(frozen=True)
+class _DocOptions:
+    """What every document of one conversion is read with."""
+
+    root: str
+    cats: Dict[Any, str]
+    index: Dict[str, int]
+    keep_crowd: bool
+    images: Optional[str]
+    moved: Container[str]
+    hash_image: bool
 
 
 def _dirs(root: str, path: str, images: Optional[str]) -> List[str]:
@@ -118,28 +134,15 @@ def _dirs(root: str, path: str, images: Optional[str]) -> List[str]:
     return [os.path.abspath(d) for d in out]
 
 
-def _doc(
-    root: str,
-    path: str,
-    doc: dict,
-    cats: Dict[Any, str],
-    index: Dict[str, int],
-    conv: Conversion,
-    report: Report,
-    *,
-    keep_crowd: bool,
-    images: Optional[str],
-    moved: Container[str],
-    progress,
-    hash_image: bool = True,
-) -> None:
+def _doc(path: str, doc: dict, o: _DocOptions, conv: Conversion, report: Report,
+         progress: Progress) -> None:
     anns: Dict[Any, List[tuple]] = {}
     for i, a in enumerate(doc["annotations"]):
         if isinstance(a, dict):
             anns.setdefault(a.get("image_id"), []).append((i, a))
         else:
             skip_box(report, conv.counts, path, f"annotations[{i}]", "expected an object")
-    dirs = _dirs(root, path, images)
+    dirs = _dirs(o.root, path, o.images)
     for n, im in enumerate(doc["images"]):
         progress.on_progress(files=1)
         if not isinstance(im, dict) or not isinstance(im.get("file_name"), str) or "id" not in im:
@@ -150,38 +153,40 @@ def _doc(
             (os.path.join(d, fname) for d in dirs if os.path.isfile(os.path.join(d, fname))),
             os.path.join(dirs[0], fname),
         )
-        item = open_image(
-            root, image, report, origin=path, moved=moved, hash_image=hash_image
-        )
+        item = open_image(o.root, image, report, origin=path, moved=o.moved,
+                          hash_image=o.hash_image)
         if item is None:
             continue
         w, h = im.get("width") or 0, im.get("height") or 0
         if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
             w, h = item.width, item.height
-        boxes = []
-        for i, a in anns.get(im["id"], []):
-            where = f"annotations[{i}]"
-            if a.get("iscrowd") and not keep_crowd:
-                conv.counts.ignored += 1
-                continue
-            name = cats.get(a.get("category_id"))
-            if name is None or name not in index:
-                what = f"category_id {a.get('category_id')!r}" + (f" ({name})" if name else "")
-                skip_box(
-                    report, conv.counts, path, f"{where}.category_id", f"unknown class: {what}"
-                )
-                continue
-            add_xywh(
-                boxes, conv.counts, report, path, f"{where}.bbox", index[name], a.get("bbox"), w, h
-            )
-        item.boxes = tuple(boxes)
-        conv.counts.boxes += len(boxes)
+        item.boxes = _boxes(path, anns.get(im["id"], []), o, conv, report, w, h)
+        conv.counts.boxes += len(item.boxes)
         conv.items.append(item)
     ids = {im.get("id") for im in doc["images"] if isinstance(im, dict)}
     for image_id in anns.keys() - ids:
         for i, _ in anns[image_id]:
             reason = f'image_id {image_id!r} is not in "images"'
             skip_box(report, conv.counts, path, f"annotations[{i}].image_id", reason)
+
+
+def _boxes(path: str, anns: List[tuple], o: _DocOptions, conv: Conversion, report: Report,
+           w: int, h: int) -> Tuple[Box, ...]:
+    """One image's annotations as boxes; crowd regions counted, unknown classes reported."""
+    boxes: List[Box] = []
+    for i, a in anns:
+        where = f"annotations[{i}]"
+        if a.get("iscrowd") and not o.keep_crowd:
+            conv.counts.ignored += 1
+            continue
+        name = o.cats.get(a.get("category_id"))
+        if name is None or name not in o.index:
+            what = f"category_id {a.get('category_id')!r}" + (f" ({name})" if name else "")
+            skip_box(report, conv.counts, path, f"{where}.category_id", f"unknown class: {what}")
+            continue
+        add_xywh(boxes, conv.counts, report, path, f"{where}.bbox", o.index[name], a.get("bbox"),
+                 w, h)
+    return tuple(boxes)
 
 
 def _convert(src: str, o: ConvertOptions, report: Report, progress: Progress) -> Conversion:

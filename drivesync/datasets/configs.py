@@ -188,74 +188,73 @@ def patch_darknet_cfg(
     it. Values darknet refuses (or trains badly with) are refused here, with the
     reason, before a GPU hour is spent (:func:`check_darknet_net`).
     """
+    if max_batches is None:
+        max_batches = default_max_batches(classes, train_images)
+    elif max_batches < 1:
+        raise DatasetError(f"--max-batches {max_batches}: must be at least 1")
+    if burn_in is not None and burn_in < 0:
+        raise DatasetError(f"--burn-in {burn_in}: must be 0 or more")
+    sizes = {"batch": batch, "subdivisions": subdivisions, "width": width, "height": height}
+    given = {k: v for k, v in sizes.items() if v is not None}
+    net: Dict[str, object] = {
+        "max_batches": max_batches,
+        "steps": f"{max(1, int(max_batches * 0.8))},{max(1, int(max_batches * 0.9))}",
+        **given,
+        **({"burn_in": burn_in} if burn_in is not None else {}),
+    }
     lines = text.splitlines()
     changed = 0
     net_done = False
     idx = 0
-    while True:
-        secs = cfg_sections(lines)
-        if idx >= len(secs):
-            break
+    while idx < len(secs := cfg_sections(lines)):
         name, start, end = secs[idx]
         idx += 1
         if name in ("net", "network") and not net_done:
             net_done = True
-            if max_batches is None:
-                max_batches = default_max_batches(classes, train_images)
-            elif max_batches < 1:
-                raise DatasetError(f"--max-batches {max_batches}: must be at least 1")
-            if burn_in is not None and burn_in < 0:
-                raise DatasetError(f"--burn-in {burn_in}: must be 0 or more")
-            values: Dict[str, object] = {
-                "max_batches": max_batches,
-                "steps": f"{max(1, int(max_batches * 0.8))},{max(1, int(max_batches * 0.9))}",
-            }
-            for k, v in (
-                ("batch", batch),
-                ("subdivisions", subdivisions),
-                ("width", width),
-                ("height", height),
-                ("burn_in", burn_in),
-            ):
-                if v is not None:
-                    values[k] = v
-            for k, v in values.items():
-                end += _set(lines, start, end, k, v)
-            given = {k for k, v in (("batch", batch), ("subdivisions", subdivisions),
-                                    ("width", width), ("height", height)) if v is not None}
-            if given:  # what was asked for must train (the base cfg's own values are
-                # checked by `drivesync launch`: official cfgs ship in testing mode)
-                check_darknet_net({k: _get(lines, start, end, k)
-                                   for k in ("batch", "subdivisions", "width", "height")},
-                                  source=source, only=given)
-            continue
-        if name not in ("yolo", "region"):
-            continue
-        if name == "yolo":
-            mask = _get(lines, start, end, "mask")
-            if mask:
-                anchors = len([m for m in mask.split(",") if m.strip()])
-            else:
-                anchors = int(_get(lines, start, end, "num") or 3)
-            filters = (classes + 5) * anchors
-        else:
-            coords = int(_get(lines, start, end, "coords") or 4)
-            num = int(_get(lines, start, end, "num") or 5)
-            filters = (classes + coords + 1) * num
-        _set(lines, start, end, "classes", classes)
-        conv = [s for s in cfg_sections(lines) if s[1] < start and s[0] == "convolutional"]
-        prev = [s for s in cfg_sections(lines) if s[1] < start]
-        if not prev or prev[-1][0] != "convolutional":
-            raise DatasetError(
-                f"{source}: the section before [{name}] at line {start + 1} is not "
-                "[convolutional]; cannot set its filters"
-            )
-        _, cstart, cend = conv[-1]
-        _set(lines, cstart, cend, "filters", filters)
-        changed += 1
+            _patch_net(lines, start, end, net, given=set(given), source=source)
+        elif name in ("yolo", "region"):
+            _patch_head(lines, name, start, end, classes=classes, source=source)
+            changed += 1
     if not changed:
         raise DatasetError(f"{source}: no [yolo] or [region] section found")
     return "\n".join(lines) + "\n"
+
+
+def _patch_net(lines: List[str], start: int, end: int, values: Dict[str, object], *,
+               given: set, source: str) -> None:
+    """Set the [net] values; what was asked for must train (the base cfg's own values
+    are checked by `drivesync launch`: official cfgs ship in testing mode)."""
+    for k, v in values.items():
+        end += _set(lines, start, end, k, v)
+    if given:
+        check_darknet_net({k: _get(lines, start, end, k)
+                           for k in ("batch", "subdivisions", "width", "height")},
+                          source=source, only=given)
+
+
+def _patch_head(lines: List[str], name: str, start: int, end: int, *, classes: int,
+                source: str) -> None:
+    """classes= in a [yolo]/[region] section and filters= in the [convolutional] before it."""
+    if name == "yolo":
+        mask = _get(lines, start, end, "mask")
+        if mask:
+            anchors = len([m for m in mask.split(",") if m.strip()])
+        else:
+            anchors = int(_get(lines, start, end, "num") or 3)
+        filters = (classes + 5) * anchors
+    else:
+        coords = int(_get(lines, start, end, "coords") or 4)
+        num = int(_get(lines, start, end, "num") or 5)
+        filters = (classes + coords + 1) * num
+    _set(lines, start, end, "classes", classes)
+    prev = [s for s in cfg_sections(lines) if s[1] < start]
+    if not prev or prev[-1][0] != "convolutional":
+        raise DatasetError(
+            f"{source}: the section before [{name}] at line {start + 1} is not "
+            "[convolutional]; cannot set its filters"
+        )
+    _, cstart, cend = prev[-1]
+    _set(lines, cstart, cend, "filters", filters)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Container, Dict, List, Optional, Sequence, Tuple
 from ..progress import NULL_PROGRESS, Progress
 from .items import (
     IMAGE_EXTS,
+    Box,
     Conversion,
     ConvertOptions,
     Format,
@@ -50,6 +51,27 @@ def convert_voc(
     """
     src = os.path.abspath(src)
     xmls = [p for p in walk_files(src, exclude=exclude) if p.lower().endswith(".xml")]
+    parsed = _parse(xmls, report)
+    if classes is None:
+        found = {(o.findtext("name") or "").strip() for _, r in parsed for o in r.iter("object")}
+        names = list(base_classes) + sorted(n for n in found if n and n not in base_classes)
+    else:
+        names = list(classes)
+    index = {n: i for i, n in enumerate(names)}
+    conv = Conversion(classes=names)
+    progress.on_start(files=len(parsed), bytes=0, desc="convert")
+    for path, root in parsed:
+        item = _one(src, path, root, index, report, conv, keep_difficult=keep_difficult,
+                    strict=classes is not None, moved=moved, hash_image=hash_images)
+        if item is not None:
+            conv.items.append(item)
+        progress.on_progress(files=1)
+    progress.on_done()
+    return conv
+
+
+def _parse(xmls: List[str], report: Report) -> List[Tuple[str, ET.Element]]:
+    """The ``<annotation>`` documents; a broken one is reported by its line."""
     parsed: List[Tuple[str, ET.Element]] = []
     for path in xmls:
         try:
@@ -65,32 +87,7 @@ def convert_voc(
             report.add(path, "root", f"expected <annotation>, found <{root.tag}>")
             continue
         parsed.append((path, root))
-    if classes is None:
-        found = {(o.findtext("name") or "").strip() for _, r in parsed for o in r.iter("object")}
-        names = list(base_classes) + sorted(n for n in found if n and n not in base_classes)
-    else:
-        names = list(classes)
-    index = {n: i for i, n in enumerate(names)}
-    conv = Conversion(classes=names)
-    progress.on_start(files=len(parsed), bytes=0, desc="convert")
-    for path, root in parsed:
-        item = _one(
-            src,
-            path,
-            root,
-            index,
-            report,
-            conv,
-            keep_difficult=keep_difficult,
-            strict=classes is not None,
-            moved=moved,
-            hash_image=hash_images,
-        )
-        if item is not None:
-            conv.items.append(item)
-        progress.on_progress(files=1)
-    progress.on_done()
-    return conv
+    return parsed
 
 
 def _find_image(src: str, xml_path: str, root: ET.Element) -> str:
@@ -152,41 +149,46 @@ def _one(
             f"<size> says {w}x{h} but the image is {item.width}x{item.height}; boxes use <size>",
             skipped="note",
         )
-    boxes = []
-    for i, obj in enumerate(root.iter("object")):
-        where = f"object[{i}]"
-        name = (obj.findtext("name") or "").strip()
-        if name not in index:
-            reason = f"class {name!r} is not in --classes" if strict else "object has no <name>"
-            skip_box(report, conv.counts, path, f"{where}/name", reason)
-            continue
-        if (obj.findtext("difficult") or "0").strip() == "1" and not keep_difficult:
-            conv.counts.difficult += 1
-            continue
-        try:
-            x0, y0, x1, y1 = (
-                float(obj.findtext(f"bndbox/{t}") or "nan")
-                for t in ("xmin", "ymin", "xmax", "ymax")
-            )
-            if any(v != v for v in (x0, y0, x1, y1)):
-                raise ValueError("missing")
-        except ValueError:
-            reason = "expected numbers in xmin, ymin, xmax, ymax"
-            skip_box(report, conv.counts, path, f"{where}/bndbox", reason)
-            continue
-        if x0 > x1 or y0 > y1:
-            reason = f"xmin > xmax or ymin > ymax ({x0:g},{y0:g},{x1:g},{y1:g})"
-            skip_box(report, conv.counts, path, f"{where}/bndbox", reason)
-            continue
-        box = box_from_corners(index[name], x0 - 1, y0 - 1, x1, y1, w, h)
-        if box is None:
-            conv.counts.dropped += 1
-            log.info("%s: %s dropped: empty after clipping to %dx%d", display(path), where, w, h)
-            continue
-        boxes.append(box)
-    item.boxes = tuple(boxes)
-    conv.counts.boxes += len(boxes)
+    item.boxes = tuple(
+        box for i, obj in enumerate(root.iter("object"))
+        if (box := _box(path, f"object[{i}]", obj, index, conv, report, w, h,
+                        keep_difficult=keep_difficult, strict=strict)) is not None
+    )
+    conv.counts.boxes += len(item.boxes)
     return item
+
+
+def _box(path: str, where: str, obj: ET.Element, index: Dict[str, int], conv: Conversion,
+         report: Report, w: int, h: int, *, keep_difficult: bool, strict: bool) -> Optional[Box]:
+    """One ``<object>`` as a box, or None (reported, or counted as difficult or dropped)."""
+    name = (obj.findtext("name") or "").strip()
+    if name not in index:
+        reason = f"class {name!r} is not in --classes" if strict else "object has no <name>"
+        skip_box(report, conv.counts, path, f"{where}/name", reason)
+        return None
+    if (obj.findtext("difficult") or "0").strip() == "1" and not keep_difficult:
+        conv.counts.difficult += 1
+        return None
+    try:
+        x0, y0, x1, y1 = (
+            float(obj.findtext(f"bndbox/{t}") or "nan")
+            for t in ("xmin", "ymin", "xmax", "ymax")
+        )
+        if any(v != v for v in (x0, y0, x1, y1)):
+            raise ValueError("missing")
+    except ValueError:
+        reason = "expected numbers in xmin, ymin, xmax, ymax"
+        skip_box(report, conv.counts, path, f"{where}/bndbox", reason)
+        return None
+    if x0 > x1 or y0 > y1:
+        reason = f"xmin > xmax or ymin > ymax ({x0:g},{y0:g},{x1:g},{y1:g})"
+        skip_box(report, conv.counts, path, f"{where}/bndbox", reason)
+        return None
+    box = box_from_corners(index[name], x0 - 1, y0 - 1, x1, y1, w, h)
+    if box is None:
+        conv.counts.dropped += 1
+        log.info("%s: %s dropped: empty after clipping to %dx%d", display(path), where, w, h)
+    return box
 
 
 def _convert(src: str, o: ConvertOptions, report: Report, progress: Progress) -> Conversion:
