@@ -10,13 +10,14 @@ from typing import Optional
 from ..config import Settings
 from ..errors import NotFound, UsageError
 from ..launch.colab import in_colab
-from ..launch.runner import DARKNET, ULTRALYTICS, LaunchOptions, LaunchResult, launch
+from ..launch.registry import TRAINERS, trainer_named
+from ..launch.runner import LaunchOptions, LaunchResult, launch
+from ..launch.trainer import Option, Trainer, refuse_foreign
 from ..remotes import is_drive_address, parse_address
 from . import add_verb
 from .context import CliChannel, Context
 
 INSTALL_DIR = "drivesync-install"   # on Drive: the wheel and the cached darknet build
-DARKNET_BIN = "/content/darknet/darknet"
 
 
 class _LaunchChannel(CliChannel):
@@ -90,41 +91,34 @@ def register(sub, common) -> None:
                          "--weights drive:space_Colab/backup --dataset drive:space_Colab/data\n"
                          "drivesync launch ultralytics --data data.yaml --model yolov8n.pt "
                          "--epochs 50 --weights drive:space_Colab/runs")
-    trainers = p.add_subparsers(dest="trainer", metavar="TRAINER")
-    d = add_verb(trainers, common, DARKNET, help="AlexeyAB/pjreddie darknet",
-                 example="drivesync launch darknet --data obj.data --cfg yolov4.cfg "
-                         "--pretrained yolov4.conv.137 --weights drive:space_Colab/backup --map "
-                         "-- -gpus 0")
-    d.add_argument("--data", required=True, help="darknet .data file (its backup= is watched)")
-    d.add_argument("--cfg", required=True, help="darknet .cfg file")
-    d.add_argument("--pretrained", help="starting weights when the remote has no checkpoint")
-    d.add_argument("--darknet", default="./darknet", metavar="PATH",
-                   help="the darknet binary (made executable; default ./darknet)")
-    d.add_argument("--map", action="store_true", help="pass -map (mAP on the validation set)")
-    _common_launch(d)
-    d.set_defaults(func=_launch)
-    u = add_verb(trainers, common, ULTRALYTICS,
-                 help="Ultralytics YOLOv8/11 (`pip install ultralytics`)",
-                 example="drivesync launch ultralytics --data data.yaml --model yolov8n.pt "
-                         "--epochs 100 --weights drive:space_Colab/runs -- imgsz=640 batch=16")
-    u.add_argument("--data", required=True, help="Ultralytics data.yaml")
-    u.add_argument("--model", required=True, help="yolov8n.pt or a model .yaml for a fresh run")
-    u.add_argument("--epochs", type=int, help="epochs to train (default: the model's)")
-    u.add_argument("--project", help="runs folder (default ./runs/detect)")
-    u.add_argument("--name", help="run name (default train)")
-    u.add_argument("--save-period", type=int, metavar="N",
-                   help="also save epoch<N>.pt every N epochs")
-    u.add_argument("--yolo", default="yolo", metavar="CMD", help="the yolo command (default yolo)")
-    _common_launch(u)
-    u.set_defaults(func=_launch)
+    verbs = p.add_subparsers(dest="trainer", metavar="TRAINER")
+    for trainer in TRAINERS.values():
+        _register_trainer(verbs, common, trainer)
     p.set_defaults(func=_launch_help(p))
+    _register_cell(sub, common)
 
+
+def _add(parser, options: tuple[Option, ...]) -> None:
+    for o in options:
+        parser.add_argument(o.flag, **o.spec)
+
+
+def _register_trainer(verbs, common, trainer: type[Trainer]) -> None:
+    """``launch NAME``: --data, the trainer's own options, then the common ones."""
+    t = add_verb(verbs, common, trainer.name, help=trainer.help, example=trainer.example)
+    t.add_argument("--data", required=True, help=trainer.data_help)
+    _add(t, trainer.options)
+    _common_launch(t)
+    t.set_defaults(func=_launch)
+
+
+def _register_cell(sub, common) -> None:
     c = add_verb(sub, common, "colab-cell",
                  help="print the notebook cells that install drivesync and launch training",
                  example="drivesync colab-cell --trainer darknet "
                          "--weights drive:space_Colab/backup --dataset drive:space_Colab/data "
                          "--data /WORK1/obj.data --cfg /WORK1/yolo.cfg")
-    c.add_argument("--trainer", choices=[DARKNET, ULTRALYTICS], default=DARKNET,
+    c.add_argument("--trainer", choices=list(TRAINERS), default="darknet",
                    help="which trainer the cell launches (default darknet)")
     c.add_argument("--weights", default="drive:space_Colab/backup", metavar="REMOTE",
                    help="checkpoint folder to resume from and mirror to "
@@ -132,21 +126,15 @@ def register(sub, common) -> None:
     c.add_argument("--dataset", metavar="REMOTE",
                    help="prepared dataset to stage on the VM's local disk (drive:... or a path)")
     c.add_argument("--data", help="obj.data or data.yaml (a placeholder when missing: a warning)")
-    c.add_argument("--cfg", help="darknet cfg (a placeholder when missing: a warning)")
-    c.add_argument("--model", help="ultralytics model (default yolov8n.pt)")
-    c.add_argument("--epochs", type=int, help="ultralytics: epochs to train")
-    c.add_argument("--pretrained", metavar="WEIGHTS",
-                   help="darknet: starting weights when no checkpoint exists yet "
-                        "(e.g. yolov4-tiny.conv.29)")
-    c.add_argument("--map", action="store_true", help="darknet: pass --map")
+    taken = {"data"}
+    for trainer in TRAINERS.values():
+        _add(c, tuple(o for o in trainer.cell_options if o.dest not in taken))
+        taken |= {o.dest for o in trainer.cell_options}
     c.add_argument("--root", default="/WORK1",
                    help="the path the dataset's lists point into (default /WORK1)")
     c.add_argument("--stage-dir", metavar="DIR", help="pass --stage-dir to launch")
     c.add_argument("--keep-last", type=int, metavar="N", help="pass --keep-last to launch")
     c.add_argument("--max-bytes", metavar="SIZE", help="pass --max-bytes to launch")
-    c.add_argument("--darknet", metavar="PATH",
-                   help="darknet: the binary (default /content/darknet/darknet, which the "
-                        "darknet cell builds once and caches on Drive)")
     c.add_argument("--take-over", action="store_true",
                    help="pass --take-over to launch (claim the lease of a runtime that is gone)")
     c.add_argument("--upload", action="store_true",
@@ -188,14 +176,8 @@ def options_from_args(args) -> LaunchOptions:
         stage=args.stage, stage_dir=args.stage_dir, mount=args.mount, work_dir=args.work_dir,
         interval=args.interval, policy=_policy(args), extra=tuple(args.extra),
         take_over=args.take_over, force_take_over=args.force_take_over,
-        verbose=bool(getattr(args, "verbose", 0)))
-    if args.trainer == DARKNET:
-        opts.cfg, opts.pretrained, opts.darknet, opts.map = (
-            args.cfg, args.pretrained, args.darknet, args.map)
-    else:
-        opts.model, opts.epochs, opts.project, opts.name = (
-            args.model, args.epochs, args.project, args.name)
-        opts.save_period, opts.yolo = args.save_period, args.yolo
+        verbose=bool(getattr(args, "verbose", 0)),
+        own={o.dest: getattr(args, o.dest) for o in trainer_named(args.trainer).options})
     if opts.interval <= 0:
         raise UsageError("--interval must be > 0 seconds")
     return opts
@@ -226,10 +208,6 @@ def _summary(ctx: Context, r: LaunchResult) -> None:
             + (f"; resumed from {r.resume.name}" if r.resume else ""))
 
 
-_DARKNET_ONLY = ("cfg", "pretrained", "map", "darknet")
-_ULTRALYTICS_ONLY = ("model", "epochs")
-
-
 def _ipython_shell_quote(arg: str) -> str:
     """Quote for the shell, then escape what IPython's ``!`` line would expand
     (``$name``, ``{expr}``): ``$$`` and ``{{``/``}}`` are its literal forms."""
@@ -237,25 +215,12 @@ def _ipython_shell_quote(arg: str) -> str:
 
 
 def check_cell_args(args) -> list[str]:
-    """Options that do not apply to the trainer are refused; returns placeholder warnings."""
-    wrong = _ULTRALYTICS_ONLY if args.trainer == DARKNET else _DARKNET_ONLY
-    given = [k for k in wrong if getattr(args, k, None) not in (None, False)]
-    if given:
-        flags = ", ".join("--" + k.replace("_", "-") for k in given)
-        raise UsageError(f"{flags}: not an option of `launch {args.trainer}`")
-    warnings = []
-    needed = ("data", "cfg") if args.trainer == DARKNET else ("data",)
-    for k in needed:
-        if not getattr(args, k, None):
-            warnings.append(f"--{k} not given: the cell holds the placeholder "
-                            f"{_placeholder(args.trainer, k)}; edit it or pass --{k}")
-    return warnings
-
-
-def _placeholder(trainer: str, key: str) -> str:
-    if key == "cfg":
-        return "/WORK1/yolo.cfg"
-    return "/WORK1/obj.data" if trainer == DARKNET else "/WORK1/data.yaml"
+    """Options of another trainer are refused; returns the placeholder warnings."""
+    trainer = trainer_named(args.trainer)
+    refuse_foreign(trainer, [t for t in TRAINERS.values() if t is not trainer], args)
+    return [f"--{k} not given: the cell holds the placeholder {placeholder}; edit it or "
+            f"pass --{k}" for k, placeholder in trainer.cell_placeholders.items()
+            if not getattr(args, k, None)]
 
 
 def _mounted(address: str, settings: Settings) -> str:
@@ -275,21 +240,10 @@ def install_folder(args, settings: Settings) -> str:
 
 
 def launch_command(args) -> list[str]:
-    cmd = ["drivesync", "launch", args.trainer]
-    if args.trainer == DARKNET:
-        cmd += ["--data", args.data or _placeholder(DARKNET, "data"),
-                "--cfg", args.cfg or _placeholder(DARKNET, "cfg"),
-                "--darknet", getattr(args, "darknet", None) or DARKNET_BIN]
-        if getattr(args, "pretrained", None):
-            cmd += ["--pretrained", args.pretrained]
-        if getattr(args, "map", False):
-            cmd += ["--map"]
-    else:
-        cmd += ["--data", args.data or _placeholder(ULTRALYTICS, "data"),
-                "--model", getattr(args, "model", None) or "yolov8n.pt"]
-        if getattr(args, "epochs", None):
-            cmd += ["--epochs", str(args.epochs)]
-    cmd += ["--weights", args.weights]
+    trainer = trainer_named(args.trainer)
+    cmd = ["drivesync", "launch", trainer.name,
+           "--data", args.data or trainer.cell_placeholders["data"],
+           *trainer.cell_launch_args(args), "--weights", args.weights]
     if args.dataset:
         cmd += ["--dataset", args.dataset]
     for flag in ("stage_dir", "keep_last", "max_bytes"):
@@ -319,49 +273,12 @@ def _install_cell(args, settings: Settings) -> str:
                   f"assert WHEELS, {hint!r}",
                   "subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', "
                   "'--force-reinstall', WHEELS[-1]], check=True)"]
-    if args.trainer == ULTRALYTICS:
-        lines += ["subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', 'ultralytics'], "
+    for package in trainer_named(args.trainer).cell_packages:
+        lines += [f"subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', {package!r}], "
                   "check=True)"]
     lines += ["print(subprocess.run(['drivesync', '--help'], capture_output=True, "
               "text=True).returncode == 0 and 'drivesync installed')"]
     return "\n".join(lines) + "\n"
-
-
-def _darknet_cell(args, settings: Settings) -> str:
-    binary = getattr(args, "darknet", None) or DARKNET_BIN
-    cache = _mounted(install_folder(args, settings), settings) + "/darknet"
-    return "\n".join([
-        "import os, shutil, subprocess",
-        f"BIN, CACHE = {binary!r}, {cache!r}",
-        "def runs(path):  # darknet without arguments prints its usage and exits 0",
-        "    try:",
-        "        r = subprocess.run([path], capture_output=True, timeout=60)",
-        "    except (OSError, subprocess.TimeoutExpired):",
-        "        return False",
-        "    return r.returncode == 0 and b'usage' in (r.stdout + r.stderr)",
-        "if not runs(BIN) and os.path.exists(CACHE):",
-        "    os.makedirs(os.path.dirname(BIN), exist_ok=True)",
-        "    shutil.copy(CACHE, BIN); os.chmod(BIN, 0o755)",
-        "    print('darknet: copied the cached build from Drive')",
-        "if not runs(BIN):  # first runtime, or the cached build no longer runs here",
-        "    src = '/content/darknet-src'",
-        "    if not os.path.exists(os.path.join(src, 'Makefile')):",
-        "        shutil.rmtree(src, ignore_errors=True)  # a clone cut short by a disconnect",
-        "        subprocess.run(['git', 'clone', '-q', "
-        "'https://github.com/AlexeyAB/darknet', src], check=True)",
-        "    subprocess.run(\"sed -i 's/^GPU=0/GPU=1/; s/^CUDNN=0/CUDNN=1/; "
-        "s/^OPENCV=0/OPENCV=1/' Makefile && make -j$(nproc) > build.log 2>&1\", "
-        "shell=True, cwd=src, check=True)",
-        "    os.makedirs(os.path.dirname(BIN), exist_ok=True)",
-        "    shutil.copy(os.path.join(src, 'darknet'), BIN)",
-        "    assert runs(BIN), 'darknet built but does not run: see ' + os.path.join(src, "
-        "'build.log')",
-        "    os.makedirs(os.path.dirname(CACHE), exist_ok=True)",
-        "    shutil.copy(BIN, CACHE)",
-        "    print('darknet: built with GPU=1 CUDNN=1 OPENCV=1, cached on Drive for the next "
-        "runtime')",
-        "print('darknet ready:', BIN)",
-    ]) + "\n"
 
 
 def colab_cell_text(args, settings: Optional[Settings] = None) -> str:
@@ -372,9 +289,8 @@ def colab_cell_text(args, settings: Optional[Settings] = None) -> str:
     if any(is_drive_address(a or "") for a in (args.weights, args.dataset)):
         cells.append(("sign in for the Drive API",
                       "from google.colab import auth\nauth.authenticate_user()\n"))
-    if args.trainer == DARKNET:
-        cells.append(("darknet: the cached build from Drive, else build it once (minutes)",
-                      _darknet_cell(args, settings)))
+    install_dir = _mounted(install_folder(args, settings), settings)
+    cells += trainer_named(args.trainer).cells(args, install_dir=install_dir)
     cells.append(("stage, resume and train; checkpoints are mirrored to Drive",
                   "!" + " ".join(_ipython_shell_quote(c) for c in launch_command(args)) + "\n"))
     head = ("# drivesync on Colab. After a disconnect the VM is usually new (installs, builds\n"

@@ -32,7 +32,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from ..datasets.configs import CFG_KEY, cfg_sections  # the one cfg line grammar
 from ..errors import DatasetError
@@ -239,82 +239,117 @@ def _yolo_check(sec: Section, p: _Shape) -> None:
                       f"layer before gives {p.c}; darknet refuses this cfg")
 
 
+# One function per layer type, all (sec, shape in, index, shapes so far, layer types)
+# -> (floats written, shape out): the table below is the list of what is counted.
+def _route(sec: Section, p: _Shape, here: int, shapes: List[_Shape],
+           layers: List[str]) -> Tuple[int, _Shape]:
+    ins = [shapes[i] for i in _refs(sec, "layers", here)]
+    groups = sec.get_int("groups", 1)
+    if groups < 1 or not 0 <= sec.get_int("group_id", 0) < groups:
+        raise _Unsure(f"line {sec.line}: [route] groups/group_id out of range")
+    chans = [s.c for s in ins if s.c is not None]
+    if len(chans) != len(ins):
+        raise _Unsure(f"line {sec.line}: [route] input channels unknown")
+    first = ins[0]
+    for s in ins[1:]:
+        if None not in (s.h, s.w, first.h, first.w) and (s.h, s.w) != (first.h, first.w):
+            raise _Unsure(f"line {sec.line}: [route] joins layers of different sizes")
+    return 0, _Shape.image(sum(chans) // groups, first.h, first.w)
+
+
+def _shortcut(sec: Section, p: _Shape, here: int, shapes: List[_Shape],
+              layers: List[str]) -> Tuple[int, _Shape]:
+    refs = _refs(sec, "from", here)
+    kind = sec.get_str("weights_type", "none")
+    if kind == "none":
+        return 0, p
+    if kind in ("per_feature", "per_layer"):
+        return len(refs) + 1, p
+    if kind == "per_channel":
+        return (len(refs) + 1) * _need_image(sec, p), p
+    raise _Unsure(f"line {sec.line}: [shortcut] weights_type={kind} is unknown")
+
+
+def _upsample(sec: Section, p: _Shape, here: int, shapes: List[_Shape],
+              layers: List[str]) -> Tuple[int, _Shape]:
+    c = _need_image(sec, p)
+    stride = sec.get_int("stride", 2)
+    if stride == 0:
+        raise _Unsure(f"line {sec.line}: [upsample] stride=0")
+    if stride < 0:  # make_upsample_layer: a negative stride downsamples
+        return 0, _Shape.image(c, _div(p.h, -stride), _div(p.w, -stride))
+    return 0, _Shape.image(c, _mul(p.h, stride), _mul(p.w, stride))
+
+
+def _reorg(sec: Section, p: _Shape, here: int, shapes: List[_Shape],
+           layers: List[str]) -> Tuple[int, _Shape]:
+    t, c = sec.type, _need_image(sec, p)
+    s = sec.get_int("stride", 1)
+    if s < 1 or (t == "reorg" and sec.get_int("extra", 0)):
+        raise _Unsure(f"line {sec.line}: [{t}] stride/extra not supported")
+    if sec.get_int("reverse", 0):
+        return 0, _Shape.image(c // (s * s), _mul(p.h, s), _mul(p.w, s))
+    return 0, _Shape.image(c * s * s, _div(p.h, s), _div(p.w, s))
+
+
+def _connected(sec: Section, p: _Shape, here: int, shapes: List[_Shape],
+               layers: List[str]) -> Tuple[int, _Shape]:
+    out = sec.get_int("output", 1)
+    if p.outputs is None or p.outputs <= 0 or out < 1:
+        raise _Unsure(f"line {sec.line}: [connected] input size unknown")
+    bn = sec.get_int("batch_normalize", 0)
+    return out + out * p.outputs + (3 * out if bn else 0), _Shape(out, 1, 1, out)
+
+
+def _implicit(sec: Section, p: _Shape, here: int, shapes: List[_Shape],
+              layers: List[str]) -> Tuple[int, _Shape]:
+    filters, atoms = sec.get_int("filters", 128), sec.get_int("atoms", 1)
+    return filters * atoms, _Shape(filters, atoms, 1, filters * atoms)
+
+
+def _batchnorm(sec: Section, p: _Shape, here: int, shapes: List[_Shape],
+               layers: List[str]) -> Tuple[int, _Shape]:
+    raise _Unsure(f"line {sec.line}: [batchnorm] is 4*c floats in AlexeyAB's darknet "
+                  "and 3*c in pjreddie's; the size depends on the build")
+
+
+def _yolo(sec: Section, p: _Shape, here: int, shapes: List[_Shape],
+          layers: List[str]) -> Tuple[int, _Shape]:
+    _yolo_check(sec, p)
+    return 0, p
+
+
+_LayerFn = Callable[[Section, _Shape, int, List[_Shape], List[str]], Tuple[int, _Shape]]
+_LAYERS: Dict[str, _LayerFn] = {
+    "convolutional": lambda sec, p, here, shapes, layers: _convolutional(sec, p, here, layers),
+    "route": _route,
+    "shortcut": _shortcut,
+    "upsample": _upsample,
+    "maxpool": lambda sec, p, *_: (0, _pool(sec, p, depth_ok=True)),
+    "local_avgpool": lambda sec, p, *_: (0, _pool(sec, p, depth_ok=False)),
+    "avgpool": lambda sec, p, *_: (0, _Shape.image(_need_image(sec, p), 1, 1)),
+    "reorg": _reorg,
+    "reorg3d": _reorg,
+    "yolo": _yolo,
+    "region": _yolo,
+    # output = the "from" layer's shape
+    "sam": lambda sec, p, here, shapes, _l: (0, shapes[_refs(sec, "from", here)[0]]),
+    "scale_channels": lambda sec, p, here, shapes, _l: (0, shapes[_refs(sec, "from", here)[0]]),
+    "connected": _connected,
+    "implicit": _implicit,
+    "batchnorm": _batchnorm,
+    **{t: (lambda sec, p, *_: (0, p)) for t in _PASS},
+    **{t: (lambda sec, p, *_: (0, _Shape(None, None, None, p.outputs))) for t in _HEADS},
+}
+
+
 def _layer(sec: Section, p: _Shape, here: int, shapes: List[_Shape],
            layers: List[str]) -> Tuple[int, _Shape]:
     """(floats written, output shape) of one layer; raises _Unsure."""
-    t = sec.type
-    if t == "convolutional":
-        return _convolutional(sec, p, here, layers)
-    if t == "route":
-        refs = _refs(sec, "layers", here)
-        ins = [shapes[i] for i in refs]
-        groups = sec.get_int("groups", 1)
-        if groups < 1 or not 0 <= sec.get_int("group_id", 0) < groups:
-            raise _Unsure(f"line {sec.line}: [route] groups/group_id out of range")
-        chans = [s.c for s in ins if s.c is not None]
-        if len(chans) != len(ins):
-            raise _Unsure(f"line {sec.line}: [route] input channels unknown")
-        first = ins[0]
-        for s in ins[1:]:
-            if None not in (s.h, s.w, first.h, first.w) and (s.h, s.w) != (first.h, first.w):
-                raise _Unsure(f"line {sec.line}: [route] joins layers of different sizes")
-        return 0, _Shape.image(sum(chans) // groups, first.h, first.w)
-    if t == "shortcut":
-        refs = _refs(sec, "from", here)
-        kind = sec.get_str("weights_type", "none")
-        if kind == "none":
-            floats = 0
-        elif kind in ("per_feature", "per_layer"):
-            floats = len(refs) + 1
-        elif kind == "per_channel":
-            floats = (len(refs) + 1) * _need_image(sec, p)
-        else:
-            raise _Unsure(f"line {sec.line}: [shortcut] weights_type={kind} is unknown")
-        return floats, p
-    if t == "upsample":
-        c = _need_image(sec, p)
-        stride = sec.get_int("stride", 2)
-        if stride == 0:
-            raise _Unsure(f"line {sec.line}: [upsample] stride=0")
-        if stride < 0:  # make_upsample_layer: a negative stride downsamples
-            return 0, _Shape.image(c, _div(p.h, -stride), _div(p.w, -stride))
-        return 0, _Shape.image(c, _mul(p.h, stride), _mul(p.w, stride))
-    if t == "maxpool":
-        return 0, _pool(sec, p, depth_ok=True)
-    if t == "local_avgpool":
-        return 0, _pool(sec, p, depth_ok=False)
-    if t == "avgpool":
-        return 0, _Shape.image(_need_image(sec, p), 1, 1)
-    if t in ("reorg", "reorg3d"):
-        c = _need_image(sec, p)
-        s = sec.get_int("stride", 1)
-        if s < 1 or (t == "reorg" and sec.get_int("extra", 0)):
-            raise _Unsure(f"line {sec.line}: [{t}] stride/extra not supported")
-        if sec.get_int("reverse", 0):
-            return 0, _Shape.image(c // (s * s), _mul(p.h, s), _mul(p.w, s))
-        return 0, _Shape.image(c * s * s, _div(p.h, s), _div(p.w, s))
-    if t in ("yolo", "region"):
-        _yolo_check(sec, p)
-        return 0, p
-    if t in ("sam", "scale_channels"):
-        return 0, shapes[_refs(sec, "from", here)[0]]  # output = the "from" layer's shape
-    if t in _PASS:
-        return 0, p
-    if t in _HEADS:
-        return 0, _Shape(None, None, None, p.outputs)
-    if t == "connected":
-        out = sec.get_int("output", 1)
-        if p.outputs is None or p.outputs <= 0 or out < 1:
-            raise _Unsure(f"line {sec.line}: [connected] input size unknown")
-        bn = sec.get_int("batch_normalize", 0)
-        return out + out * p.outputs + (3 * out if bn else 0), _Shape(out, 1, 1, out)
-    if t == "implicit":
-        filters, atoms = sec.get_int("filters", 128), sec.get_int("atoms", 1)
-        return filters * atoms, _Shape(filters, atoms, 1, filters * atoms)
-    if t == "batchnorm":
-        raise _Unsure(f"line {sec.line}: [batchnorm] is 4*c floats in AlexeyAB's darknet "
-                      "and 3*c in pjreddie's; the size depends on the build")
-    raise _Unsure(f"line {sec.line}: layer type [{t}] is not supported")
+    count = _LAYERS.get(sec.type)
+    if count is None:
+        raise _Unsure(f"line {sec.line}: layer type [{sec.type}] is not supported")
+    return count(sec, p, here, shapes, layers)
 
 
 def _payload(sections: List[Section]) -> int:

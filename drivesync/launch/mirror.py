@@ -358,6 +358,7 @@ class Mirror:
 
     # ---- one file ---------------------------------------------------------
     def _mirror_one(self, p: Path, key: Key) -> Optional[Mirrored]:
+        """Snapshot, check, upload one file; None when it is not (yet) to be mirrored."""
         name = p.name
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         snap = self.snapshot_dir / f".drivesync-snapshot-{name}"
@@ -367,30 +368,10 @@ class Mirror:
             if _key(p.stat()) != key:  # the trainer rewrote it while we copied
                 self._seen.pop(name, None)
                 return None
-            try:
-                info = self.check(snap)
-                self._check_size(name, key, info)
-            except CheckpointError as exc:
-                self._done[name] = key
-                self.stats.rejected += 1
-                kept = "; the copy already on the remote is kept" \
-                    if any(n == name for n, _md5 in self.known) else ""
-                why = str(exc).replace(f"{snap}: ", "")  # the snapshot's path says nothing
-                self.progress.on_warning(f"not mirroring {name}: {why}{kept}")
+            accepted = self._accept(snap, name, key)
+            if accepted is None:
                 return None
-            md5 = md5_file(snap)
-            if (name, md5) in self.known:
-                self._done[name] = key
-                self.stats.skipped_same += 1
-                log.info("%s: same content already on the remote", name)
-                return None
-            best = None
-            if is_best_name(name):
-                best = self.best_metric(snap, name)
-                if not self._better_than_remote(name, best):
-                    self._done[name] = key
-                    self.stats.kept_best += 1
-                    return None
+            info, md5, best = accepted
             twin = self._upload(snap, name, md5)
             if best is not None:
                 self._record_best(name, md5, best)
@@ -399,23 +380,58 @@ class Mirror:
             return None
         finally:
             snap.unlink(missing_ok=True)
+        return self._uploaded(name, key, info, md5, twin, time.monotonic() - t0)
+
+    def _accept(self, snap: Path, name: str,
+                key: Key) -> Optional[tuple[WeightsInfo, str, Optional[tuple]]]:
+        """(info, md5, best metric) of a snapshot worth uploading; None, with the file
+        marked handled, for one that fails its checks, is already there, or is a worse best."""
+        try:
+            info = self.check(snap)
+            self._check_size(name, key, info)
+        except CheckpointError as exc:
+            self._done[name] = key
+            self.stats.rejected += 1
+            kept = "; the copy already on the remote is kept" \
+                if any(n == name for n, _md5 in self.known) else ""
+            why = str(exc).replace(f"{snap}: ", "")  # the snapshot's path says nothing
+            self.progress.on_warning(f"not mirroring {name}: {why}{kept}")
+            return None
+        md5 = md5_file(snap)
+        if (name, md5) in self.known:
+            self._done[name] = key
+            self.stats.skipped_same += 1
+            log.info("%s: same content already on the remote", name)
+            return None
+        best = None
+        if is_best_name(name):
+            best = self.best_metric(snap, name)
+            if not self._better_than_remote(name, best):
+                self._done[name] = key
+                self.stats.kept_best += 1
+                return None
+        return info, md5, best
+
+    def _uploaded(self, name: str, key: Key, info: Optional[WeightsInfo], md5: str,
+                  twin: Optional[str], seconds: float) -> Mirrored:
+        """Bookkeeping once a file is on the remote: sizes, stats, the event, the prune."""
         self.known.add((name, md5))
         self._done[name] = key
-        if info is not None and info.kind == "darknet":
+        if info is not None and info.fixed_size:
             family = darknet_family(name)
             self._sizes[family] = max(self._sizes.get(family, 0), key[0])
         if self._blocked_at is not None:
             self._blocked_at = None
             self.progress.on_event("mirroring resumed")
-        result = Mirrored(name=name, size=key[0], md5=md5, info=info,
-                          seconds=time.monotonic() - t0, copied_from=twin)
+        result = Mirrored(name=name, size=key[0], md5=md5, info=info, seconds=seconds,
+                          copied_from=twin)
         self.stats.mirrored.append(result)
         if twin is None:  # bytes that travelled; a copy made on the remote sends none
             self.stats.bytes += key[0]
         what = f" ({info.describe()})" if info is not None else ""
         how = f" (a copy of {twin} made on the remote: nothing uploaded)" if twin else ""
         self.progress.on_event(f"mirrored {name}{what} md5={md5} {key[0]} bytes "
-                      f"in {result.seconds:.1f}s{how}")
+                               f"in {result.seconds:.1f}s{how}")
         self._prune()
         return result
 
@@ -472,7 +488,7 @@ class Mirror:
         return done
 
     def _check_size(self, name: str, key: Key, info: Optional[WeightsInfo]) -> None:
-        if info is None or info.kind != "darknet":
+        if info is None or not info.fixed_size:
             return
         size = key[0]
         family = darknet_family(name)

@@ -16,50 +16,38 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ..config import Settings
-from ..errors import ChecksumMismatch, ConfigError, DriveSyncError, NotFound, UsageError
+from ..errors import ChecksumMismatch, ConfigError, DriveSyncError, NotFound
 from ..progress import NULL_PROGRESS, Progress
 from ..remotes import is_drive_address, open_remote, parse_address
 from ..remotes.base import Remote
-from . import colab, preflight, trainers
-from .best import pt_best_fitness
-from .darknet_cfg import expected_weights_size
+from . import colab
 from .mirror import Mirror, Mirrored, process_tree
+from .registry import trainer_named
+from .trainer import Resume, Trainer
 from .trainer_log import TrainerLog
-from .weights import (
-    DARKNET_SUFFIXES,
-    PT_SUFFIXES,
-    CheckpointError,
-    WeightsInfo,
-    check_darknet,
-    check_pt,
-)
+from .weights import CheckpointError
 
 log = logging.getLogger(__name__)
 
-DARKNET, ULTRALYTICS = "darknet", "ultralytics"
+__all__ = ["LaunchOptions", "LaunchResult", "Resume", "launch", "choose_resume"]
 
 
 @dataclass
 class LaunchOptions:
-    """Everything ``drivesync launch`` accepts; paths are local unless named remote."""
+    """Everything ``drivesync launch`` accepts; paths are local unless named remote.
+
+    ``own`` holds the trainer's own options by name (``cfg``, ``model``, ...:
+    its :attr:`.trainer.Trainer.options`), read by the trainer alone.
+    """
 
     trainer: str
     data: str
-    cfg: Optional[str] = None               # darknet
-    pretrained: Optional[str] = None        # darknet
-    darknet: str = "./darknet"
-    map: bool = False
-    model: Optional[str] = None             # ultralytics
-    yolo: str = "yolo"
-    epochs: Optional[int] = None
-    project: Optional[str] = None
-    name: Optional[str] = None
-    save_period: Optional[int] = None
+    own: dict = field(default_factory=dict)
     weights: Optional[str] = None           # remote address of the checkpoint folder
     dataset: Optional[str] = None           # remote address of the dataset
     root: Optional[str] = None              # the root link, e.g. /WORK1
@@ -81,14 +69,6 @@ class LaunchOptions:
 
 
 @dataclass
-class Resume:
-    name: str
-    local: Path
-    info: WeightsInfo
-    reason: str
-
-
-@dataclass
 class LaunchResult:
     exit_code: int
     command: list
@@ -103,14 +83,7 @@ class LaunchResult:
     @property
     def reached(self) -> str:
         info = self.newest.info if self.newest else (self.resume.info if self.resume else None)
-        if info is None:
-            return "no checkpoint yet"
-        if info.kind == "darknet":
-            return f"iteration {info.iteration}" if info.iteration is not None else \
-                f"{info.seen} images seen"
-        if info.finished:
-            return "the end of training (final weights, optimizer stripped)"
-        return info.describe()
+        return "no checkpoint yet" if info is None else info.reached
 
 
 def address_basename(address: str, *, settings: Settings) -> str:
@@ -175,32 +148,11 @@ def stage(opts: LaunchOptions, *, settings: Settings,
 
 
 # ---- resume ------------------------------------------------------------------
-def _short_of_cfg(c, candidates: list, expected_size: Optional[int]) -> Optional[str]:
-    """Why ``c`` is truncated by the size the cfg fixes, or None.
-
-    Every darknet checkpoint of one cfg has exactly the size the cfg computes, so
-    a smaller file is a rewrite cut short by a kill. Only when two files of the
-    family share that smaller size is the computation what is wrong (a kill
-    truncates one file, at a random length).
-    """
-    from ..checkpoints.families import FIXED_SIZE_EXTS
-
-    size = c.entry.size
-    if expected_size is None or size >= expected_size or c.ext not in FIXED_SIZE_EXTS:
-        return None
-    twins = [o for o in candidates if o is not c and o.family == c.family
-             and o.entry.size == size]
-    if twins:
-        return None
-    return (f"{size} bytes, but the cfg makes every checkpoint {expected_size} bytes: "
-            "truncated (darknet killed while rewriting it)")
-
-
-def choose_resume(remote: Remote, *, trainer: str, dest_dir: Path,
-                  batch: Optional[int] = None, expected_size: Optional[int] = None,
+def choose_resume(remote: Remote, *, trainer: Trainer, dest_dir: Path,
                   progress: Progress = NULL_PROGRESS) -> tuple[Optional[Resume], list]:
     """Newest complete checkpoint that downloads (md5-verified) and passes its checks.
 
+    Which checkpoints count, and the checks, are the trainer's (:class:`.trainer.Trainer`).
     One that fails (truncated against the size the cfg fixes, a header that
     disagrees, NaN weights) is skipped, with a warning, for the one before it.
     """
@@ -210,40 +162,38 @@ def choose_resume(remote: Remote, *, trainer: str, dest_dir: Path,
         entries = remote.list("")
     except NotFound:
         return None, []
-    suffixes = DARKNET_SUFFIXES if trainer == DARKNET else PT_SUFFIXES
     candidates = [c for c in complete_checkpoints(entries)
-                  if c.entry.name.lower().endswith(suffixes)
-                  and (trainer == DARKNET or c.role in ("last", "numbered"))]
+                  if c.entry.name.lower().endswith(trainer.suffixes) and trainer.resumable(c)]
     skipped: list = []
     dest_dir.mkdir(parents=True, exist_ok=True)
     for c in candidates:
         local = dest_dir / safe_local_name(c.entry.name)
-        short = _short_of_cfg(c, candidates, expected_size) if trainer == DARKNET else None
-        if short:
-            skipped.append((c.entry.name, short))
-            progress.on_warning(f"skipping checkpoint {c.entry.name}: {short}")
-            continue
-        try:
-            progress.on_start(files=1, bytes=c.entry.size, desc=c.entry.name)
+        why_not = trainer.refuse(c, candidates)
+        if why_not is None:
             try:
-                remote.download(c.entry, local, progress=progress)
-            finally:
-                progress.on_done()
-            info = check_darknet(local, batch=batch) if trainer == DARKNET else check_pt(local)
-            if trainer == DARKNET and expected_size not in (None, c.entry.size):
-                progress.on_warning(f"{c.entry.name} has {c.entry.size} bytes where the cfg "
-                                    f"predicts {expected_size} (another file of that size "
-                                    "agrees): trusting the files")
-        except (CheckpointError, ChecksumMismatch, NotFound) as exc:
-            skipped.append((c.entry.name, str(exc)))
-            progress.on_warning(f"skipping checkpoint {c.entry.name}: {exc}")
-            local.unlink(missing_ok=True)
+                info = _fetch(remote, c, local, trainer=trainer, progress=progress)
+            except (CheckpointError, ChecksumMismatch, NotFound) as exc:
+                local.unlink(missing_ok=True)
+                why_not = str(exc)
+        if why_not is not None:
+            skipped.append((c.entry.name, why_not))
+            progress.on_warning(f"skipping checkpoint {c.entry.name}: {why_not}")
             continue
         why = "newest complete checkpoint on the remote" if not skipped else \
             f"falling back to the newest one that passed its checks ({len(skipped)} newer skipped)"
         return Resume(name=c.entry.name, local=local, info=info,
                       reason=f"{why}, {c.role}, {info.describe()}"), skipped
     return None, skipped
+
+
+def _fetch(remote: Remote, c, local: Path, *, trainer: Trainer, progress: Progress):
+    """Download one candidate (md5-verified by the Remote) and check it as the trainer says."""
+    progress.on_start(files=1, bytes=c.entry.size, desc=c.entry.name)
+    try:
+        remote.download(c.entry, local, progress=progress)
+    finally:
+        progress.on_done()
+    return trainer.check_resume(local, c)
 
 
 # ---- the trainer process ---------------------------------------------------------
@@ -397,203 +347,149 @@ def finish_mirror(mirror: Mirror, *, interval: float, progress: Progress) -> Non
 
 
 # ---- the whole launch ----------------------------------------------------------
-def _best_metric(trainer: str, view: TrainerLog) -> Callable[[Path, str], Optional[tuple]]:
-    """What a ``_best`` file scored: darknet's mAP from its "New best mAP!" line,
-    Ultralytics' best_fitness from the checkpoint itself."""
+class _Session:
+    """What one launch holds while it runs: the checkpoint remote, its lease, the mirror.
 
-    def metric(snap: Path, name: str) -> Optional[tuple]:
-        if trainer == DARKNET:
-            p = view.progress
-            return (f"mAP@{p.map_iou}", p.best_map) if p.best_map is not None else None
-        value = pt_best_fitness(snap)
-        return ("best_fitness", value) if value is not None else None
-
-    return metric
-
-
-def _extras(opts: LaunchOptions, view: TrainerLog, log_path: Path) -> Callable[[], list]:
-    """The log (into ``logs/`` of the checkpoint folder) and darknet's charts
-    (``chart.png``, ``chart_<cfg>.png``: written into its cwd, mirrored beside the checkpoints)."""
-    cwd = Path.cwd()
-    charts = []
-    if opts.trainer == DARKNET:
-        charts = [(cwd / "chart.png", "chart.png")]
-        if opts.cfg:
-            stem = Path(opts.cfg).stem
-            charts.append((cwd / f"chart_{stem}.png", f"chart_{stem}.png"))
-
-    def files() -> list:
-        view.flush()
-        return [(log_path, f"logs/{log_path.name}"), *charts]
-
-    return files
-
-
-
-def _inside(path: Path, folders: list) -> bool:
-    real = os.path.realpath(path)
-    for f in folders:
-        if f is None:
-            continue
-        top = os.path.realpath(f)
-        if real == top or real.startswith(top.rstrip(os.sep) + os.sep):
-            return True
-    return False
-
-
-def _local_backup(opts: LaunchOptions, *, progress: Progress) -> LaunchOptions:
-    """Point darknet's ``backup =`` at local disk when it would write onto Drive.
-
-    With a checkpoint remote the mirror is what writes to Drive (whole files,
-    verified, renamed into place); darknet itself writing into the mount leaves
-    a truncated ``_last`` when killed mid-write, and with ``--no-stage`` it
-    wrote into the dataset folder, which the next staged launch pulled as data.
-    A copy of the .data file with a local ``backup =`` is given to darknet.
+    The lease comes first: a folder another launch holds stops this one before
+    anything is staged or started.
     """
-    if not opts.weights:
-        return opts
-    backup = trainers.backup_dir(opts.data)
-    on_drive = [opts.mount_point, opts.drive_dir]
-    if opts.root and not opts.stage:
-        on_drive.append(opts.root)  # the root link points at the Drive folder then
-    if opts.stage and not _inside(backup, on_drive):
-        return opts
-    local = Path(opts.work_dir).absolute() / "backup"
-    local.mkdir(parents=True, exist_ok=True)
-    text = Path(opts.data).read_text(encoding="utf-8", errors="replace")
-    lines = [ln for ln in text.splitlines() if ln.split("=", 1)[0].strip() != "backup"]
-    data = Path(opts.work_dir).absolute() / Path(opts.data).name
-    data.write_text("\n".join(lines + [f"backup = {local}"]) + "\n", encoding="utf-8")
-    why = "on the Drive mount" if _inside(backup, on_drive) else "not on local disk (--no-stage)"
-    progress.on_event(f"darknet's backup = {backup} is {why}: it writes to {local} instead "
-                 f"(via {data}); the mirror copies each whole checkpoint to {opts.weights}")
-    return replace(opts, data=str(data))
+
+    def __init__(self, opts: LaunchOptions, *, settings: Settings, progress: Progress):
+        self.opts, self.settings, self.progress = opts, settings, progress
+        self.remote: Optional[Remote] = None
+        self.lease = None
+        self.mirror: Optional[Mirror] = None
+
+    def acquire(self) -> None:
+        if not self.opts.weights:
+            return
+        self.remote = open_remote(self.opts.weights, settings=self.settings)
+        self.lease = take_lease(self.remote, self.opts, progress=self.progress)
+        self.lease.start_heartbeat(
+            on_lost=lambda why: _lease_lost(self.mirror, why, self.progress))
+
+    def close(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
+        if self.remote is not None:
+            self.remote.close()
 
 
+@dataclass
+class _Plan:
+    """What was decided before the trainer starts; ``done`` ends the launch there."""
 
-def _darknet_plan(opts: LaunchOptions, *, resume: Optional[Resume]) -> list:
-    weights = str(resume.local) if resume else opts.pretrained
-    return trainers.darknet_command(darknet=opts.darknet, data=opts.data, cfg=opts.cfg or "",
-                                    weights=weights, map=opts.map, extra=opts.extra)
-
-
-def _ultralytics_dirs(opts: LaunchOptions) -> tuple[str, str]:
-    project = os.path.abspath(opts.project or "runs/detect")
-    return project, opts.name or "train"
+    staged: object
+    resume: Optional[Resume]
+    skipped: list
+    argv: list = field(default_factory=list)
+    done: Optional[LaunchResult] = None
 
 
 def launch(opts: LaunchOptions, *, settings: Settings,
            progress: Progress = NULL_PROGRESS) -> LaunchResult:
-    """Run one launch to the end; returns the trainer's exit code and a summary."""
-    if opts.trainer not in (DARKNET, ULTRALYTICS):
-        raise UsageError(f"unknown trainer {opts.trainer!r}")
-    if opts.trainer == DARKNET and not opts.cfg:
-        raise UsageError("launch darknet needs --cfg")
-    remote = open_remote(opts.weights, settings=settings) if opts.weights else None
-    lease = None
-    mirror: Optional[Mirror] = None
+    """Run one launch to the end; returns the trainer's exit code and a summary.
+
+    Three steps: plan (environment, the trainer's checks, the checkpoint to
+    resume from, the command), run (mirror while the trainer trains), finish
+    (mirror what it left). The trainer's specifics come from the registry.
+    """
+    trainer = trainer_named(opts.trainer)(opts, progress=progress)
+    trainer.validate()
+    session = _Session(opts, settings=settings, progress=progress)
     try:
-        if remote is not None:  # first: a held folder stops us before we stage anything
-            lease = take_lease(remote, opts, progress=progress)
-            lease.start_heartbeat(on_lost=lambda why: _lease_lost(mirror, why, progress))
-        staged = prepare_environment(opts, settings=settings, progress=progress)
-        batch = expected = None
-        if opts.trainer == DARKNET:
-            binary = colab.prepare_darknet(opts.darknet)
-            if binary.gpu is False:
-                progress.on_warning(f"{binary.path}: {binary.detail}")
-            opts = replace(opts, darknet=str(binary.path))
-            preflight.check_darknet_cfg(Path(opts.cfg or ""))
-            checked = preflight.check_darknet_data(Path(opts.data))
-            opts = _local_backup(opts, progress=progress)
-            watch = trainers.backup_dir(opts.data)
-            batch = trainers.cfg_int(opts.cfg or "", "batch")
-            expected = expected_weights_size(opts.cfg or "")
-            if expected is not None:
-                log.info("the cfg makes every checkpoint %d bytes", expected)
-            watch.mkdir(parents=True, exist_ok=True)
-        else:
-            checked = preflight.check_ultralytics_data(Path(opts.data))
-        if checked:
-            log.info("%d listed dataset files checked: present", checked)
-        work = Path(opts.work_dir)
-        resume: Optional[Resume] = None
-        skipped: list = []
-        if remote is not None:
-            resume, skipped = choose_resume(remote, trainer=opts.trainer,
-                                            dest_dir=work / "resume", batch=batch,
-                                            expected_size=expected, progress=progress)
-        if resume:
-            progress.on_event(f"resuming from {resume.name}: {resume.reason}")
-        elif opts.trainer == DARKNET:
-            none = (f"no whole checkpoint on the remote ({len(skipped)} skipped)" if skipped
-                    else "no usable checkpoint on the remote")
-            progress.on_event(f"{none}; starting from "
-                         + (f"--pretrained {opts.pretrained}" if opts.pretrained
-                            else "scratch (random weights)"))
-        else:
-            progress.on_event(f"no usable last.pt on the remote; starting from {opts.model}")
-        if opts.trainer == DARKNET:
-            argv = _darknet_plan(opts, resume=resume)
-            check = lambda p: check_darknet(p, batch=batch)  # noqa: E731
-            suffixes: tuple = DARKNET_SUFFIXES
-        else:
-            if resume and resume.info.finished:
-                progress.on_event(f"{resume.name} is from a finished run (optimizer stripped): "
-                             "nothing to resume")
-                return LaunchResult(exit_code=0, command=[], resume=resume, skipped=skipped)
-            project, name = _ultralytics_dirs(opts)
-            watch = trainers.ultralytics_weights_dir(project=project, name=name)
-            if resume and resume.info.save_dir:
-                watch = Path(resume.info.save_dir) / "weights"
-            argv = trainers.ultralytics_command(
-                yolo=opts.yolo, data=opts.data, model=opts.model, epochs=opts.epochs,
-                project=project, name=name, save_period=opts.save_period,
-                resume_from=resume.local if resume else None, extra=opts.extra)
-            check = lambda p: check_pt(p, load=False)  # noqa: E731
-            suffixes = PT_SUFFIXES
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-        log_path = work / "logs" / f"train-{stamp}.log"
-        view = TrainerLog(log_path, kind=opts.trainer, verbose=opts.verbose)
-        progress.on_event(f"the trainer's whole output goes to {log_path}"
-                     + (f" (mirrored to {opts.weights})" if remote is not None else "")
-                     + ("" if opts.verbose else "; here: a summary every 10 s (-v: all of it)"))
-        if remote is not None:
-            mirror = Mirror(remote, watch_dir=watch, suffixes=suffixes, check=check,
-                            snapshot_dir=work / "snapshots", settle_polls=opts.settle_polls,
-                            policy=opts.policy, progress=progress, expected_size=expected,
-                            best_metric=_best_metric(opts.trainer, view),
-                            extras=_extras(opts, view, log_path))
-            mirror.stopped = lease.lost if lease is not None else None
-            mirror.start()
-        progress.on_event("running: " + " ".join(argv))
-        pids: list[int] = []
-        if mirror is not None:
-            mirror.pids = lambda: [p for root in pids for p in process_tree(root)]
-        with SignalForwarder(progress=progress) as signals:
-            try:
-                code, sig = run_trainer(argv, mirror=mirror, interval=opts.interval,
-                                        progress=progress, on_start=pids.append,
-                                        signals=signals, view=view)
-            finally:
-                view.close()
-            signals.finishing = True
-            if mirror is not None:
-                signals.uploading = lambda: mirror.uploading
-            if mirror is not None:
-                finish_mirror(mirror, interval=opts.interval, progress=progress)
-        stats = mirror.stats if mirror is not None else None
-        return LaunchResult(
-            exit_code=code, command=argv, resume=resume, staged=staged, signal=sig,
-            skipped=skipped,
-            mirrored=list(stats.mirrored) if stats else [],
-            bytes=stats.bytes if stats else 0,
-            newest=(stats.mirrored[-1] if stats and stats.mirrored else None))
+        session.acquire()
+        plan = _plan(session, trainer)
+        return plan.done if plan.done is not None else _run(session, trainer, plan)
     finally:
-        if lease is not None:
-            lease.release()
-        if remote is not None:
-            remote.close()
+        session.close()
+
+
+def _plan(session: _Session, trainer: Trainer) -> _Plan:
+    """Mount, stage, link; the trainer's checks; the checkpoint to resume from; the command."""
+    opts, progress = session.opts, session.progress
+    staged = prepare_environment(opts, settings=session.settings, progress=progress)
+    trainer.prepare()
+    resume: Optional[Resume] = None
+    skipped: list = []
+    if session.remote is not None:
+        resume, skipped = choose_resume(session.remote, trainer=trainer,
+                                        dest_dir=Path(opts.work_dir) / "resume",
+                                        progress=progress)
+    if resume:
+        progress.on_event(f"resuming from {resume.name}: {resume.reason}")
+    else:
+        progress.on_event(trainer.fresh_start(skipped))
+    finished = trainer.nothing_to_resume(resume) if resume else None
+    if finished:
+        progress.on_event(finished)
+        return _Plan(staged, resume, skipped,
+                     done=LaunchResult(exit_code=0, command=[], resume=resume, skipped=skipped))
+    return _Plan(staged, resume, skipped, argv=trainer.command(resume))
+
+
+def _run(session: _Session, trainer: Trainer, plan: _Plan) -> LaunchResult:
+    """Start the mirror, run the trainer, mirror what it left; the summary."""
+    opts, progress = session.opts, session.progress
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    log_path = Path(opts.work_dir) / "logs" / f"train-{stamp}.log"
+    watch = trainer.watch_dir(plan.resume)
+    view = TrainerLog(log_path, kind=trainer.log_dialect, verbose=opts.verbose)
+    progress.on_event(f"the trainer's whole output goes to {log_path}"
+                      + (f" (mirrored to {opts.weights})" if session.remote is not None else "")
+                      + ("" if opts.verbose else "; here: a summary every 10 s (-v: all of it)"))
+    if session.remote is not None:
+        session.mirror = _start_mirror(session, trainer, watch, view, log_path)
+    progress.on_event("running: " + " ".join(plan.argv))
+    code, sig = _train(session, plan.argv, view)
+    stats = session.mirror.stats if session.mirror is not None else None
+    return LaunchResult(
+        exit_code=code, command=plan.argv, resume=plan.resume, staged=plan.staged, signal=sig,
+        skipped=plan.skipped,
+        mirrored=list(stats.mirrored) if stats else [],
+        bytes=stats.bytes if stats else 0,
+        newest=(stats.mirrored[-1] if stats and stats.mirrored else None))
+
+
+def _start_mirror(session: _Session, trainer: Trainer, watch: Path, view: TrainerLog,
+                  log_path: Path) -> Mirror:
+    """The mirror of ``watch``, with the trainer's checks, guard sizes and best metric,
+    plus the log (into ``logs/``) and the trainer's extra files beside the checkpoints."""
+    opts, remote = session.opts, session.remote
+    assert remote is not None
+
+    def extras() -> list:
+        view.flush()
+        return [(log_path, f"logs/{log_path.name}"), *trainer.extras()]
+
+    mirror = Mirror(remote, watch_dir=watch, suffixes=trainer.suffixes,
+                    check=trainer.check_mirror, snapshot_dir=Path(opts.work_dir) / "snapshots",
+                    settle_polls=opts.settle_polls, policy=opts.policy,
+                    progress=session.progress, expected_size=trainer.expected_size,
+                    best_metric=trainer.best_metric(view), extras=extras)
+    mirror.stopped = session.lease.lost if session.lease is not None else None
+    mirror.start()
+    return mirror
+
+
+def _train(session: _Session, argv: list, view: TrainerLog) -> tuple[int, Optional[int]]:
+    """Run the trainer with signals forwarded; then mirror the newest checkpoints."""
+    opts, progress, mirror = session.opts, session.progress, session.mirror
+    pids: list[int] = []
+    if mirror is not None:
+        mirror.pids = lambda: [p for root in pids for p in process_tree(root)]
+    with SignalForwarder(progress=progress) as signals:
+        try:
+            code, sig = run_trainer(argv, mirror=mirror, interval=opts.interval,
+                                    progress=progress, on_start=pids.append,
+                                    signals=signals, view=view)
+        finally:
+            view.close()
+        signals.finishing = True
+        if mirror is not None:
+            signals.uploading = lambda: mirror.uploading
+            finish_mirror(mirror, interval=opts.interval, progress=progress)
+    return code, sig
 
 
 def take_lease(remote: Remote, opts: LaunchOptions, *, progress: Progress):

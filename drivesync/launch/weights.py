@@ -175,6 +175,22 @@ class WeightsInfo:
             return "epoch ?"
         return f"epoch {self.epoch + 1} done"
 
+    @property
+    def reached(self) -> str:
+        """How far the run that wrote it got, for launch's summary line."""
+        if self.kind == "darknet":
+            return f"iteration {self.iteration}" if self.iteration is not None else \
+                f"{self.seen} images seen"
+        if self.finished:
+            return "the end of training (final weights, optimizer stripped)"
+        return self.describe()
+
+    @property
+    def fixed_size(self) -> bool:
+        """Every checkpoint of one network has this very size (darknet's flat float
+        arrays), so a smaller sibling is a truncated write."""
+        return self.kind == "darknet"
+
 
 def parse_darknet_header(data: bytes) -> DarknetHeader:
     """Decode the header from the first bytes of a weights file."""
