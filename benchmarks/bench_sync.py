@@ -158,7 +158,7 @@ def bench_push(args: argparse.Namespace, *, pack_too: bool) -> dict:
         srv.control.configure(write_rate=knobs["write_rate"])
         before = srv.control.counters
         remote = open_remote("drive:bench", settings=settings_for(srv.url, write_rate=ours))
-        res = push(src, remote=remote, path="ours", jobs=4, write_rate=ours,
+        res = push(src, remote=remote, path="ours", jobs=4,
                    hash_cache=HashCache(None), state_dir=work / "state")
         after = srv.control.counters
         creates = after["creates"] - before["creates"]
@@ -173,7 +173,7 @@ def bench_push(args: argparse.Namespace, *, pack_too: bool) -> dict:
         if pack_too:
             before = srv.control.counters
             t0 = time.monotonic()
-            pres = push(src, remote=remote, path="packed", jobs=4, pack=True, write_rate=ours,
+            pres = push(src, remote=remote, path="packed", jobs=4, pack=True,
                         hash_cache=HashCache(None), state_dir=work / "state")
             secs = time.monotonic() - t0
             after = srv.control.counters
@@ -228,14 +228,14 @@ def bench_noop(args: argparse.Namespace) -> dict:
         try:
             remote = open_remote("drive:bench", settings=settings_for(srv.url))
             cache = HashCache(work / "state" / "hashes.sqlite")
-            warm = push(src, remote=remote, jobs=4, write_rate=0, hash_cache=cache,
+            warm = push(src, remote=remote, jobs=4, hash_cache=cache,
                         state_dir=work / "state")
             print(f"  first push after seeding (md5 cache cold): {warm.seconds:.1f} s, "
                   f"{warm.uploaded} uploaded, {warm.skipped} skipped, {cache.reads} files read")
             srv.control.configure(latency=knobs["latency"])
             reads0 = cache.reads
             req0 = srv.control.counters["requests"]
-            res = push(src, remote=remote, jobs=4, write_rate=0, hash_cache=cache,
+            res = push(src, remote=remote, jobs=4, hash_cache=cache,
                        state_dir=work / "state")
             served = srv.control.counters["requests"] - req0
             print(f"  no-op re-push: {res.seconds:.2f} s, {res.requests} requests "

@@ -30,7 +30,7 @@ from .errors import NotFound, UsageError
 from .hashing import HashCache, cache_path
 from .progress import NULL_PROGRESS, Progress
 from .remotes import Remote, open_remote, parse_address
-from .sync import DedupeResult, SyncResult
+from .sync import DedupeResult, SyncOptions, SyncResult
 from .sync import dedupe as _dedupe
 from .sync import pull as _pull
 from .sync import push as _push
@@ -73,19 +73,21 @@ def push(local: Union[str, Path], remote: RemoteLike, *, pack: bool = False,
          jobs: Optional[int] = None, write_rate: Optional[float] = None,
          allow_big_folders: bool = False, settings: Optional[Settings] = None,
          progress: Progress = NULL_PROGRESS) -> SyncResult:
-    """Upload what differs from folder ``local`` to ``remote`` (``drivesync push``)."""
+    """Upload what differs from folder ``local`` to ``remote`` (``drivesync push``).
+
+    ``write_rate`` goes into the settings the remote is opened with; a Remote
+    given already open is paced with it from now on.
+    """
     s = resolve_settings(settings, jobs=jobs, write_rate=write_rate)
     src = local_folder(local, must_exist=True)
+    options = SyncOptions(jobs=s.jobs, pack=pack, delete=delete, excludes=tuple(excludes),
+                          dry_run=dry_run, max_files_per_folder=s.max_files_per_folder,
+                          allow_big_folders=allow_big_folders, state_dir=s.resolved_state_dir())
     with _opened(remote, s) as r:
-        cache = HashCache(cache_path(s.resolved_state_dir()))
-        try:
-            return _push(src, remote=r, jobs=s.jobs, pack=pack, delete=delete,
-                         excludes=list(excludes), dry_run=dry_run, write_rate=s.write_rate,
-                         max_files_per_folder=s.max_files_per_folder,
-                         allow_big_folders=allow_big_folders, progress=progress,
-                         hash_cache=cache, state_dir=s.resolved_state_dir())
-        finally:
-            cache.close()
+        if write_rate is not None and isinstance(remote, Remote):
+            r.set_write_rate(write_rate)
+        with contextlib.closing(HashCache(cache_path(s.resolved_state_dir()))) as cache:
+            return _push(src, remote=r, options=options, progress=progress, hash_cache=cache)
 
 
 def pull(remote: RemoteLike, local: Union[str, Path], *, dry_run: bool = False,
@@ -95,12 +97,12 @@ def pull(remote: RemoteLike, local: Union[str, Path], *, dry_run: bool = False,
     s = resolve_settings(settings, jobs=jobs)
     dest = local_folder(local, must_exist=False)
     existed = os.path.lexists(dest)
+    options = SyncOptions(jobs=s.jobs, dry_run=dry_run, unpack=unpack,
+                          state_dir=s.resolved_state_dir())
     with _opened(remote, s) as r:
         cache = HashCache(cache_path(s.resolved_state_dir()))
         try:
-            return _pull(r, dest, jobs=s.jobs, dry_run=dry_run, unpack=unpack,
-                         progress=progress, hash_cache=cache,
-                         state_dir=s.resolved_state_dir())
+            return _pull(r, dest, options=options, progress=progress, hash_cache=cache)
         except NotFound:
             if not existed:  # no empty folder left for a remote that is not there
                 with contextlib.suppress(OSError):

@@ -65,7 +65,7 @@ class _Demo:
         from .sync import push
 
         return push(src, remote=self.remote, path=path, hash_cache=self.hashes,
-                    write_rate=self.settings.write_rate, state_dir=self.state, **kw)
+                    state_dir=self.state, **kw)
 
 
 def run_demo(*, workdir: Optional[Path] = None, images: int = 60, max_files: int = 40,

@@ -155,3 +155,15 @@ def human_bytes(n: Optional[float]) -> str:
             return f"{v:.0f} {u}" if u == "B" else f"{v:.1f} {u}"
         v /= 1024
     return f"{n} B"  # pragma: no cover
+
+
+def columns(rows: Sequence[Sequence[object]], header: Optional[Sequence[str]] = None
+            ) -> list[str]:
+    """Rows as lines of left-aligned columns (two spaces apart), the header first."""
+    cells = [[str(c) for c in r] for r in rows]
+    if header:
+        cells.insert(0, list(header))
+    if not cells:
+        return []
+    widths = [max(len(r[i]) for r in cells if i < len(r)) for i in range(len(cells[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]

@@ -26,8 +26,7 @@ def test_stage_then_skip_then_restage_on_change(tmp_path, pack):
     _dataset(src)
     remote = LocalRemote(tmp_path / "drive", hash_cache=HashCache(None))
     remote.root.mkdir()
-    push(src, remote=remote, path="data", pack=pack, state_dir=tmp_path / "state",
-         write_rate=0)
+    push(src, remote=remote, path="data", pack=pack, state_dir=tmp_path / "state")
     names = {e.name for e in remote.walk("data")}
     assert ("000.tar" in names) == pack
     dest = tmp_path / "content" / "data"
@@ -43,8 +42,7 @@ def test_stage_then_skip_then_restage_on_change(tmp_path, pack):
     assert again.skipped and again.digest == first.digest
     # a change on the remote makes the next run stage again
     (src / "obj.names").write_text("person\ncar\n")
-    push(src, remote=remote, path="data", pack=pack, state_dir=tmp_path / "state",
-         write_rate=0)
+    push(src, remote=remote, path="data", pack=pack, state_dir=tmp_path / "state")
     third = stage_dataset(remote, dest, path="data")
     assert not third.skipped and third.digest != first.digest
     assert (dest / "obj.names").read_text() == "person\ncar\n"

@@ -80,8 +80,7 @@ def test_push_with_faults_ends_with_every_file_once(tmp_path, emulator, drive_re
     emulator.configure(fail_rate=0.25, fault_kinds=("500", "503", "429", "403rate", "drop"),
                        seed=7)
     emulator.inject("expire_session", count=1)
-    res = push(src, remote=drive_remote, path="ds", jobs=4, write_rate=0,
-               hash_cache=HashCache(None))
+    res = push(src, remote=drive_remote, path="ds", jobs=4, hash_cache=HashCache(None))
     emulator.configure(fail_rate=0.0)
     assert res.failed == 0, res.problems
     assert res.retries > 0 and emulator.counters["faults"] > 0
@@ -91,11 +90,11 @@ def test_push_with_faults_ends_with_every_file_once(tmp_path, emulator, drive_re
 def test_rerun_removes_duplicates_left_by_someone_else(tmp_path, emulator, drive_remote):
     src = tmp_path / "src"
     files = make_files(src, 3)
-    push(src, remote=drive_remote, path="ds", write_rate=0, hash_cache=HashCache(None))
+    push(src, remote=drive_remote, path="ds", hash_cache=HashCache(None))
     d0 = next(f["id"] for f in emulator.state.all_files() if f["name"] == "d0")
     seed(emulator, d0, "f000.bin", files["d0/f000.bin"])     # an identical twin
     seed(emulator, d0, "f000.bin", b"half-baked")            # a stale other version
-    res = push(src, remote=drive_remote, path="ds", write_rate=0, hash_cache=HashCache(None))
+    res = push(src, remote=drive_remote, path="ds", hash_cache=HashCache(None))
     assert res.duplicates_removed == 2 and res.uploaded == 0
     assert_exactly_once(emulator, files)
 
@@ -121,7 +120,7 @@ def test_push_killed_with_sigkill_then_rerun(tmp_path, emulator, drive_settings)
     done = sum(len(v) for v in live_files(emulator).values())
     assert 10 <= done < len(files)
     remote = open_remote("drive:space_Colab", settings=drive_settings)
-    res = push(src, remote=remote, path="ds", write_rate=0, hash_cache=HashCache(None))
+    res = push(src, remote=remote, path="ds", hash_cache=HashCache(None))
     assert res.skipped >= 10 and res.failed == 0
     assert_exactly_once(emulator, files)
     remote.close()
@@ -148,7 +147,7 @@ def test_quota_exceeded_from_the_library(tmp_path, emulator, drive_remote):
     make_files(src, 6, size=1000)
     emulator.inject("quota", count=50)
     with pytest.raises(QuotaExceeded) as info:
-        push(src, remote=drive_remote, path="ds", write_rate=0, jobs=2,
+        push(src, remote=drive_remote, path="ds", jobs=2,
              hash_cache=HashCache(None))
     result = info.value.outcome
     assert result.left_files >= 1 and "Re-run" in str(info.value)
@@ -246,10 +245,10 @@ def test_push_delete_is_batched(tmp_path, emulator, drive_remote):
     for i in range(105):
         (src / "many").mkdir(parents=True, exist_ok=True)
         (src / "many" / f"{i:03d}.txt").write_bytes(b"%d" % i)
-    push(src, remote=drive_remote, path="ds", write_rate=0, jobs=8, hash_cache=HashCache(None))
+    push(src, remote=drive_remote, path="ds", jobs=8, hash_cache=HashCache(None))
     for i in range(4, 105):
         os.remove(src / "many" / f"{i:03d}.txt")
-    res = push(src, remote=drive_remote, path="ds", write_rate=0, delete=True,
+    res = push(src, remote=drive_remote, path="ds", delete=True,
                hash_cache=HashCache(None))
     assert res.deleted == 101 and res.failed == 0 and res.uploaded == 0
     assert res.requests <= 8  # a listing of 2 folders + 2 batches, not 101 deletes
@@ -291,7 +290,7 @@ def test_ctrl_c_stops_push_at_once_and_a_rerun_finishes(tmp_path, emulator, driv
     assert all(f["md5Checksum"] == md5(files[f["name"]]) for f in live)  # nothing partial
     assert len(live) < len(files)
     emulator.configure(bandwidth=None)
-    res = push(src, remote=drive_remote, path="ds", write_rate=0, hash_cache=HashCache(None))
+    res = push(src, remote=drive_remote, path="ds", hash_cache=HashCache(None))
     assert res.failed == 0
     assert_exactly_once(emulator, {f"ds/{n}": d for n, d in files.items()})
 

@@ -45,7 +45,6 @@ def md5(b):
 
 
 def run_push(src, remote, **kw):
-    kw.setdefault("write_rate", 0)
     kw.setdefault("hash_cache", HashCache(None))
     return push(src, remote=remote, **kw)
 

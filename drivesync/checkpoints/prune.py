@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..config import load_settings
-from ..errors import DriveSyncError, Unreadable, UsageError
+from ..errors import DriveSyncError, Stopped, Unreadable, UsageError
 from ..outcome import Outcome, Problem
+from ..progress import NULL_PROGRESS, Progress, columns, human_bytes
 from ..remotes.base import Remote, is_read_error
+from ..sync.apply import Ask, apply_plan
+from ..sync.plan import DELETE, EMPTY_TRASH, Action, Plan
 from ..types import Entry, Quota
 from .families import parse_checkpoint
 from .lease import spare_leased_newest
@@ -93,23 +96,25 @@ def _listing(read: Callable[[], list[Entry]], where: str) -> list[Entry]:
 
 def prune(remote: Remote, path: str = "", *, policy: PrunePolicy, permanent: bool = False,
           empty_trash: bool = False, dry_run: bool = False, lock_dir: Optional[Path] = None,
-          confirm: Optional[Callable[[PrunePlan], bool]] = None, recursive: bool = False,
-          now: Optional[float] = None, spare_leased: bool = True) -> PruneResult:
+          recursive: bool = False, now: Optional[float] = None, spare_leased: bool = True,
+          progress: Progress = NULL_PROGRESS) -> PruneResult:
     """List folder ``path`` once, plan with ``policy`` and delete (unless ``dry_run``).
 
-    ``confirm`` is asked with the plan before anything is deleted (the CLI's
-    interactive prompt); it runs under the lock, so what it shows is exactly what
-    gets deleted. ``empty_trash`` empties the remote's whole trash afterwards.
-    ``recursive``: every folder below ``path`` with checkpoints gets its own plan
-    (``max_bytes`` applies per folder; ``min_free`` is refused, since which run's
-    checkpoints should go first is the user's call) and its own lock, taken
-    before anything is deleted. ``now`` is what ``policy.min_age`` counts from.
-    Raises LockedError (exit 8) when another run holds a folder's lock, and
-    Unreadable (exit 4, nothing deleted) when ``path`` cannot be listed; with
-    ``recursive``, subfolders that cannot be listed are skipped and named in
-    ``result.unreadable``. The newest checkpoint of a folder under a live launch
-    lease is never deleted, unless ``spare_leased`` is False: the launch holding
-    the lease prunes its own folder to the user's budget (it is the one writer there).
+    The plan becomes DELETE actions (and an empty-trash one) run by the sync
+    engine: batched deletes, and ``progress.confirm`` asked with the plan
+    before anything is deleted (the CLI's prompt); it runs under the lock, so
+    what it shows is exactly what gets deleted. ``empty_trash`` empties the
+    remote's whole trash afterwards. ``recursive``: every folder below ``path``
+    with checkpoints gets its own plan (``max_bytes`` applies per folder;
+    ``min_free`` is refused, since which run's checkpoints should go first is
+    the user's call) and its own lock, taken before anything is deleted. ``now``
+    is what ``policy.min_age`` counts from. Raises LockedError (exit 8) when
+    another run holds a folder's lock, and Unreadable (exit 4, nothing deleted)
+    when ``path`` cannot be listed; with ``recursive``, subfolders that cannot be
+    listed are skipped and named in ``result.unreadable``. The newest checkpoint
+    of a folder under a live launch lease is never deleted, unless
+    ``spare_leased`` is False: the launch holding the lease prunes its own folder
+    to the user's budget (it is the one writer there).
     """
     if recursive and policy.min_free is not None:
         raise UsageError("--min-free cannot be combined with --recursive: prune each run's "
@@ -120,48 +125,86 @@ def prune(remote: Remote, path: str = "", *, policy: PrunePolicy, permanent: boo
     with ExitStack() as held:
         held.enter_context(FolderLock(lock_path(locks, remote.address, path), where))
         unreadable: list[tuple[str, DriveSyncError]] = []
-        if recursive:
-            folders = checkpoint_folders(list(_listing(lambda: list(
-                remote.walk(path, unreadable=unreadable)), where)))
-            for folder in folders:
-                if folder.strip("/") != path.strip("/"):
-                    held.enter_context(FolderLock(lock_path(locks, remote.address, folder),
-                                                  f"{remote.address}/{folder}"))
-            quota = None
-            plan = merge_plans({folder: select_prunable(items, policy, permanent=permanent,
-                                                        empty_trash=empty_trash, now=now)
-                                for folder, items in folders.items()})
-        else:
-            entries = _listing(lambda: remote.list(path), where)
-            quota = remote.quota() if policy.min_free is not None else None
-            plan = select_prunable(entries, policy, quota=quota, permanent=permanent,
-                                   empty_trash=empty_trash, now=now)
-            folders = {path: entries}
+        plan, folders, quota = _plan(remote, path, policy, permanent=permanent,
+                                     empty_trash=empty_trash, now=now, recursive=recursive,
+                                     unreadable=unreadable, lock=lambda folder: held.enter_context(
+                                         FolderLock(lock_path(locks, remote.address, folder),
+                                                    f"{remote.address}/{folder}")))
         if spare_leased:
             spare_leased_newest(remote, plan, folders)   # a live launch is writing there
         result = PruneResult(plan=plan, dry_run=dry_run, quota=quota)
         for p, e in unreadable:
             result.could_not_list(p, str(e))
-        if dry_run:
-            result.requests = remote.stats.requests - start
-            return result
-        if confirm is not None and plan.delete and not confirm(plan):
-            result.confirmed = False
-            result.requests = remote.stats.requests - start
-            return result
-        targets = [d.entry for d in plan.delete]
-        failures = remote.delete_many(targets, permanent=permanent) if targets else {}
-        for p, exc in failures.items():
-            result.could_not_delete(p, str(exc) or type(exc).__name__)
-        result.deleted = [e for e in targets if e.path not in failures]
-        result.bytes_freed = sum(e.size for e in result.deleted)
-        for e in result.deleted:  # the address in full: these lines end up in cron logs
-            log.info("%s %s/%s (%d bytes)", "deleted" if permanent else "trashed",
-                     remote.address, e.path, e.size)
-        for p, msg in result.failed:  # INFO: result.failed is the report
-            log.info("could not delete %s/%s: %s", remote.address, p, msg)
-        if empty_trash:
-            remote.empty_trash()
-            result.trash_emptied = True
+        fatal = _run(remote, result, permanent=permanent, empty_trash=empty_trash,
+                     progress=progress)
         result.requests = remote.stats.requests - start
+        if fatal is not None:
+            raise Stopped.of(fatal, result)
         return result
+
+
+def _plan(remote: Remote, path: str, policy: PrunePolicy, *, permanent: bool,
+          empty_trash: bool, now: Optional[float], recursive: bool,
+          unreadable: list[tuple[str, DriveSyncError]], lock: Callable[[str], object]
+          ) -> tuple[PrunePlan, dict[str, list[Entry]], Optional[Quota]]:
+    """(plan, the entries of each folder planned, quota): pure but for the listing.
+    ``lock(folder)`` takes each subfolder's lock (recursive) before anything runs."""
+    where = remote.address + (f"/{path}" if path else "")
+    if not recursive:
+        entries = _listing(lambda: remote.list(path), where)
+        quota = remote.quota() if policy.min_free is not None else None
+        return (select_prunable(entries, policy, quota=quota, permanent=permanent,
+                                empty_trash=empty_trash, now=now), {path: entries}, quota)
+    folders = checkpoint_folders(list(_listing(lambda: list(
+        remote.walk(path, unreadable=unreadable)), where)))
+    for folder in folders:
+        if folder.strip("/") != path.strip("/"):
+            lock(folder)
+    plan = merge_plans({folder: select_prunable(items, policy, permanent=permanent,
+                                                empty_trash=empty_trash, now=now)
+                        for folder, items in folders.items()})
+    return plan, folders, None
+
+
+def plan_rows(plan: PrunePlan, *, done: bool) -> list[list[str]]:
+    """The plan as table rows: ACTION, SIZE, PATH, REASON (what the prompt shows)."""
+    verb = "deleted" if done else "delete"
+    rows = [["keep", human_bytes(d.entry.size), d.entry.path, d.reason] for d in plan.keep]
+    rows += [[verb, human_bytes(d.entry.size), d.entry.path, d.reason] for d in plan.delete]
+    return rows
+
+
+ROWS_HEADER = ["ACTION", "SIZE", "PATH", "REASON"]
+
+
+def _run(remote: Remote, result: PruneResult, *, permanent: bool, empty_trash: bool,
+         progress: Progress) -> Optional[DriveSyncError]:
+    """The plan as DELETE actions (and an empty-trash one) through the sync engine;
+    the error that stopped it, if one did."""
+    plan = result.plan
+    actions = [Action(DELETE, d.entry.path, size=d.entry.size, targets=(d.entry,),
+                      permanent=permanent, reason=d.reason) for d in plan.delete]
+    if empty_trash:
+        actions.append(Action(EMPTY_TRASH, ""))
+    where = "permanently" if permanent else "to the trash"
+    ask = Ask(f"delete {len(plan.delete)} files ({human_bytes(plan.bytes_freed)}) {where}?",
+              columns(plan_rows(plan, done=False), ROWS_HEADER)) if plan.delete else None
+
+    def run(a: Action) -> int:
+        remote.empty_trash()    # the only action besides deletes
+        return 0
+
+    report = apply_plan(Plan(actions), run, remote=remote, jobs=1, dry_run=result.dry_run,
+                        progress=progress, ask=ask, desc="prune")
+    result.confirmed = report.confirmed
+    result.deleted = [e for _, e in report.removed]
+    result.bytes_freed = sum(e.size for e in result.deleted)
+    for e in result.deleted:  # the address in full: these lines end up in cron logs
+        log.info("%s %s/%s (%d bytes)", "deleted" if permanent else "trashed",
+                 remote.address, e.path, e.size)
+    for p, exc in report.delete_errors.items():  # INFO: result.failed is the report
+        log.info("could not delete %s/%s: %s", remote.address, p, exc)
+        result.could_not_delete(p, str(exc) or type(exc).__name__)
+    result.problems += [p for p in report.problems if p.path not in report.delete_errors]
+    result.trash_emptied = report.done[EMPTY_TRASH] > 0
+    return report.fatal

@@ -16,7 +16,7 @@ from ..checkpoints.latest import (
     young_reason,
 )
 from ..checkpoints.policy import Decision, PrunePlan, PrunePolicy, parse_size
-from ..checkpoints.prune import PruneResult, prune
+from ..checkpoints.prune import ROWS_HEADER, PruneResult, plan_rows, prune
 from ..config import Settings
 from ..errors import NotFound, UsageError
 from ..progress import human_bytes
@@ -155,13 +155,6 @@ def _interactive() -> bool:
     return bool(stdin is not None and getattr(stdin, "isatty", lambda: False)())
 
 
-def _rows(plan: PrunePlan, *, done: bool) -> list[list[str]]:
-    verb = "deleted" if done else "delete"
-    rows = [["keep", human_bytes(d.entry.size), d.entry.path, d.reason] for d in plan.keep]
-    rows += [[verb, human_bytes(d.entry.size), d.entry.path, d.reason] for d in plan.delete]
-    return rows
-
-
 def _doc(d: Decision) -> dict[str, Any]:
     return {"path": d.entry.path, "size": d.entry.size, "md5": d.entry.md5,
             "modified": d.entry.modified, "reason": d.reason}
@@ -175,55 +168,55 @@ def run_prune(args, ctx) -> int:
         raise UsageError("--min-free cannot be combined with --recursive: prune each run's "
                          "folder with --min-free, or use --max-bytes (per folder)")
     ctx.say(f"prune: {where(args.remote)}" + (" (dry run)" if dry else ""))
-
-    def confirm(plan: PrunePlan) -> bool:
-        ctx.table(_rows(plan, done=False), header=["ACTION", "SIZE", "PATH", "REASON"])
-        where = "permanently" if args.permanent else "to the trash"
-        answer = input(f"delete {len(plan.delete)} files ({human_bytes(plan.bytes_freed)}) "
-                       f"{where}? [y/N] ")
-        return answer.strip().lower() in ("y", "yes")
-
+    channel = ctx.progress(yes=args.yes, show=sys.maxsize)   # the prompt shows the whole plan
     with open_remote(args.remote, settings=ctx.settings) as remote:
-        remote.set_status_listener(ctx.progress().on_status)
+        remote.set_status_listener(channel.on_status)
         policy = _policy(args, remote)
         try:
             result = prune(remote, "", policy=policy, permanent=args.permanent,
                            empty_trash=args.empty_trash, dry_run=dry,
                            lock_dir=ctx.settings.resolved_state_dir(),
-                           confirm=None if (dry or args.yes) else confirm,
-                           recursive=args.recursive)
+                           recursive=args.recursive, progress=channel)
         except NotFound as exc:
             raise _explain_missing(args.remote, ctx.settings, exc) from None
         address = remote.address
-    plan = result.plan
     executed = not dry and result.confirmed
     why_not = ("--dry-run" if args.dry_run else
                "no --yes and stdin is not a terminal" if report_only else
                "not confirmed" if not result.confirmed else None)
     if ctx.json:
         ctx.emit(_prune_doc(address, policy, args, result, executed, why_not))
-    elif not plan.keep and not plan.delete:
-        _say_no_checkpoints(ctx, address, plan, recursive=args.recursive)
+    elif not result.plan.keep and not result.plan.delete:
+        _say_no_checkpoints(ctx, address, result.plan, recursive=args.recursive)
     else:
-        if not (interactive and not args.yes and not dry):  # the prompt already showed it
-            ctx.table(_rows(plan, done=executed), header=["ACTION", "SIZE", "PATH", "REASON"])
-        for note in plan.notes:
-            ctx.warn(note)
-        if executed:
-            ctx.say(f"freed {human_bytes(result.bytes_freed)} ({len(result.deleted)} files "
-                    f"{'deleted' if args.permanent else 'moved to the trash'}"
-                    f"{', trash emptied' if result.trash_emptied else ''}); "
-                    f"{len(plan.keep)} checkpoints kept, {len(plan.ignored)} other items "
-                    f"untouched; {result.requests} requests")
-        elif report_only and ctx.quiet and plan.delete:
-            # cron with -q but without --yes would otherwise do nothing, silently, forever
-            ctx.warn(f"nothing deleted: no --yes and stdin is not a terminal; would free "
-                     f"{human_bytes(plan.bytes_freed)} ({len(plan.delete)} files)")
-        else:
-            ctx.say(f"nothing deleted ({why_not}): would free {human_bytes(plan.bytes_freed)} "
-                    f"({len(plan.delete)} files)"
-                    + ("" if args.dry_run else "; re-run with --yes to delete"))
+        shown = interactive and not args.yes and not dry   # the prompt showed it
+        _say_prune(ctx, args, result, executed=executed, shown=shown,
+                   report_only=report_only, why_not=why_not)
     return ctx.finish(result, message=_failure_message(ctx, result), show=False)
+
+
+def _say_prune(ctx, args, result: PruneResult, *, executed: bool, shown: bool,
+               report_only: bool, why_not: Optional[str]) -> None:
+    """The plan as a table (unless the prompt showed it), its notes, and what was done."""
+    plan = result.plan
+    if not shown:
+        ctx.table(plan_rows(plan, done=executed), header=ROWS_HEADER)
+    for note in plan.notes:
+        ctx.warn(note)
+    if executed:
+        ctx.say(f"freed {human_bytes(result.bytes_freed)} ({len(result.deleted)} files "
+                f"{'deleted' if args.permanent else 'moved to the trash'}"
+                f"{', trash emptied' if result.trash_emptied else ''}); "
+                f"{len(plan.keep)} checkpoints kept, {len(plan.ignored)} other items "
+                f"untouched; {result.requests} requests")
+    elif report_only and ctx.quiet and plan.delete:
+        # cron with -q but without --yes would otherwise do nothing, silently, forever
+        ctx.warn(f"nothing deleted: no --yes and stdin is not a terminal; would free "
+                 f"{human_bytes(plan.bytes_freed)} ({len(plan.delete)} files)")
+    else:
+        ctx.say(f"nothing deleted ({why_not}): would free {human_bytes(plan.bytes_freed)} "
+                f"({len(plan.delete)} files)"
+                + ("" if args.dry_run else "; re-run with --yes to delete"))
 
 
 def _failure_message(ctx, result: PruneResult) -> str:

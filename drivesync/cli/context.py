@@ -14,7 +14,7 @@ from typing import Any, Iterable, Optional, Sequence, TextIO
 from ..config import Settings, load_settings
 from ..errors import PartialFailure
 from ..outcome import Outcome, Problem
-from ..progress import Progress, make_progress
+from ..progress import Progress, columns, make_progress
 
 # C0 controls (ESC, BEL, CR, LF, TAB...), DEL, C1, the Unicode line/paragraph
 # separators and bidi overrides, and lone surrogates (undecodable file names)
@@ -154,14 +154,9 @@ class Context:
 
     def table(self, rows: Iterable[Iterable[Any]], header: Optional[list[str]] = None, *,
               result: bool = False) -> None:
-        rows = [[printable(c) for c in r] for r in rows]
-        if header:
-            rows.insert(0, list(header))
-        if not rows:
-            return
-        widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(len(rows[0]))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-        (self.result if result else self.say)(*lines)
+        lines = columns([[printable(c) for c in r] for r in rows], header)
+        if lines:
+            (self.result if result else self.say)(*lines)
 
 
 class CliChannel:

@@ -14,7 +14,7 @@ from ..errors import DriveSyncError, NotFound, Stopped, UsageError
 from ..hashing import HashCache, cache_path
 from ..progress import human_bytes
 from ..remotes import Remote, open_remote
-from ..sync import DedupeResult, SyncResult, dedupe, pull, push
+from ..sync import DedupeResult, SyncOptions, SyncResult, dedupe, pull, push
 from . import add_verb
 from .remote import file_in_the_way, where
 
@@ -163,33 +163,21 @@ def _must_ask(args, what: str) -> bool:
     return True
 
 
-def _ask(question: str) -> bool:
-    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
-
-
 def run_push(args, ctx) -> int:
     s = ctx.settings     # --write-rate and --jobs are in it (cli.context.SETTING_FLAGS)
     local = local_folder(args.local, role="LOCAL", must_exist=True)
-    ask = args.delete and _must_ask(args, "push --delete trashes remote files")
-
-    def confirm(gone) -> bool:
-        for a in gone[:SHOW] if not ctx.verbose else gone:
-            ctx.say(f"  delete   {a.path}")
-        if len(gone) > SHOW and not ctx.verbose:
-            ctx.say(f"  ... and {len(gone) - SHOW} more (-v for all)")
-        items = sum(len(a.targets) for a in gone)
-        return _ask(f"trash {items} remote item(s) absent locally?")
-
+    if args.delete:
+        _must_ask(args, "push --delete trashes remote files")
     ctx.say(f"push: {os.path.abspath(local)} -> {where(args.remote)}"
             + (" (dry run)" if args.dry_run else ""))
     with _transfer(ctx, args.remote, s, verb="push") as (remote, cache):
-        result = push(local, remote=remote, jobs=_jobs(args, s, remote), pack=args.pack,
-                      delete=args.delete, excludes=args.exclude, dry_run=args.dry_run,
-                      write_rate=s.write_rate,
-                      max_files_per_folder=s.max_files_per_folder,
-                      allow_big_folders=args.allow_big_folders, progress=ctx.progress(),
-                      hash_cache=cache, state_dir=s.resolved_state_dir(),
-                      confirm=confirm if ask else None)
+        options = SyncOptions(jobs=_jobs(args, s, remote), pack=args.pack, delete=args.delete,
+                              excludes=tuple(args.exclude), dry_run=args.dry_run,
+                              max_files_per_folder=s.max_files_per_folder,
+                              allow_big_folders=args.allow_big_folders,
+                              state_dir=s.resolved_state_dir())
+        result = push(local, remote=remote, options=options,
+                      progress=ctx.progress(yes=args.yes), hash_cache=cache)
     if not result.confirmed:
         ctx.say("not confirmed: nothing changed")
         return 0
@@ -210,9 +198,9 @@ def run_pull(args, ctx) -> int:
         with _transfer(ctx, args.remote, s, verb="pull") as (remote, cache):
             progress = ctx.progress()
             remote.set_status_listener(progress.on_status)
-            result = pull(remote, local, jobs=_jobs(args, s, remote), dry_run=args.dry_run,
-                          unpack=args.unpack, progress=progress, hash_cache=cache,
-                          state_dir=s.resolved_state_dir())
+            options = SyncOptions(jobs=_jobs(args, s, remote), dry_run=args.dry_run,
+                                  unpack=args.unpack, state_dir=s.resolved_state_dir())
+            result = pull(remote, local, options=options, progress=progress, hash_cache=cache)
     except NotFound:
         if not existed:  # the folder pull made for a remote that is not there
             with contextlib.suppress(OSError):
@@ -229,12 +217,13 @@ def run_dedupe(args, ctx) -> int:
     ctx.say(f"dedupe: {where(args.remote)}" + (" (dry run)" if args.dry_run else ""))
     remote = open_remote(args.remote, settings=ctx.settings)
     try:
-        remote.set_status_listener(ctx.progress().on_status)
+        channel = ctx.progress(yes=args.yes)
+        remote.set_status_listener(channel.on_status)
         if ask:  # show the whole plan first; what runs is planned again from a fresh listing
             preview = dedupe(remote, rename=args.rename, dry_run=True)
             if preview.actions:
                 _print_plan(ctx, preview)
-                if not _ask(f"carry out these {len(preview.actions)} change(s)?"):
+                if not channel.confirm(f"carry out these {len(preview.actions)} change(s)?"):
                     ctx.say("not confirmed: nothing changed")
                     return 0
         result = dedupe(remote, rename=args.rename, dry_run=args.dry_run)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from .dedupe import dedupe
+from .options import SyncOptions
 from .pull import pull
 from .push import push
 from .result import DedupeResult, SyncResult
 
-__all__ = ["push", "pull", "dedupe", "SyncResult", "DedupeResult"]
+__all__ = ["push", "pull", "dedupe", "SyncOptions", "SyncResult", "DedupeResult"]

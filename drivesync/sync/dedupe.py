@@ -17,13 +17,15 @@ import logging
 import posixpath
 import re
 import time
+from collections import Counter
+from typing import Optional
 
 from ..errors import DriveSyncError, NotFound, Stopped
 from ..outcome import Problem
 from ..remotes.base import Remote, is_read_error
 from ..types import Entry
 from .apply import apply_plan
-from .plan import DELETE, MERGE, RENAME, Action, Plan, plan_dedupe
+from .plan import MERGE, RENAME, Action, Plan, plan_dedupe
 from .result import DedupeResult
 
 log = logging.getLogger(__name__)
@@ -41,67 +43,64 @@ def dedupe(remote: Remote, path: str = "", *, rename: bool = False,
 
     A folder whose listing fails (below ``path``) is reported in
     ``result.problems`` and left alone with everything below it: a failed
-    listing is never taken for an empty one.
+    listing is never taken for an empty one. Each folder's plan runs through
+    the engine (renames and merges one at a time, deletes batched).
     """
     t0 = time.monotonic()
     req0 = remote.stats.requests
     result = DedupeResult(dry_run=dry_run)
-    summary: dict[str, int] = {}
+    summary: Counter = Counter()
     queue = [path.strip("/")]
     visited: set[str] = set()
-    first = True
     while queue:
         folder = queue.pop(0)
         if folder in visited:
             continue
         visited.add(folder)
-        try:
-            children = remote.list(folder)
-        except NotFound:
-            if first:
-                raise
-            result.problems.append(Problem(folder, "folder vanished during the run"))
+        children = _children(remote, folder, result, first=len(visited) == 1)
+        if children is None:
             continue
-        except DriveSyncError as exc:
-            if first or not is_read_error(exc):
-                raise
-            result.problems.append(Problem(folder, f"cannot list ({exc}); left as it is, with "
-                                            "everything below it"))
-            result.failed += 1
-            continue
-        first = False
         result.folders += 1
         plan = plan_dedupe(folder, children, rename=rename)
         _resume_merges(folder, children, plan)
-        for k, v in plan.summary().items():
-            summary[k] = summary.get(k, 0) + v
+        summary.update(plan.summary())
         result.conflicts.extend(plan.problems)
         result.actions.extend(a.to_dict() for a in plan.actions)
-        runner = _DedupeRunner(remote)
-        deletes = plan.of(DELETE)
-        report = apply_plan(Plan([a for a in plan.actions if a.kind != DELETE]), runner.run,
-                            jobs=1, dry_run=dry_run, serial=(MERGE, RENAME), desc="dedupe")
-        if deletes and not dry_run and report.fatal is None:  # batched: 100 per request
-            targets = [t for a in deletes for t in a.targets]
-            failed = {p: e for p, e in remote.delete_many(targets, permanent=False).items()
-                      if not isinstance(e, NotFound)}
-            result.deleted += len(targets) - len(failed)
-            report.failed += len(failed)
-            report.problems.extend(Problem(p, f"delete: {e}") for p, e in failed.items())
+        report = apply_plan(plan, _DedupeRunner(remote).run, remote=remote, jobs=1,
+                            dry_run=dry_run, serial=(MERGE, RENAME), desc="dedupe")
+        result.deleted += len(report.removed)
         result.renamed += report.done[RENAME]
         result.merged += report.done[MERGE]
         result.failed += report.failed
         result.problems.extend(report.problems)
         if report.fatal is not None:
             raise Stopped.of(report.fatal, result)
-        names = sorted({c.path for c in children if c.is_dir
-                        and not _MERGING.match(c.name)})
-        queue.extend(names)
+        queue.extend(sorted({c.path for c in children if c.is_dir
+                             and not _MERGING.match(c.name)}))
     summary.pop("bytes", None)
-    result.plan = summary
+    result.plan = dict(summary)
     result.requests = remote.stats.requests - req0
     result.seconds = time.monotonic() - t0
     return result
+
+
+def _children(remote: Remote, folder: str, result: DedupeResult, *,
+              first: bool) -> Optional[list[Entry]]:
+    """The folder's children; None (said in ``result``) when it cannot be listed.
+    The top folder's errors are raised: there is nothing to dedupe."""
+    try:
+        return remote.list(folder)
+    except NotFound:
+        if first:
+            raise
+        result.problems.append(Problem(folder, "folder vanished during the run"))
+    except DriveSyncError as exc:
+        if first or not is_read_error(exc):
+            raise
+        result.problems.append(Problem(folder, f"cannot list ({exc}); left as it is, with "
+                                               "everything below it"))
+        result.failed += 1
+    return None
 
 
 def _resume_merges(folder: str, children: list[Entry], plan: Plan) -> None:

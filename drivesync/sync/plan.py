@@ -26,6 +26,7 @@ DOWNLOAD = "download"
 UNPACK = "unpack"        # download a shard's tar and unpack it into a local folder
 RENAME = "rename"        # give a same-named, different file a distinct name
 MERGE = "merge"          # move a duplicate folder's children into the oldest one
+EMPTY_TRASH = "empty_trash"  # empty the remote's whole trash (prune --empty-trash)
 
 TRANSFER_KINDS = (UPLOAD, REPLACE, PACK, DOWNLOAD, UNPACK)
 ABSENT = "absent locally"  # the reason of a --delete deletion

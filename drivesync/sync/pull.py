@@ -15,10 +15,10 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import BinaryIO, Optional, Union
+from typing import Any, BinaryIO, Optional, Union
 
 from ..errors import DatasetError, DiskFull, DriveSyncError, NotFound, Stopped, UsageError
-from ..hashing import HashCache, default_cache_path
+from ..hashing import HashCache
 from ..localdisk import LocalDisk
 from ..outcome import Problem
 from ..progress import NULL_PROGRESS, Progress, human_bytes
@@ -28,6 +28,7 @@ from ..remotes.partial import BLOCK
 from ..types import Entry, is_internal, temp_name
 from .apply import apply_plan
 from .names import assign_names, ensure_dir, inside, is_shortened, raw_name, safe_part
+from .options import SyncOptions
 from .pack import FORMAT, MANIFEST_SUFFIX, TAR_SUFFIX, Manifest, parse_manifest, unpack_stream
 from .plan import (
     DOWNLOAD,
@@ -46,48 +47,46 @@ from .result import SyncResult
 log = logging.getLogger(__name__)
 
 
-def pull(remote: Remote, local_dir: Union[str, Path], *, path: str = "", jobs: int = 4,
-         dry_run: bool = False, unpack: bool = True, progress: Progress = NULL_PROGRESS,
-         hash_cache: Optional[HashCache] = None,
-         state_dir: Optional[Union[str, Path]] = None) -> SyncResult:
+def pull(remote: Remote, local_dir: Union[str, Path], *, path: str = "",
+         options: Optional[SyncOptions] = None, progress: Progress = NULL_PROGRESS,
+         hash_cache: Optional[HashCache] = None, **overrides: Any) -> SyncResult:
     """Make ``local_dir`` hold the files of ``remote:path``; see README, "push, pull, dedupe".
 
-    Files already identical locally are skipped; packed shards are unpacked
-    (``unpack=False`` keeps the tars). Raises NotFound when ``path`` is absent.
+    ``options`` (a :class:`SyncOptions`; its fields may also be given as keywords)
+    say how. Files already identical locally are skipped; packed shards are
+    unpacked (``unpack=False`` keeps the tars). Raises NotFound when ``path`` is
+    absent, DiskFull (nothing downloaded) when the plan cannot fit on the disk.
     """
+    opts = SyncOptions.of(options, **overrides)
     t0 = time.monotonic()
     req0, retry0 = remote.stats.requests, remote.stats.retries
-    base = path.strip("/")
     root = os.path.abspath(local_dir)
-    state_path = Path(state_dir) if state_dir else default_cache_path().parent
     own_cache = hash_cache is None
-    cache = hash_cache if hash_cache is not None else HashCache(state_path / "hashes.sqlite")
+    cache = hash_cache if hash_cache is not None else HashCache(
+        opts.state_path() / "hashes.sqlite")
     if os.path.lexists(root) and not os.path.isdir(root):
         raise UsageError(f"{root}: exists and is not a folder; pull writes into a folder")
     try:
-        if not dry_run:
-            os.makedirs(root, exist_ok=True)
-        plan, warnings = _make_plan(remote, base, root, unpack=unpack, cache=cache)
+        plan, warnings = _make_plan(remote, path.strip("/"), root, unpack=opts.unpack,
+                                    cache=cache)
         short = _space_shortfall(plan, root, remote.disk)
-        if short and not dry_run:
-            raise DiskFull(short)
-        if short:
-            warnings.append(Problem(root, short))
-        result = SyncResult(plan=plan.summary(), dry_run=dry_run, problems=list(plan.problems),
-                            warnings=warnings,
+        result = SyncResult(plan=plan.summary(), dry_run=opts.dry_run,
+                            problems=list(plan.problems), warnings=warnings,
                             actions=[a.to_dict() for a in plan.actions if a.kind != SKIP])
         runner = _PullRunner(remote=remote, root=root, progress=progress, cache=cache)
-        report = apply_plan(plan, runner.run, jobs=jobs, dry_run=dry_run, progress=progress,
-                            desc="pull", interrupt=remote.set_interrupted)
+        report = apply_plan(plan, runner.run, remote=remote, jobs=opts.jobs,
+                            dry_run=opts.dry_run, progress=progress, desc="pull",
+                            blockers=[(root, DiskFull(short))] if short else [],
+                            prepare=lambda: os.makedirs(root, exist_ok=True))
         cache.flush()
+        result.warnings += report.warnings
         result.downloaded = report.done[DOWNLOAD]
         result.unpacked = report.done[UNPACK]
-        result.skipped = len(plan.of(SKIP))
+        result.skipped = report.done[SKIP]
         result.failed = report.failed
         result.bytes = report.bytes
         result.left_files, result.left_bytes = report.left_files, report.left_bytes
-        result.problems.extend(report.problems)
-        result.problems.extend(runner.member_problems)
+        result.problems += report.problems + runner.member_problems
         result.requests = remote.stats.requests - req0
         result.retries = remote.stats.retries - retry0
         result.seconds = time.monotonic() - t0
@@ -149,9 +148,7 @@ def _local_md5(cache: HashCache, path: str,
 def _make_plan(remote: Remote, base: str, root: str, *, unpack: bool,
                cache: HashCache) -> tuple[Plan, list[Problem]]:
     """Walk the remote folder by folder, map names to safe local paths, then plan."""
-    warnings: list[Problem] = []
-    items: list[PullItem] = []
-    extra: list[Action] = []
+    walk = _PullWalk(remote, root, unpack=unpack, cache=cache)
     # (remote folder path, the folders shown at that path, local path parts): Drive
     # allows same-named folders; their children are merged into one local folder.
     queue: list[tuple[str, list[Union[str, Entry]], tuple[str, ...]]] = [(base, [base], ())]
@@ -165,69 +162,97 @@ def _make_plan(remote: Remote, base: str, root: str, *, unpack: bool,
             except NotFound:
                 if first:
                     raise
-                warnings.append(Problem(folder, "folder vanished or cannot be addressed by "
-                                                "its name"))
+                walk.warnings.append(Problem(folder, "folder vanished or cannot be addressed "
+                                                     "by its name"))
         first = False
+        queue += walk.folder(folder, parts, children)
+    plan = plan_pull(walk.items, unpacks=[a for a in walk.extra if a.kind != MKDIR])
+    plan.actions = [a for a in walk.extra if a.kind == MKDIR] + plan.actions
+    for a in plan.of(DOWNLOAD):
+        plan.actions[plan.actions.index(a)] = Action(
+            a.kind, a.path, local=a.local, size=a.size, md5=a.md5, targets=a.targets,
+            data=tuple(os.path.relpath(a.local, root).split(os.sep)))
+    return plan, walk.warnings
+
+
+class _PullWalk:
+    """What a pull found so far: files to compare, folders and shards to make, warnings."""
+
+    def __init__(self, remote: Remote, root: str, *, unpack: bool, cache: HashCache):
+        self.remote, self.root, self.unpack, self.cache = remote, root, unpack, cache
+        self.warnings: list[Problem] = []
+        self.items: list[PullItem] = []
+        self.extra: list[Action] = []
+
+    def folder(self, folder: str, parts: tuple[str, ...], children: list[Entry]
+               ) -> list[tuple[str, list[Union[str, Entry]], tuple[str, ...]]]:
+        """Take in one folder's children; the subfolders to walk next."""
+        warnings, root = self.warnings, self.root
         children = [c for c in children if not is_internal(raw_name(c, folder))]
-        folders: dict[str, list[Entry]] = defaultdict(list)
-        for c in sorted((c for c in children if c.is_dir), key=lambda e: (e.modified, e.id)):
-            folders[raw_name(c, folder)].append(c)
-        where = f"{remote.address}/{folder}" if folder else remote.address
-        for _name, same in sorted(folders.items()):
-            if len(same) > 1:
-                warnings.append(Problem(same[0].path, f"{len(same)} remote folders share this "
-                                        "name; their files were pulled into one local folder "
-                                        f"(`drivesync dedupe {where}` merges them on the "
-                                        "remote too)"))
+        folders = self._folders(folder, children)
         for c in children:
             if is_native(c):
                 warnings.append(Problem(c.path, f"{NATIVE}: skipped"))
         files = _drop_identical_copies([c for c in children if not c.is_dir and not is_native(c)],
                                        folder, warnings)
-        shards, files = _find_shards(remote, folder, files, warnings) if unpack else ({}, files)
-        named = [same[0] for same in folders.values()] + files + [
-            m for m, _, _ in shards.values()]
+        shards, files = (_find_shards(self.remote, folder, files, warnings) if self.unpack
+                         else ({}, files))
+        local_names = self._names(folder, [same[0] for same in folders.values()] + files
+                                  + [m for m, _, _ in shards.values()], files)
+        nexts = []
+        for same in folders.values():
+            e = same[0]
+            sub = parts + (local_names[e.id or e.path],)
+            if not os.path.isdir(os.path.join(root, *sub)):
+                self.extra.append(Action(MKDIR, e.path, local=os.path.join(root, *sub), data=sub))
+            nexts.append((e.path, list(same), sub))
+        for e in files:
+            dest = os.path.join(root, *parts, local_names[e.id or e.path])
+            size, md5 = (_local_md5(self.cache, dest, e.size)
+                         if inside(root, os.path.dirname(dest)) else (None, None))
+            self.items.append(PullItem(entry=Entry(e.path, e.size, e.md5, e.modified, e.kind,
+                                                   e.id), local=dest, local_size=size,
+                                       local_md5=md5))
+        for man_entry, tar_entry, man in shards.values():
+            sub = parts + (local_names[man_entry.id or man_entry.path],)
+            dest = os.path.join(root, *sub)
+            if _shard_present(self.cache, root, dest, man):
+                self.extra.append(Action(SKIP, tar_entry.path, local=dest, size=man.tar_size))
+            else:
+                self.extra.append(Action(UNPACK, tar_entry.path, local=dest, size=man.tar_size,
+                                         md5=man.tar_md5, targets=(tar_entry,), data=(sub, man)))
+        return nexts
+
+    def _folders(self, folder: str, children: list[Entry]) -> dict[str, list[Entry]]:
+        """Subfolders by name, oldest first; same-named ones said (merged locally)."""
+        folders: dict[str, list[Entry]] = defaultdict(list)
+        for c in sorted((c for c in children if c.is_dir), key=lambda e: (e.modified, e.id)):
+            folders[raw_name(c, folder)].append(c)
+        where = f"{self.remote.address}/{folder}" if folder else self.remote.address
+        for _name, same in sorted(folders.items()):
+            if len(same) > 1:
+                self.warnings.append(Problem(
+                    same[0].path, f"{len(same)} remote folders share this name; their files "
+                    f"were pulled into one local folder (`drivesync dedupe {where}` merges "
+                    "them on the remote too)"))
+        return folders
+
+    def _names(self, folder: str, named: list[Entry], files: list[Entry]) -> dict[str, str]:
+        """Local names (safe, distinct); shortened and shared names said."""
         local_names = assign_names(named, folder=folder)
         for e in named:  # said, so nobody looks for the full name on disk in vain
             if is_shortened(raw_name(e, folder)):
-                warnings.append(Problem(e.path, "name longer than the file system's 255 bytes; "
-                                 f"stored as {local_names[e.id or e.path]}"))
+                self.warnings.append(Problem(e.path, "name longer than the file system's 255 "
+                                             f"bytes; stored as {local_names[e.id or e.path]}"))
         by_raw: dict[str, list[Entry]] = defaultdict(list)
         for e in files:
             by_raw[safe_part(raw_name(e, folder)).lower()].append(e)
         for same in by_raw.values():
             if len(same) > 1:
-                warnings.append(Problem(same[0].path, f"{len(same)} remote files share this name; "
-                                 "kept as " + ", ".join(local_names[e.id or e.path]
-                                                        for e in same)))
-        for same in folders.values():
-            e = same[0]
-            sub = parts + (local_names[e.id or e.path],)
-            if not os.path.isdir(os.path.join(root, *sub)):
-                extra.append(Action(MKDIR, e.path, local=os.path.join(root, *sub), data=sub))
-            queue.append((e.path, list(same), sub))
-        for e in files:
-            local_parts = parts + (local_names[e.id or e.path],)
-            dest = os.path.join(root, *local_parts)
-            size, md5 = (_local_md5(cache, dest, e.size) if inside(root, os.path.dirname(dest))
-                         else (None, None))
-            items.append(PullItem(entry=Entry(e.path, e.size, e.md5, e.modified, e.kind, e.id),
-                                  local=dest, local_size=size, local_md5=md5))
-        for man_entry, tar_entry, man in shards.values():
-            sub = parts + (local_names[man_entry.id or man_entry.path],)
-            dest = os.path.join(root, *sub)
-            if _shard_present(cache, root, dest, man):
-                extra.append(Action(SKIP, tar_entry.path, local=dest, size=man.tar_size))
-            else:
-                extra.append(Action(UNPACK, tar_entry.path, local=dest, size=man.tar_size,
-                                    md5=man.tar_md5, targets=(tar_entry,), data=(sub, man)))
-    plan = plan_pull(items, unpacks=[a for a in extra if a.kind != MKDIR])
-    plan.actions = [a for a in extra if a.kind == MKDIR] + plan.actions
-    for a in plan.of(DOWNLOAD):
-        plan.actions[plan.actions.index(a)] = Action(
-            a.kind, a.path, local=a.local, size=a.size, md5=a.md5, targets=a.targets,
-            data=tuple(os.path.relpath(a.local, root).split(os.sep)))
-    return plan, warnings
+                self.warnings.append(Problem(
+                    same[0].path, f"{len(same)} remote files share this name; kept as "
+                    + ", ".join(local_names[e.id or e.path] for e in same)))
+        return local_names
 
 
 def _drop_identical_copies(files: list[Entry], folder: str,

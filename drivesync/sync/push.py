@@ -20,17 +20,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
-from ..config import DEFAULT_MAX_FILES
 from ..errors import DriveSyncError, NetworkDown, NotFound, QuotaExceeded, Stopped, UsageError
-from ..hashing import HashCache, default_cache_path
+from ..hashing import HashCache
 from ..outcome import Problem
 from ..progress import NULL_PROGRESS, Progress, human_bytes, status_listener
 from ..remotes.base import Remote
 from ..types import Entry, is_internal
-from .apply import FATAL, apply_plan
+from .apply import ApplyReport, Ask, apply_plan
 from .names import ControlCharacterName, printable, remote_part
+from .options import SyncOptions
 from .pack import (
     MANIFEST_SUFFIX,
     TAR_SUFFIX,
@@ -48,7 +48,6 @@ from .plan import (
     PACK,
     REPLACE,
     SKIP,
-    TRANSFER_KINDS,
     UPLOAD,
     Action,
     LocalFile,
@@ -102,10 +101,9 @@ def scan(root: Union[str, Path], *, excludes: Sequence[str] = ()) -> LocalTree:
                          "file in a folder of its own and push that)")
     if not os.path.isdir(root):
         raise UsageError(f"{root}: no such folder")
-    real_root = os.path.realpath(root)
     tree = LocalTree(root=root)
     tree.dirs.add("")
-    seen_dirs = {real_root}
+    seen_dirs = {os.path.realpath(root)}
     stack = [("", root)]
     while stack:
         rel_dir, abs_dir = stack.pop()
@@ -119,47 +117,62 @@ def scan(root: Union[str, Path], *, excludes: Sequence[str] = ()) -> LocalTree:
             tree.unreadable[rel_dir] = f"cannot list: {exc.strerror or exc}"
             continue
         for d in items:
-            try:
-                part = remote_part(d.name)  # "a\\b.txt" -> "a＼b.txt": one name, not a folder
-            except UnicodeEncodeError:
-                shown = posixpath.join(rel_dir, printable(d.name)) if rel_dir else printable(d.name)
-                tree.unreadable[shown] = ("the name is not valid UTF-8, which Drive names must "
-                                          "be: rename it")
-                continue
-            except ControlCharacterName as exc:
-                shown = posixpath.join(rel_dir, printable(d.name)) if rel_dir else printable(d.name)
-                tree.unreadable[shown] = (f"{exc}, which pull could not give back as it is: "
-                                          "rename it")
-                continue
-            rel = posixpath.join(rel_dir, part) if rel_dir else part
-            if is_internal(d.name) or excluded(rel, excludes):
-                continue
-            if d.is_symlink():
-                target = os.path.realpath(d.path)
-                if os.path.commonpath([real_root, target]) != real_root:
-                    tree.skipped[rel] = "symlink leaves the folder; skipped"
-                    continue
-                if os.path.isdir(target) and target in seen_dirs:
-                    tree.skipped[rel] = "symlink loop; skipped"
-                    continue
-            try:
-                if d.is_dir():
-                    seen_dirs.add(os.path.realpath(d.path))
-                    tree.dirs.add(rel)
-                    tree.subdirs[rel_dir].append(rel)
-                    stack.append((rel, d.path))
-                elif d.is_file():
-                    tree.files[rel] = d.stat()
-                    tree.sources[rel] = d.path
-                    tree.children[rel_dir].append(rel)
-                elif d.is_symlink():
-                    tree.unreadable[rel] = "broken symlink: cannot read its target"
-                else:
-                    tree.skipped[rel] = "not a regular file; skipped"
-            except OSError as exc:
-                tree.unreadable[rel] = f"cannot stat: {exc.strerror or exc}"
+            rel = _scan_name(tree, rel_dir, d.name, excludes)
+            if rel is not None and _scan_link(tree, rel, d, seen_dirs):
+                _scan_entry(tree, rel_dir, rel, d, seen_dirs, stack)
     tree.warnings += [Problem(*kv) for kv in sorted(tree.skipped.items())]
     return tree
+
+
+def _scan_name(tree: LocalTree, rel_dir: str, name: str,
+               excludes: Sequence[str]) -> Optional[str]:
+    """The remote path of local ``name``; None when it is not pushed (said in ``tree``)."""
+    try:
+        part = remote_part(name)  # "a\\b.txt" -> "a＼b.txt": one name, not a folder
+    except (UnicodeEncodeError, ControlCharacterName) as exc:
+        shown = posixpath.join(rel_dir, printable(name)) if rel_dir else printable(name)
+        tree.unreadable[shown] = (
+            "the name is not valid UTF-8, which Drive names must be: rename it"
+            if isinstance(exc, UnicodeEncodeError) else
+            f"{exc}, which pull could not give back as it is: rename it")
+        return None
+    rel = posixpath.join(rel_dir, part) if rel_dir else part
+    return None if is_internal(name) or excluded(rel, excludes) else rel
+
+
+def _scan_link(tree: LocalTree, rel: str, d: os.DirEntry, seen_dirs: set[str]) -> bool:
+    """False for a symlink that leaves the tree or loops (skipped, said in ``tree``)."""
+    if not d.is_symlink():
+        return True
+    target = os.path.realpath(d.path)
+    real_root = os.path.realpath(tree.root)
+    if os.path.commonpath([real_root, target]) != real_root:
+        tree.skipped[rel] = "symlink leaves the folder; skipped"
+        return False
+    if os.path.isdir(target) and target in seen_dirs:
+        tree.skipped[rel] = "symlink loop; skipped"
+        return False
+    return True
+
+
+def _scan_entry(tree: LocalTree, rel_dir: str, rel: str, d: os.DirEntry,
+                seen_dirs: set[str], stack: list[tuple[str, str]]) -> None:
+    try:
+        if d.is_dir():
+            seen_dirs.add(os.path.realpath(d.path))
+            tree.dirs.add(rel)
+            tree.subdirs[rel_dir].append(rel)
+            stack.append((rel, d.path))
+        elif d.is_file():
+            tree.files[rel] = d.stat()
+            tree.sources[rel] = d.path
+            tree.children[rel_dir].append(rel)
+        elif d.is_symlink():
+            tree.unreadable[rel] = "broken symlink: cannot read its target"
+        else:
+            tree.skipped[rel] = "not a regular file; skipped"
+    except OSError as exc:
+        tree.unreadable[rel] = f"cannot stat: {exc.strerror or exc}"
 
 
 def check_folder_sizes(tree: LocalTree, shards: Sequence[str], *, limit: int) -> None:
@@ -200,81 +213,40 @@ def list_remote(remote: Remote, path: str,
     return out, True
 
 
-def push(local_dir: Union[str, Path], *, remote: Remote, path: str = "", jobs: int = 4,
-         pack: bool = False, delete: bool = False, excludes: Sequence[str] = (),
-         dry_run: bool = False, write_rate: Optional[float] = None,
-         max_files_per_folder: int = DEFAULT_MAX_FILES, allow_big_folders: bool = False,
-         progress: Progress = NULL_PROGRESS, hash_cache: Optional[HashCache] = None,
-         state_dir: Optional[Union[str, Path]] = None,
-         confirm: Optional[Callable[[list[Action]], bool]] = None) -> SyncResult:
+def push(local_dir: Union[str, Path], *, remote: Remote, path: str = "",
+         options: Optional[SyncOptions] = None, progress: Progress = NULL_PROGRESS,
+         hash_cache: Optional[HashCache] = None, **overrides: Any) -> SyncResult:
     """Make ``remote:path`` hold the files of ``local_dir``; see README, "push, pull, dedupe".
 
-    Raises QuotaExceeded (after finishing running transfers) when Drive's quota or
-    daily upload limit is reached, NetworkDown when the network is gone;
-    UsageError for a folder over the file limit. Per-file failures are in
-    ``result.problems``. Whatever could not be listed or read, locally or on the
-    remote, is left alone by every action (nothing below it is deleted, replaced
-    or uploaded) and is listed in ``result.problems``.
-
-    ``confirm`` is asked with the deletions ``delete`` planned (before anything
-    runs); when it says no, nothing is changed and ``result.confirmed`` is False.
+    ``options`` (a :class:`SyncOptions`; its fields may also be given as keywords)
+    say how. Raises QuotaExceeded (after finishing running transfers) when Drive's
+    quota or daily upload limit is reached, NetworkDown when the network is gone
+    (both a Stopped carrying the outcome); UsageError for a folder over the file
+    limit. Per-file failures are in ``result.problems``. Whatever could not be
+    listed or read, locally or on the remote, is left alone by every action
+    (nothing below it is deleted, replaced or uploaded) and is listed in
+    ``result.problems``. Before trashing what ``delete`` found absent locally,
+    ``progress.confirm`` is asked; a no changes nothing (``result.confirmed`` False).
     """
+    opts = SyncOptions.of(options, **overrides)
     t0 = time.monotonic()
     req0, retry0 = remote.stats.requests, remote.stats.retries
     base = path.strip("/")
-    state_path = Path(state_dir) if state_dir else default_cache_path().parent
+    state_path = opts.state_path()
     own_cache = hash_cache is None
     cache = hash_cache if hash_cache is not None else HashCache(state_path / "hashes.sqlite")
     packs_db = PackState(state_path / "packs.sqlite")
-    if write_rate is not None:
-        remote.set_write_rate(write_rate)
     remote.set_status_listener(status_listener(progress))
     try:
-        tree = scan(local_dir, excludes=excludes)
-        shards = tree.shards() if pack else []
-        if not allow_big_folders:
-            check_folder_sizes(tree, shards, limit=max_files_per_folder)
-        remote_unreadable: list[tuple[str, DriveSyncError]] = []
-        entries, base_exists = list_remote(remote, base, remote_unreadable)
-        plan = _make_plan(tree, shards, entries, base=base, base_exists=base_exists,
-                          delete=delete, excludes=excludes, cache=cache, packs_db=packs_db,
-                          remote=remote, jobs=jobs,
-                          blocked_remote=[rel_to(base, p) or p for p, _ in remote_unreadable])
-        unreadable = [Problem(rel, f"{why}; not pushed (any remote copy is kept)")
-                      for rel, why in sorted(tree.unreadable.items())]
-        unreadable += [Problem(p, f"cannot list this remote folder ({exc}); nothing below it was "
-                           "pushed or deleted") for p, exc in remote_unreadable]
-        result = SyncResult(plan=plan.summary(), dry_run=dry_run,
-                            problems=unreadable + list(plan.problems),
-                            warnings=list(tree.warnings) + plan.notes,
-                            actions=[a.to_dict() for a in plan.actions if a.kind != SKIP])
-        gone = [a for a in plan.of(DELETE) if a.reason == ABSENT]
-        if gone and confirm is not None and not dry_run and not confirm(gone):
-            result.confirmed = False
-            result.seconds = time.monotonic() - t0
-            return result
-        if not base_exists and not dry_run:
-            _make_base(remote, base, plan, result)
+        plan, result, base_exists = _plan_push(local_dir, remote, base, opts, cache, packs_db)
         runner = _Runner(remote=remote, progress=progress,
                          tmp_dir=state_path, packs_db=packs_db, cache=cache)
-        # Deletes run last and batched (one request per 100 on Drive), not one by one.
-        deletes = plan.of(DELETE)
-        report = apply_plan(Plan([a for a in plan.actions if a.kind != DELETE], plan.problems),
-                            runner.run, jobs=jobs, dry_run=dry_run, progress=progress,
-                            desc="push", interrupt=remote.set_interrupted)
-        if not dry_run and report.fatal is None and deletes:
-            report.problems.extend(runner.delete_all(deletes))
-            report.failed = len(report.problems)
+        report = apply_plan(plan, runner.run, remote=remote, jobs=opts.jobs,
+                            dry_run=opts.dry_run, progress=progress, desc="push",
+                            ask=_ask_delete(plan),
+                            prepare=(lambda: None) if base_exists else lambda: remote.mkdir(base))
         cache.flush()
-        result.uploaded = report.done[UPLOAD] + report.done[REPLACE]
-        result.packed = report.done[PACK]
-        result.skipped = len(plan.of(SKIP))
-        result.deleted = runner.deleted
-        result.duplicates_removed = runner.duplicates
-        result.failed = report.failed
-        result.bytes = report.bytes
-        result.left_files, result.left_bytes = report.left_files, report.left_bytes
-        result.problems.extend(report.problems)
+        _tally(result, report, runner)
         result.requests = remote.stats.requests - req0
         result.retries = remote.stats.retries - retry0
         result.seconds = time.monotonic() - t0
@@ -288,14 +260,52 @@ def push(local_dir: Union[str, Path], *, remote: Remote, path: str = "", jobs: i
             cache.close()
 
 
-def _make_base(remote: Remote, base: str, plan: Plan, result: SyncResult) -> None:
-    """Create REMOTE first: when it is a file, one clear error instead of one per item."""
-    try:
-        remote.mkdir(base)
-    except FATAL as exc:
-        transfers = [a for a in plan.actions if a.kind in TRANSFER_KINDS]
-        result.left_files, result.left_bytes = len(transfers), sum(a.size for a in transfers)
-        raise _stopped(exc, result) from exc
+def _plan_push(local_dir: Union[str, Path], remote: Remote, base: str, opts: SyncOptions,
+               cache: HashCache, packs_db: PackState) -> tuple[Plan, SyncResult, bool]:
+    """Scan, list, plan: the same for a dry and a real run. (plan, result so far,
+    whether the target folder exists)."""
+    tree = scan(local_dir, excludes=opts.excludes)
+    shards = tree.shards() if opts.pack else []
+    if not opts.allow_big_folders:
+        check_folder_sizes(tree, shards, limit=opts.max_files_per_folder)
+    remote_unreadable: list[tuple[str, DriveSyncError]] = []
+    entries, base_exists = list_remote(remote, base, remote_unreadable)
+    plan = _make_plan(tree, shards, entries, base=base, base_exists=base_exists, opts=opts,
+                      cache=cache, packs_db=packs_db, remote=remote,
+                      blocked_remote=[rel_to(base, p) or p for p, _ in remote_unreadable])
+    unreadable = [Problem(rel, f"{why}; not pushed (any remote copy is kept)")
+                  for rel, why in sorted(tree.unreadable.items())]
+    unreadable += [Problem(p, f"cannot list this remote folder ({exc}); nothing below it was "
+                              "pushed or deleted") for p, exc in remote_unreadable]
+    result = SyncResult(plan=plan.summary(), dry_run=opts.dry_run,
+                        problems=unreadable + list(plan.problems),
+                        warnings=list(tree.warnings) + plan.notes,
+                        actions=[a.to_dict() for a in plan.actions if a.kind != SKIP])
+    return plan, result, base_exists
+
+
+def _ask_delete(plan: Plan) -> Optional[Ask]:
+    """--delete's question: the remote items absent locally that it would trash."""
+    gone = [a for a in plan.of(DELETE) if a.reason == ABSENT]
+    if not gone:
+        return None
+    return Ask(f"trash {sum(len(a.targets) for a in gone)} remote item(s) absent locally?",
+               [f"  delete   {a.path}" for a in gone])
+
+
+def _tally(result: SyncResult, report: ApplyReport, runner: _Runner) -> None:
+    """The engine's counts into the push's outcome."""
+    result.confirmed = report.confirmed
+    result.uploaded = report.done[UPLOAD] + report.done[REPLACE]
+    result.packed = report.done[PACK]
+    result.skipped = report.done[SKIP]
+    duplicates = sum(1 for a, _ in report.removed if "duplicate" in a.reason)
+    result.deleted = runner.deleted + len(report.removed) - duplicates
+    result.duplicates_removed = duplicates
+    result.failed = report.failed
+    result.bytes = report.bytes
+    result.left_files, result.left_bytes = report.left_files, report.left_bytes
+    result.problems.extend(report.problems)
 
 
 def _stopped(exc: DriveSyncError, result: SyncResult) -> Stopped:
@@ -309,9 +319,8 @@ def _stopped(exc: DriveSyncError, result: SyncResult) -> Stopped:
 
 
 def _make_plan(tree: LocalTree, shards: Sequence[str], entries: list[Entry], *, base: str,
-               base_exists: bool, delete: bool, excludes: Sequence[str], cache: HashCache,
-               packs_db: PackState, remote: Remote, jobs: int,
-               blocked_remote: Sequence[str] = ()) -> Plan:
+               base_exists: bool, opts: SyncOptions, cache: HashCache, packs_db: PackState,
+               remote: Remote, blocked_remote: Sequence[str] = ()) -> Plan:
     """Gather the md5s the decision needs (cache first), then plan (pure).
 
     A file whose md5 cannot be read joins ``tree.unreadable`` (and its shard,
@@ -320,24 +329,35 @@ def _make_plan(tree: LocalTree, shards: Sequence[str], entries: list[Entry], *, 
     rfiles, _ = index_remote(base, entries)
     in_shard = {f for s in shards for f in tree.children.get(s, [])}
     plain = [rel for rel in tree.files if rel not in in_shard]
-
-    def full(rel: str) -> str:
-        return posixpath.join(base, rel) if base else rel
-
     # md5 only where a same-sized remote copy exists; everything in a shard needs one.
     need = [rel for rel in plain
             if any(e.size == tree.files[rel].st_size for e in rfiles.get(rel, []))]
     need += sorted(in_shard)
     md5s, failed = _md5_many(cache, [(rel, tree.sources[rel], tree.files[rel])
-                                     for rel in need], jobs)
+                                     for rel in need], opts.jobs)
     tree.unreadable.update(failed)
     bad_shards = {s for s in shards if any(f in failed for f in tree.children.get(s, []))}
     tree.unreadable.update((s, "a file in this shard cannot be read; not packed")
                            for s in bad_shards)
     shards = [s for s in shards if s not in bad_shards]
-    shard_set = set(shards)
     files = [LocalFile(rel, tree.files[rel].st_size, md5s.get(rel), tree.sources[rel])
              for rel in plain if rel not in failed]
+    packs = _shard_actions(tree, shards, md5s, rfiles, files, base=base, remote=remote,
+                           packs_db=packs_db)
+    dirs = [d for d in tree.dirs if d not in set(shards)]
+    blocked = set(tree.kept()) | set(blocked_remote)
+    for s in bad_shards:  # its old tar and manifest on the remote stay too
+        blocked.update((s + TAR_SUFFIX, s + TAR_SUFFIX + ".json"))
+    return plan_push(files, dirs, entries, base=base, base_exists=base_exists,
+                     delete=opts.delete, packs=packs, excludes=opts.excludes,
+                     blocked=sorted(blocked))
+
+
+def _shard_actions(tree: LocalTree, shards: Sequence[str], md5s: dict[str, str],
+                   rfiles: dict[str, list[Entry]], files: list[LocalFile], *, base: str,
+                   remote: Remote, packs_db: PackState) -> list[Action]:
+    """A PACK action per shard whose tar is not on the remote; a shard already
+    there (same tar and manifest) joins ``files`` as two files to skip."""
     packs: list[Action] = []
     for s in shards:
         members = [Member(posixpath.relpath(rel, s), tree.files[rel].st_size, md5s[rel],
@@ -354,15 +374,11 @@ def _make_plan(tree: LocalTree, shards: Sequence[str], entries: list[Entry], *, 
                 files.append(LocalFile(tar_rel + ".json", len(man.to_bytes()), man.md5))
                 continue
         size = tar_size(members)  # what goes up, so the progress bar ends at 100%
-        packs.append(Action(PACK, full(tar_rel), local=os.path.join(tree.root, s), size=size,
+        packs.append(Action(PACK, posixpath.join(base, tar_rel) if base else tar_rel,
+                            local=os.path.join(tree.root, s), size=size,
                             data=(posixpath.basename(s), members),
                             reason=f"shard of {len(members)} files"))
-    dirs = [d for d in tree.dirs if d not in shard_set]
-    blocked = set(tree.kept()) | set(blocked_remote)
-    for s in bad_shards:  # its old tar and manifest on the remote stay too
-        blocked.update((s + TAR_SUFFIX, s + TAR_SUFFIX + ".json"))
-    return plan_push(files, dirs, entries, base=base, base_exists=base_exists, delete=delete,
-                     packs=packs, excludes=excludes, blocked=sorted(blocked))
+    return packs
 
 
 def _md5_many(cache: HashCache, items: list[tuple[str, str, os.stat_result]],
@@ -432,7 +448,6 @@ class _Runner:
         self.tmp_dir = tmp_dir
         self.packs_db = packs_db
         self.deleted = 0
-        self.duplicates = 0
         self._lock = threading.Lock()
 
     def run(self, a: Action) -> int:
@@ -456,27 +471,6 @@ class _Runner:
         if new.md5 and (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns) \
                 and new.size == before.st_size:
             self.cache.remember(source, new.md5, st=before)
-
-    def delete_all(self, actions: Sequence[Action]) -> list[Problem]:
-        """Run every DELETE action in batches; the problems of the items that failed."""
-        problems: list[Problem] = []
-        for permanent in (True, False):
-            group = [a for a in actions if a.permanent == permanent]
-            targets = [t for a in group for t in a.targets]
-            if not targets:
-                continue
-            failed = self._failures(self.remote.delete_many(targets, permanent=permanent))
-            for a in group:
-                bad = [t for t in a.targets if t.path in failed]
-                ok = len(a.targets) - len(bad)
-                with self._lock:
-                    if "duplicate" in a.reason:
-                        self.duplicates += ok
-                    else:
-                        self.deleted += ok
-                problems.extend(Problem(t.path, f"delete: {failed.pop(t.path)}") for t in bad
-                                if t.path in failed)
-        return problems
 
     @staticmethod
     def _failures(failed: dict[str, DriveSyncError]) -> dict[str, DriveSyncError]:
