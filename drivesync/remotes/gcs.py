@@ -11,7 +11,6 @@ only module that imports gcsfs.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import logging
@@ -20,9 +19,15 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
+import aiohttp
+import fsspec.asyn
+import fsspec.callbacks
+import gcsfs
+import gcsfs.core
+from gcsfs.retry import HttpError
+
 from ..errors import (
     AuthError,
-    ConfigError,
     DriveSyncError,
     NotFound,
     QuotaExceeded,
@@ -30,18 +35,8 @@ from ..errors import (
     RemoteError,
     TransientError,
 )
-from ..hashing import CHUNK
-from .objstore import MD5_KEY, MIB, MTIME_KEY, Obj, Store, _Stop, b64_to_hex, hex_to_b64
-
-try:
-    import aiohttp
-    import fsspec.asyn
-    import fsspec.callbacks
-    import gcsfs
-    import gcsfs.core
-    from gcsfs.retry import HttpError
-except ImportError as exc:  # pragma: no cover - depends on the extra
-    raise ConfigError("gs:// needs the gcs extra: pip install 'drivesync[gcs]'") from exc
+from .errmap import map_failure
+from .objstore import MD5_KEY, MIB, MTIME_KEY, Obj, Store, _Stop, b64_to_hex, object_meta
 
 log = logging.getLogger(__name__)
 SIMPLE_MAX = 5 * MIB          # gcsfs: one request below this, a resumable upload above
@@ -57,10 +52,11 @@ class _OneTryGCS(gcsfs.core.GCSFileSystem):
 
 
 def map_error(exc: BaseException, what: str) -> DriveSyncError:
-    if isinstance(exc, DriveSyncError):
-        return exc
-    if isinstance(exc, FileNotFoundError):
-        return NotFound(f"{what}: not found")
+    """One GCS/gcsfs failure as a drivesync error (classified for the pacer)."""
+    return map_failure(exc, what, _said_by_gcs, transient=(aiohttp.ClientError,))
+
+
+def _said_by_gcs(exc: BaseException, what: str) -> Optional[DriveSyncError]:
     if isinstance(exc, HttpError):
         code = int(getattr(exc, "code", 0) or 0)
         msg = getattr(exc, "message", "") or str(exc)
@@ -83,10 +79,9 @@ def map_error(exc: BaseException, what: str) -> DriveSyncError:
         return AuthError(f"{what}: no usable Google credentials ({exc}); set "
                          "GOOGLE_APPLICATION_CREDENTIALS or run gcloud auth "
                          "application-default login")
-    if isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError,
-                        TimeoutError)) or type(exc).__name__ == "ProxyError":
+    if type(exc).__name__ == "ProxyError":
         return TransientError(f"{what}: {exc}")
-    return RemoteError(f"{what}: {type(exc).__name__}: {exc}")
+    return None
 
 
 def _time(value: Optional[str]) -> float:
@@ -130,37 +125,23 @@ class GCSStore(Store):
         return Obj(key=o["name"], size=int(o.get("size", 0)), md5=md5, modified=mtime,
                    version=str(o.get("generation", "")))
 
-    def _pages(self, prefix: str, delimiter: str, limit: Optional[int]) -> Iterator[dict]:
+    def pages(self, prefix: str, delimiter: str, limit: Optional[int]
+              ) -> Iterator[tuple[list[Obj], list[str]]]:
         params = {"prefix": prefix}
         if delimiter:
             params["delimiter"] = delimiter
         if limit:
             params["maxResults"] = limit
         while True:
-            page = self._json(f"gs://{self.bucket}/{prefix}", "GET", "b/{}/o", self.bucket,
-                              **params)
-            yield page
+            page = self._json(self.url(prefix), "GET", "b/{}/o", self.bucket, **params)
+            yield [self._obj(o) for o in page.get("items", [])], list(page.get("prefixes", []))
             token = page.get("nextPageToken")
             if limit or not token:
                 return
             params["pageToken"] = token
 
-    def list_level(self, prefix: str, *, limit: Optional[int] = None):
-        objs, subs = [], []
-        for page in self._pages(prefix, "/", limit):
-            objs += [self._obj(o) for o in page.get("items", [])]
-            subs += list(page.get("prefixes", []))
-        return objs, subs
-
-    def list_all(self, prefix: str) -> list[Obj]:
-        out = []
-        for page in self._pages(prefix, "", None):
-            out += [self._obj(o) for o in page.get("items", [])]
-        return out
-
     def head(self, key: str) -> Obj:
-        if not key:
-            raise NotFound(f"gs://{self.bucket}: the bucket root is not an object")
+        self.no_root(key)
         return self._obj(self._json(f"gs://{self.bucket}/{key}", "GET", "b/{}/o/{}",
                                     self.bucket, key))
 
@@ -169,7 +150,7 @@ class GCSStore(Store):
 
     def put_file(self, source: Path, key: str, *, md5: str, size: int,
                  on_bytes: Callable[[int], None]) -> Obj:
-        meta = {MD5_KEY: hex_to_b64(md5), MTIME_KEY: f"{time.time():.6f}"}
+        meta = object_meta(md5, time.time())
         # below 5 MiB one request; above, a resumable upload whose object appears
         # only with its last chunk (gcsfs deletes the session if a chunk fails)
         done = [0]
@@ -207,23 +188,14 @@ class GCSStore(Store):
         self._run(f"gs://{self.bucket}/{key}", gcsfs.core.simple_upload, self.fs, self.bucket,
                   key, b"", content_type="application/x-directory")
 
-    def read(self, obj: Obj, offset: int) -> Iterator[bytes]:
-        what = f"gs://{self.bucket}/{obj.key}"
-        pos, step = offset, 8 * CHUNK
-        path = f"{self.bucket}/{obj.key}"  # a rewrite meanwhile fails the md5 check
-        while pos < obj.size:
-            end = min(obj.size, pos + step)
-            data = self._run(what, self.fs._cat_file, path, start=pos, end=end)
-            if not data:
-                raise TransientError(f"{what}: no bytes at offset {pos}")
-            yield data
-            pos += len(data)
+    def read_range(self, obj: Obj, start: int, end: int) -> bytes:
+        # by name, not generation: a rewrite meanwhile fails the md5 check
+        return self._run(self.url(obj.key), self.fs._cat_file, f"{self.bucket}/{obj.key}",
+                         start=start, end=end)
 
     def copy(self, src: Obj, dst_key: str, *, mtime: float) -> Obj:
         what = f"gs://{self.bucket}/{dst_key}"
-        meta = {MTIME_KEY: f"{mtime:.6f}"}
-        if src.md5:
-            meta[MD5_KEY] = hex_to_b64(src.md5)
+        meta = object_meta(src.md5, mtime)
         body = {"metadata": meta}
         params = {"ifSourceGenerationMatch": src.version} if src.version else {}
         out = self._json(what, "POST", "b/{}/o/{}/rewriteTo/b/{}/o/{}", self.bucket, src.key,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import UsageError
+from ..errors import ConfigError, UsageError
 from ..pacer import Pacer
 from ..types import clean_relpath
 
@@ -37,12 +37,14 @@ def open_object_remote(address: Address, settings: Settings) -> ObjectRemote:
     from .objstore import ObjectRemote
 
     bucket, _, prefix = address.path.partition("/")
-    if address.scheme == "s3":
-        from .s3 import S3Store
-
-        store = S3Store(bucket, endpoint=settings.api_endpoint)
-    else:
-        from .gcs import GCSStore
-
-        store = GCSStore(bucket, endpoint=settings.api_endpoint)
+    extra = "s3" if address.scheme == "s3" else "gcs"
+    try:  # each client comes with its extra, imported only here and only when used
+        if address.scheme == "s3":
+            from .s3 import S3Store as store_type
+        else:
+            from .gcs import GCSStore as store_type
+    except ImportError as exc:  # pragma: no cover - depends on the extra
+        raise ConfigError(f"{address.scheme}:// needs the {extra} extra: "
+                          f"pip install 'drivesync[{extra}]'") from exc
+    store = store_type(bucket, endpoint=settings.api_endpoint)
     return ObjectRemote(store, prefix, pacer=object_pacer(settings))

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional, TypeVar, Union
 
-from ..errors import ChecksumMismatch, NotFound, RemoteError, UsageError
+from ..errors import ChecksumMismatch, NotFound, RemoteError, TransientError, UsageError
 from ..hashing import CHUNK, md5_file
 from ..pacer import Pacer
 from ..progress import NULL_PROGRESS, Progress
@@ -80,6 +80,15 @@ def b64_to_hex(value: Optional[str]) -> Optional[str]:
     return raw.hex() if len(raw) == 16 else None
 
 
+def object_meta(md5: Optional[str], mtime: float) -> dict[str, str]:
+    """The metadata drivesync stores on an object: its md5 (base64) where known and
+    the modified time (rclone's names), which copies carry over."""
+    meta = {MTIME_KEY: f"{mtime:.6f}"}
+    if md5:
+        meta[MD5_KEY] = hex_to_b64(md5)
+    return meta
+
+
 def hex_to_b64(md5: str) -> str:
     return base64.b64encode(bytes.fromhex(md5)).decode()
 
@@ -91,13 +100,24 @@ class Store(ABC):
     bucket = ""
 
     @abstractmethod
+    def pages(self, prefix: str, delimiter: str, limit: Optional[int]
+              ) -> Iterator[tuple[list[Obj], list[str]]]:
+        """The listing below ``prefix``, page by page: (objects, sub-prefixes); with
+        ``delimiter`` "" every depth, with ``limit`` one page of at most that many."""
+
     def list_level(self, prefix: str, *, limit: Optional[int] = None
                    ) -> tuple[list[Obj], list[str]]:
         """Objects and sub-prefixes directly below ``prefix`` (delimiter ``/``)."""
+        objs: list[Obj] = []
+        subs: list[str] = []
+        for page_objs, page_subs in self.pages(prefix, "/", limit):
+            objs += page_objs
+            subs += page_subs
+        return objs, subs
 
-    @abstractmethod
     def list_all(self, prefix: str) -> list[Obj]:
         """Every object below ``prefix``, any depth."""
+        return [o for objs, _ in self.pages(prefix, "", None) for o in objs]
 
     @abstractmethod
     def head(self, key: str) -> Obj:
@@ -113,8 +133,28 @@ class Store(ABC):
         """A zero-byte object (a folder marker ``dir/``)."""
 
     @abstractmethod
+    def read_range(self, obj: Obj, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive) of ``obj``; fewer at its end."""
+
     def read(self, obj: Obj, offset: int) -> Iterator[bytes]:
-        """The bytes of ``obj`` from ``offset`` on, in blocks."""
+        """The bytes of ``obj`` from ``offset`` on, in ranged reads of 8 CHUNKs; a
+        read that brings nothing before the end is a TransientError (retried)."""
+        pos = offset
+        while pos < obj.size:
+            data = self.read_range(obj, pos, min(obj.size, pos + 8 * CHUNK))
+            if not data:
+                raise TransientError(f"{self.url(obj.key)}: no bytes at offset {pos}")
+            yield data
+            pos += len(data)
+
+    def url(self, key: str) -> str:
+        """``s3://bucket/key``: how an object is named in messages."""
+        return f"{self.scheme}://{self.bucket}/{key}" if key else f"{self.scheme}://{self.bucket}"
+
+    def no_root(self, key: str) -> None:
+        """``head`` of the empty key: the bucket itself is not an object."""
+        if not key:
+            raise NotFound(f"{self.url('')}: the bucket root is not an object")
 
     @abstractmethod
     def copy(self, src: Obj, dst_key: str, *, mtime: float) -> Obj:

@@ -11,16 +11,18 @@ imports s3fs/botocore.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import time
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
+import botocore.exceptions as bex
+import fsspec.callbacks
+import s3fs
+
 from ..errors import (
     AuthError,
-    ConfigError,
     DriveSyncError,
     NotFound,
     QuotaExceeded,
@@ -28,7 +30,7 @@ from ..errors import (
     RemoteError,
     TransientError,
 )
-from ..hashing import CHUNK
+from .errmap import kind_for, map_failure
 from .objstore import (
     MD5_KEY,
     MIB,
@@ -39,14 +41,8 @@ from .objstore import (
     b64_to_hex,
     hex_to_b64,
     md5_from_etag,
+    object_meta,
 )
-
-try:
-    import botocore.exceptions as bex
-    import fsspec.callbacks
-    import s3fs
-except ImportError as exc:  # pragma: no cover - depends on the extra
-    raise ConfigError("s3:// needs the s3 extra: pip install 'drivesync[s3]'") from exc
 
 log = logging.getLogger(__name__)
 
@@ -74,35 +70,34 @@ def _client_error(exc: BaseException) -> Optional[BaseException]:
     return None
 
 
+CODES = ((NOT_FOUND, NotFound), (AUTH, AuthError), (QUOTA, QuotaExceeded),
+         (THROTTLED, RateLimited), (TRANSIENT, TransientError))
+
+
 def map_error(exc: BaseException, what: str) -> DriveSyncError:
     """One S3/botocore/s3fs failure as a drivesync error (classified for the pacer)."""
-    if isinstance(exc, DriveSyncError):
-        return exc
+    return map_failure(exc, what, _said_by_s3, transient=(OSError,))
+
+
+def _said_by_s3(exc: BaseException, what: str) -> Optional[DriveSyncError]:
     err = _client_error(exc)
     if isinstance(err, bex.ClientError):
         code = str(err.response.get("Error", {}).get("Code", ""))
         status = str(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
         msg = err.response.get("Error", {}).get("Message", "") or code
-        for codes, kind in ((NOT_FOUND, NotFound), (AUTH, AuthError), (QUOTA, QuotaExceeded),
-                            (THROTTLED, RateLimited), (TRANSIENT, TransientError)):
-            if code in codes or (status in codes and not code):
-                return kind(f"{what}: {msg} ({code or status})")
-        if status.startswith("5"):
-            return TransientError(f"{what}: {msg} ({code or status})")
-        return RemoteError(f"{what}: {msg} ({code or status})")
+        kind = kind_for(code, CODES) or (None if code else kind_for(status, CODES))
+        if kind is None and status.startswith("5"):
+            kind = TransientError
+        return (kind or RemoteError)(f"{what}: {msg} ({code or status})")
     if isinstance(err, (bex.NoCredentialsError, bex.PartialCredentialsError)):
         return AuthError(f"{what}: no S3 credentials found (set AWS_ACCESS_KEY_ID and "
                          "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or ~/.aws/credentials)")
     if isinstance(err, (bex.EndpointConnectionError, bex.ConnectionError,
                         bex.HTTPClientError, bex.ReadTimeoutError, bex.ConnectTimeoutError)):
         return TransientError(f"{what}: {err}")
-    if isinstance(exc, FileNotFoundError):
-        return NotFound(f"{what}: not found")
     if isinstance(exc, PermissionError):
         return AuthError(f"{what}: access denied")
-    if isinstance(exc, (ConnectionError, TimeoutError, asyncio.TimeoutError, OSError)):
-        return TransientError(f"{what}: {exc}")
-    return RemoteError(f"{what}: {type(exc).__name__}: {exc}")
+    return None
 
 
 def _time(value) -> float:
@@ -163,35 +158,23 @@ class S3Store(Store):
             return self.head(c["Key"])  # multipart: its md5 lives in the metadata
         return self._obj(c["Key"], c.get("Size", 0), etag, c.get("LastModified"), None)
 
-    def _pages(self, prefix: str, delimiter: str, limit: Optional[int]) -> Iterator[dict]:
+    def pages(self, prefix: str, delimiter: str, limit: Optional[int]
+              ) -> Iterator[tuple[list[Obj], list[str]]]:
         kwargs = {"Bucket": self.bucket, "Prefix": prefix}
         if delimiter:
             kwargs["Delimiter"] = delimiter
         if limit:
             kwargs["MaxKeys"] = limit
         while True:
-            page = self._s3("list_objects_v2", f"s3://{self.bucket}/{prefix}", **kwargs)
-            yield page
+            page = self._s3("list_objects_v2", self.url(prefix), **kwargs)
+            yield ([self._listed(c) for c in page.get("Contents", [])],
+                   [p["Prefix"] for p in page.get("CommonPrefixes", [])])
             if limit or not page.get("IsTruncated"):
                 return
             kwargs["ContinuationToken"] = page["NextContinuationToken"]
 
-    def list_level(self, prefix: str, *, limit: Optional[int] = None):
-        objs, subs = [], []
-        for page in self._pages(prefix, "/", limit):
-            objs += [self._listed(c) for c in page.get("Contents", [])]
-            subs += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
-        return objs, subs
-
-    def list_all(self, prefix: str) -> list[Obj]:
-        out = []
-        for page in self._pages(prefix, "", None):
-            out += [self._listed(c) for c in page.get("Contents", [])]
-        return out
-
     def head(self, key: str) -> Obj:
-        if not key:
-            raise NotFound(f"s3://{self.bucket}: the bucket root is not an object")
+        self.no_root(key)
         r = self._s3("head_object", f"s3://{self.bucket}/{key}", Bucket=self.bucket, Key=key)
         return self._obj(key, r["ContentLength"], r.get("ETag", ""), r.get("LastModified"),
                          r.get("Metadata"))
@@ -204,7 +187,7 @@ class S3Store(Store):
         what = f"s3://{self.bucket}/{key}"
         # the upload time recorded by the client: HEAD and copies report it exactly (S3
         # lists give only LastModified, which may differ from it by the clock skew)
-        meta = {MD5_KEY: hex_to_b64(md5), MTIME_KEY: f"{time.time():.6f}"}
+        meta = object_meta(md5, time.time())
         if size < 2 * self.part_size:
             body = source.read_bytes()
             # Content-MD5: the server refuses bytes that do not match (BadDigest)
@@ -226,28 +209,15 @@ class S3Store(Store):
         self._s3("put_object", f"s3://{self.bucket}/{key}", Bucket=self.bucket, Key=key,
                  Body=b"")
 
-    def read(self, obj: Obj, offset: int) -> Iterator[bytes]:
-        what = f"s3://{self.bucket}/{obj.key}"
-        if offset >= obj.size:
-            return
-        step = 8 * CHUNK
-        pos = offset
-        while pos < obj.size:
-            end = min(obj.size, pos + step)
-            try:
-                data = self.fs.cat_file(f"{self.bucket}/{obj.key}", start=pos, end=end)
-            except Exception as exc:  # noqa: BLE001 - mapped
-                raise map_error(exc, what) from exc
-            if not data:
-                raise TransientError(f"{what}: no bytes at offset {pos}")
-            yield data
-            pos += len(data)
+    def read_range(self, obj: Obj, start: int, end: int) -> bytes:
+        try:
+            return self.fs.cat_file(f"{self.bucket}/{obj.key}", start=start, end=end)
+        except Exception as exc:  # noqa: BLE001 - mapped
+            raise map_error(exc, self.url(obj.key)) from exc
 
     def copy(self, src: Obj, dst_key: str, *, mtime: float) -> Obj:
         what = f"s3://{self.bucket}/{dst_key}"
-        meta = {MTIME_KEY: f"{mtime:.6f}"}
-        if src.md5:
-            meta[MD5_KEY] = hex_to_b64(src.md5)
+        meta = object_meta(src.md5, mtime)
         source = {"Bucket": self.bucket, "Key": src.key}
         if src.size <= SINGLE_PUT_MAX:
             self._s3("copy_object", what, Bucket=self.bucket, Key=dst_key, CopySource=source,
