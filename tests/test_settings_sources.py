@@ -223,3 +223,17 @@ def test_push_flags_beat_the_environment_in_the_settings_its_remote_is_built_wit
 def test_the_emulators_own_write_rate_is_not_the_clients(monkeypatch):
     monkeypatch.setenv("DRIVESYNC_WRITE_RATE", "2")
     assert _cli_settings("emulator", "--write-rate", "9").write_rate == 2.0
+
+
+def test_a_drive_remote_built_directly_still_takes_the_token_from_the_environment(
+        emulator, monkeypatch):
+    """auth read DRIVESYNC_TOKEN itself; now the remote's settings carry it."""
+    from drivesync.remotes.drive import DriveRemote
+
+    monkeypatch.setenv("DRIVESYNC_TOKEN", TOKEN)
+    remote = DriveRemote("direct", settings=Settings(api_endpoint=emulator.url, write_rate=0))
+    try:
+        remote.mkdir("")
+        assert remote.settings.token == TOKEN
+    finally:
+        remote.close()

@@ -23,7 +23,7 @@ from googleapiclient.discovery_cache import get_static_doc
 from googleapiclient.http import MediaFileUpload, build_http
 
 from ..auth import get_credentials
-from ..config import Settings
+from ..config import Settings, resolve_settings
 from ..errors import (
     AlreadyExists,
     ChecksumMismatch,
@@ -81,7 +81,7 @@ class DriveRemote(Remote):
     def __init__(self, root: str, *, settings: Optional[Settings] = None,
                  credentials: Any = None):
         super().__init__()
-        self.settings = settings or Settings()
+        self.settings = resolve_settings(settings or Settings())  # + DRIVESYNC_TOKEN etc.
         self.root = clean_relpath(root)
         self.address = f"drive:{self.root}"
         # "@NAME/rest": the shared drive NAME, and the path inside it
