@@ -11,5 +11,6 @@ Where things live (each module imports only modules listed above it; no cycles):
 - ``output``: an output folder opened (recovery, manifest, planner).
 - ``shard``: the pure planner and the writer for converted items; ``pairs``:
   the YOLO fast path (validated and placed pair by pair, in workers).
-- ``configs``, ``check``; ``prepare``: the pipelines the CLI calls.
+- ``configs``, ``check``; ``options``: what a run is asked for (one object per step);
+  ``prepare``: the pipelines the Python API and the CLI call.
 """

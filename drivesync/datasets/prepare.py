@@ -155,14 +155,14 @@ def _check_format(src: str, fmt: str, *, verb: str = "") -> None:
 _LISTS = ("classes.txt", "train.txt", "valid.txt")
 
 
-def _count_background(res: PrepareResult) -> None:
+def _count_background(run: _Run, res: PrepareResult) -> None:
     """Count images whose label is empty; warn in the summary when they are most."""
     labels = empty = 0
     try:
-        folders = [e.path for e in os.scandir(res.dataset) if e.is_dir() and e.name.isdigit()]
+        folders = [e.path for e in os.scandir(run.dataset) if e.is_dir() and e.name.isdigit()]
     except OSError:
         return
-    for folder in folders or [res.dataset]:  # shards, or convert's flat folder
+    for folder in folders or [run.dataset]:  # shards, or convert's flat folder
         with os.scandir(folder) as it:
             for e in it:
                 if (e.name.endswith(".txt") and e.name not in _LISTS and e.is_file()):
@@ -171,12 +171,29 @@ def _count_background(res: PrepareResult) -> None:
     res.background = empty
     if labels and empty * 2 > labels:
         res.warn("", f"{empty} of {labels} images have no label (background images): check "
-                 f"--format {res.format} and --classes; the report lists why")
+                 f"--format {run.fmt} and --classes; the report lists why")
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One run's inputs as resolved before anything is written (absolute paths, the
+    name, the mode carried out, the class list): what the steps read. The result
+    records the same values for the caller; nothing reads them back from it."""
+
+    src: str
+    out: str
+    name: str
+    dataset: str
+    fmt: str
+    mode: str
+    names: Optional[List[str]]
+    options: PrepareOptions
+    ap: Apply
 
 
 def _begin(src: PathLike, out: PathLike, options: PrepareOptions, *, flat: bool = False,
-           verb: str = "") -> Tuple[PrepareResult, Optional[List[str]], Apply]:
-    """Check the arguments (before anything is written); start the result and the Apply."""
+           verb: str = "") -> Tuple[_Run, PrepareResult]:
+    """Check the arguments (before anything is written); start the run and its result."""
     src, out = os.path.abspath(os.fspath(src)), os.path.abspath(os.fspath(out))
     mode, fmt = options.shard.mode, options.fmt
     _validate(src, out, fmt, mode)
@@ -184,13 +201,15 @@ def _begin(src: PathLike, out: PathLike, options: PrepareOptions, *, flat: bool 
     name = (os.path.basename(out) or "dataset") if flat else _name(src, options.shard.name)
     names = load_classes(options.classes, options.classes_file)
     linked_across = mode == "link" and not _same_filesystem(src, out)
-    res = PrepareResult(src=src, out=out, dataset=out if flat else os.path.join(out, name),
-                        name=name, format=fmt, mode="copy" if linked_across else mode,
+    mode = "copy" if linked_across else mode
+    dataset = out if flat else os.path.join(out, name)
+    res = PrepareResult(src=src, out=out, dataset=dataset, name=name, format=fmt, mode=mode,
                         dry_run=options.dry_run)
     if linked_across:  # say so, and copy as a copy: with md5s a re-run can see a change
         res.report.add(display(src), "", "hard links cannot cross file systems (SRC and OUT "
                        "are on different ones): copying instead", skipped=NOTE)
-    return res, names, apply_for(out, res.mode, res.report, dry_run=options.dry_run)
+    ap = apply_for(out, mode, res.report, dry_run=options.dry_run)
+    return _Run(src, out, name, dataset, fmt, mode, names, options, ap), res
 
 
 def _same_filesystem(src: str, out: str) -> bool:
@@ -244,31 +263,32 @@ def _finish(res: PrepareResult, ap: Apply) -> PrepareResult:
     return res
 
 
-def _place(res: PrepareResult, names: Optional[List[str]], ap: Apply, options: ConvertOptions,
-           *, max_files: Optional[int], progress: Progress) -> Tuple[Conversion, ShardResult]:
+def _place(run: _Run, res: PrepareResult, *, max_files: Optional[int],
+           progress: Progress) -> Tuple[Conversion, ShardResult]:
     """Convert and shard (``max_files=None``: one flat folder); the step every verb shares.
 
     A format of image + label pairs into shards takes the fast path (validated
     and placed pair by pair, in parallel); everything else is converted first,
     then written. A dry run takes the same path: ``ap`` is what writes nothing.
     """
-    if get_format(res.format).pairs and max_files is not None:
-        sh, conv = shard_yolo(res.src, ap, name=res.name, classes=names, max_files=max_files,
+    ap, names = run.ap, run.names
+    if get_format(run.fmt).pairs and max_files is not None:
+        sh, conv = shard_yolo(run.src, ap, name=run.name, classes=names, max_files=max_files,
                               progress=progress)
         _fill(res, conv, sh)
         return conv, sh
     res.recovered = ap.recover(progress)
-    m = load_manifest(res.out)
-    conv = get_format(res.format).convert(res.src, replace(
-        options,
+    m = load_manifest(run.out)
+    conv = get_format(run.fmt).convert(run.src, replace(
+        run.options.convert,
         classes=names,
         base_classes=m.classes if (m is not None and names is None) else [],
         moved=set(m.entries) if m is not None else set(),
         lazy=True,  # a converter that can stream does (YOLO); the others return a list
-        hash_images=hashes_images(res.mode),
+        hash_images=hashes_images(run.mode),
     ), res.report, progress)
     sh = write_shards(
-        conv.items, ap, name=res.name, classes=lambda: conv.classes, max_files=max_files,
+        conv.items, ap, name=run.name, classes=lambda: conv.classes, max_files=max_files,
         flat=max_files is None, progress=progress,
         # converters that return a list know their count: the bar gets a total
         total=conv.expected or (len(conv.items) if isinstance(conv.items, list) else None),
@@ -284,36 +304,37 @@ def prepare(src: PathLike, out: PathLike, options: PrepareOptions, *,
     Image names that are valid UTF-8 are kept; ``options.shard.ascii_names``
     folds them to ASCII. (``drivesync.prepare`` takes the same as keywords.)
     """
-    res, names, ap = _begin(src, out, options)
-    check_root(options.configs.root or default_root(res.name))
+    run, res = _begin(src, out, options)
+    ap = run.ap
+    check_root(options.configs.root or default_root(run.name))
     max_files = options.shard.max_files
     with ap.lock(), _ascii_names(options.shard.ascii_names):
-        conv, sh = _place(res, names, ap, options.convert, max_files=max_files,
-                          progress=progress)
+        conv, sh = _place(run, res, max_files=max_files, progress=progress)
         if res.images == 0:
-            _nothing_usable(res)
-        cfg = _configs(ap, name=res.name, classes=conv.classes, options=options.configs,
+            _nothing_usable(run, res)
+        cfg = _configs(ap, name=run.name, classes=conv.classes, options=options.configs,
                        planned=sh.images)
         res.train, res.valid, res.root, res.config_files = cfg.train, cfg.valid, cfg.root, cfg.files
         res.images = cfg.train + cfg.valid
         if options.check:
-            _check(res, ap, max_files=max_files, nc=len(conv.classes), progress=progress)
-        ap.read_back(lambda: _count_background(res))
+            _check(run, res, max_files=max_files, nc=len(conv.classes), progress=progress)
+        ap.read_back(lambda: _count_background(run, res))
         return _finish(res, ap)
 
 
-def _nothing_usable(res: PrepareResult) -> None:
+def _nothing_usable(run: _Run, res: PrepareResult) -> None:
     first = res.report.problems[0].line() if res.report.problems else ""
     raise DatasetError(
-        f"{display(res.src)}: no usable {res.format} images found"
+        f"{display(run.src)}: no usable {run.fmt} images found"
         + (f" ({len(res.report.problems)} problems, first: {first})" if first else "")
     )
 
 
-def _check(res: PrepareResult, ap: Apply, *, max_files: int, nc: int, progress: Progress) -> None:
+def _check(run: _Run, res: PrepareResult, *, max_files: int, nc: int,
+           progress: Progress) -> None:
     """Check what was written (a dry run wrote nothing to check) and add what it found."""
-    chk = ap.read_back(lambda: check_dataset(res.out, name=res.name, max_files=max_files, nc=nc,
-                                             progress=progress))
+    chk = run.ap.read_back(lambda: check_dataset(run.out, name=run.name, max_files=max_files,
+                                                 nc=nc, progress=progress))
     if chk is not None:
         res.boxes = chk.boxes  # every box in the dataset, kept items' included
         res.check_problems = sum(1 for p in chk.report.problems if p.skipped != NOTE)
@@ -364,20 +385,20 @@ def _configs(
 def shard_dataset(src: PathLike, out: PathLike, options: PrepareOptions, *,
                   progress: Progress = NULL_PROGRESS) -> PrepareResult:
     """Validate a YOLO folder (image + .txt pairs) and shard it; no configs."""
-    res, names, ap = _begin(src, out, options, verb="shard")
-    with ap.lock(), _ascii_names(options.shard.ascii_names):
-        _place(res, names, ap, options.convert, max_files=options.shard.max_files,
-               progress=progress)
-        ap.read_back(lambda: _count_background(res))
-        return _finish(res, ap)
+    run, res = _begin(src, out, options, verb="shard")
+    with run.ap.lock(), _ascii_names(options.shard.ascii_names):
+        _place(run, res, max_files=options.shard.max_files, progress=progress)
+        run.ap.read_back(lambda: _count_background(run, res))
+        return _finish(res, run.ap)
 
 
 def convert_dataset(src: PathLike, out: PathLike, options: PrepareOptions, *,
                     progress: Progress = NULL_PROGRESS) -> PrepareResult:
     """Convert to a flat YOLO folder (``out/<stem>.<ext>`` + ``out/<stem>.txt`` + classes.txt)."""
-    res, names, ap = _begin(src, out, options, flat=True)
-    with ap.lock(), _ascii_names(options.shard.ascii_names):
-        conv, _ = _place(res, names, ap, options.convert, max_files=None, progress=progress)
-        ap.write(os.path.join(res.out, "classes.txt"), "".join(f"{c}\n" for c in conv.classes))
-        ap.read_back(lambda: _count_background(res))
-        return _finish(res, ap)
+    run, res = _begin(src, out, options, flat=True)
+    with run.ap.lock(), _ascii_names(options.shard.ascii_names):
+        conv, _ = _place(run, res, max_files=None, progress=progress)
+        run.ap.write(os.path.join(run.out, "classes.txt"),
+                     "".join(f"{c}\n" for c in conv.classes))
+        run.ap.read_back(lambda: _count_background(run, res))
+        return _finish(res, run.ap)
