@@ -8,12 +8,13 @@ for free and may be overridden for speed (the Drive remote batches deletes).
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator, Optional, Union
+from typing import BinaryIO, Callable, Iterable, Iterator, NamedTuple, Optional, Union
 
 from ..errors import (
     AuthError,
@@ -22,10 +23,12 @@ from ..errors import (
     NotFound,
     QuotaExceeded,
     RemoteError,
+    UsageError,
 )
+from ..hashing import md5_file
 from ..localdisk import DISK, LocalDisk
 from ..progress import NULL_PROGRESS, Progress
-from ..types import Entry, Quota, Stats
+from ..types import Entry, Quota, Stats, clean_relpath
 
 log = logging.getLogger(__name__)
 
@@ -280,3 +283,29 @@ def is_read_error(exc: BaseException) -> bool:
 
 def target_path(target: Target) -> str:
     return target.path if isinstance(target, Entry) else target
+
+
+def file_path(path: str, *, verb: str) -> str:
+    """``path`` cleaned, where only a file may go: never the remote root."""
+    rel = clean_relpath(path)
+    if not rel:
+        raise UsageError(f"{verb} needs a file path, not the remote root")
+    return rel
+
+
+class Outgoing(NamedTuple):
+    """An upload's start, the same on every remote: where it goes (a file path) and
+    the local file as it is now (stat, md5), read before a byte is sent; the md5 is
+    what the stored copy is checked against."""
+
+    rel: str
+    source: Path
+    stat: os.stat_result
+    md5: str
+
+
+def outgoing(source: Union[str, Path], path: str) -> Outgoing:
+    rel = file_path(path, verb="upload")
+    source = Path(source)
+    st = os.stat(source)
+    return Outgoing(rel, source, st, md5_file(source))

@@ -36,11 +36,19 @@ from ..errors import (
     UsageError,
     is_retryable,
 )
-from ..hashing import md5_file
 from ..pacer import Breaker, Pacer, RateLimiter
 from ..progress import NULL_PROGRESS, Progress
 from ..types import FILE, FOLDER, Entry, Quota, clean_relpath, is_internal
-from .base import Features, Remote, Target, TransferInterrupted, is_read_error, target_path
+from .base import (
+    Features,
+    Remote,
+    Target,
+    TransferInterrupted,
+    file_path,
+    is_read_error,
+    outgoing,
+    target_path,
+)
 from .dircache import DirCache, LeafIsFile
 from .drive_errors import classify
 from .drive_media import MediaStream
@@ -460,14 +468,9 @@ class DriveRemote(Remote):
     # ---- transfers ----------------------------------------------------------------
     def upload(self, source: Union[str, Path], path: str, *,
                progress: Progress = NULL_PROGRESS) -> Entry:
-        rel = clean_relpath(path)
-        if not rel:
-            raise UsageError("upload needs a file path, not the remote root")
-        source = Path(source)
-        st = os.stat(source)
+        rel, source, st, want = outgoing(source, path)
         parts = self._parts(rel)
         parent = self._dirs.find(parts[:-1], create=True)
-        want = md5_file(source)
         body = {"id": self._ids.take(), "name": parts[-1], "parents": [parent],
                 "modifiedTime": rfc3339(st.st_mtime)}
         mimetype = mimetypes.guess_type(parts[-1])[0] or "application/octet-stream"
@@ -643,11 +646,9 @@ class DriveRemote(Remote):
 
     def copy(self, target: Target, dest_path: str) -> Entry:
         src = self._resolve(target)
-        drel = clean_relpath(dest_path)
         if src.is_dir:
             raise UsageError(f"{self.address}/{src.path}: copy copies files, not folders")
-        if not drel:
-            raise UsageError("copy needs a file path, not the remote root")
+        drel = file_path(dest_path, verb="copy")
         parts = self._parts(drel)
         what = f"copy of {self.address}/{src.path} to {drel}"
         parent = self._dirs.find(parts[:-1], create=True)

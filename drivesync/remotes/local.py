@@ -22,7 +22,7 @@ from ..errors import ChecksumMismatch, NotAFolder, NotFound, RemoteError, Unread
 from ..hashing import CHUNK, HashCache, default_cache_path, md5_file
 from ..progress import NULL_PROGRESS, Progress
 from ..types import FILE, FOLDER, Entry, Quota, clean_relpath, is_internal, temp_name
-from .base import Features, Remote, Target, target_path
+from .base import Features, Remote, Target, file_path, outgoing, target_path
 from .partial import PartialDownload
 
 log = logging.getLogger(__name__)
@@ -128,13 +128,10 @@ class LocalRemote(Remote):
 
     def upload(self, source: Union[str, Path], path: str, *,
                progress: Progress = NULL_PROGRESS) -> Entry:
-        rel = clean_relpath(path)
-        if not rel:
-            raise UsageError("upload needs a file path, not the remote root")
+        rel, source, _, want = outgoing(source, path)
         dest = self._abs(rel)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.parent / temp_name(dest.name)
-        want = md5_file(source)
         with open(source, "rb") as src, open(tmp, "wb") as out:
             while True:
                 block = src.read(self._chunk)
@@ -196,9 +193,8 @@ class LocalRemote(Remote):
         rel, src = self._resolve(target)
         if src.is_dir():
             raise UsageError(f"{self._label(rel)}: copy copies files, not folders")
-        if not clean_relpath(dest_path):
-            raise UsageError("copy needs a file path, not the remote root")
-        made = self.upload(src, dest_path)  # temp sibling, md5 check, rename
+        # temp sibling, md5 check, rename
+        made = self.upload(src, file_path(dest_path, verb="copy"))
         st = src.stat()
         os.utime(self._abs(made.path), ns=(st.st_atime_ns, st.st_mtime_ns))  # as `cp -p`
         # the md5 upload just verified still holds: only the time changed (no re-read)

@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional, TypeVar, Union
 
 from ..errors import ChecksumMismatch, NotFound, RemoteError, TransientError, UsageError
-from ..hashing import CHUNK, md5_file
+from ..hashing import CHUNK
 from ..pacer import Pacer
 from ..progress import NULL_PROGRESS, Progress
 from ..types import FILE, FOLDER, Entry, Quota, clean_relpath, is_internal
-from .base import Features, Remote, Target, TransferInterrupted, target_path
+from .base import Features, Remote, Target, TransferInterrupted, file_path, outgoing, target_path
 from .partial import PartialDownload
 
 log = logging.getLogger(__name__)
@@ -337,12 +337,8 @@ class ObjectRemote(Remote):
 
     def upload(self, source: Union[str, Path], path: str, *,
                progress: Progress = NULL_PROGRESS) -> Entry:
-        rel = clean_relpath(path)
-        if not rel:
-            raise UsageError("upload needs a file path, not the remote root")
-        source = Path(source)
-        size = source.stat().st_size
-        want = md5_file(source)
+        rel, source, st, want = outgoing(source, path)
+        size = st.st_size
         key = self._key(rel)
 
         def on_bytes(n: int) -> None:
@@ -425,9 +421,7 @@ class ObjectRemote(Remote):
         rel, obj = self._resolve(target)
         if obj is None:
             raise UsageError(f"{self._label(rel)}: copy copies files, not folders")
-        drel = clean_relpath(dest_path)
-        if not drel:
-            raise UsageError("copy needs a file path, not the remote root")
+        drel = file_path(dest_path, verb="copy")
         made = self._copy(obj, drel)
         return self._file(drel, made)
 
