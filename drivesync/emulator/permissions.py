@@ -42,13 +42,19 @@ def _answer(req: Request, perm: dict) -> Response:
     return json_response(apply_fields(perm, _mask(req, DEFAULT_FIELDS, PERMISSION_SCHEMA)))
 
 
+def _one_of(value: Any, choices: Any, field: str) -> str:
+    """A required enum field of the permission body, as Drive checks it (400 either way)."""
+    if value is None:
+        raise errors.bad_request(f"The permission {field} field is required.",
+                                 reason="required", location=f"permission.{field}")
+    if value not in choices:
+        raise errors.bad_request(f"Invalid permission {field}: {value}. Expected one of "
+                                 f"{', '.join(choices)}.", location=f"permission.{field}")
+    return value
+
+
 def _check_role(role: Any, req: Request) -> str:
-    if role is None:
-        raise errors.bad_request("The permission role field is required.", reason="required",
-                                 location="permission.role")
-    if role not in ROLES:
-        raise errors.bad_request(f"Invalid permission role: {role}. Expected one of "
-                                 f"{', '.join(ROLES)}.", location="permission.role")
+    role = _one_of(role, ROLES, "role")
     if role in SHARED_DRIVE_ROLES:
         raise ApiError(403, "invalidSharingRequest",
                        f"The role {role} is only valid for items in shared drives.")
@@ -65,13 +71,7 @@ def _check_role(role: Any, req: Request) -> str:
 
 def _grantee(body: dict) -> Dict[str, Any]:
     """The permission's ``type`` and the address its type requires, checked."""
-    kind = body.get("type")
-    if kind is None:
-        raise errors.bad_request("The permission type field is required.", reason="required",
-                                 location="permission.type")
-    if kind not in TYPES:
-        raise errors.bad_request(f"Invalid permission type: {kind}. Expected one of "
-                                 f"{', '.join(TYPES)}.", location="permission.type")
+    kind = _one_of(body.get("type"), TYPES, "type")
     if kind in ("user", "group"):
         email = body.get("emailAddress")
         if not isinstance(email, str) or "@" not in email:
@@ -98,6 +98,17 @@ def _permission_id(grantee: Dict[str, Any]) -> str:
 
 def _find(rec: FileRecord, permission_id: str) -> Optional[dict]:
     return next((p for p in rec.permissions if p["id"] == permission_id), None)
+
+
+def _changeable(rec: FileRecord, permission_id: str, *, owner: ApiError) -> dict:
+    """The granted permission ``permission_id`` of ``rec``, to change or remove: the
+    owner's never (``owner`` is how Drive refuses it), an unknown id is a 404."""
+    if permission_id == OWNER_PERMISSION_ID:
+        raise owner
+    perm = _find(rec, permission_id)
+    if perm is None:
+        raise _not_found(permission_id)
+    return perm
 
 
 def _not_found(permission_id: str) -> ApiError:
@@ -162,12 +173,8 @@ def update(api: Api, req: Request, file_id: str, permission_id: str) -> Response
     role = _check_role(body.get("role"), req)
     with api.state.lock:
         rec = api.state.get(file_id)
-        if permission_id == OWNER_PERMISSION_ID:
-            raise ApiError(403, "forbidden",
-                           "The owner's permission cannot be changed; transfer ownership.")
-        perm = _find(rec, permission_id)
-        if perm is None:
-            raise _not_found(permission_id)
+        perm = _changeable(rec, permission_id, owner=ApiError(
+            403, "forbidden", "The owner's permission cannot be changed; transfer ownership."))
         perm["role"] = role
         api.state.save(rec)
         return _answer(req, dict(perm))
@@ -176,12 +183,8 @@ def update(api: Api, req: Request, file_id: str, permission_id: str) -> Response
 def delete(api: Api, req: Request, file_id: str, permission_id: str) -> Response:
     with api.state.lock:
         rec = api.state.get(file_id)
-        if permission_id == OWNER_PERMISSION_ID:
-            raise ApiError(403, "cannotDeletePermission",
-                           "The authenticated user cannot delete the permission.")
-        perm = _find(rec, permission_id)
-        if perm is None:
-            raise _not_found(permission_id)
+        perm = _changeable(rec, permission_id, owner=ApiError(
+            403, "cannotDeletePermission", "The authenticated user cannot delete the permission."))
         rec.permissions.remove(perm)
         api.state.save(rec)
     return Response(204)
