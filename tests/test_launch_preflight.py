@@ -13,7 +13,7 @@ from conftest import Heard
 from drivesync.cli import main
 from drivesync.errors import ConfigError
 from drivesync.launch import preflight
-from drivesync.launch.runner import SignalForwarder
+from drivesync.launch.process import SignalForwarder
 
 FAKE = Path(__file__).parent / "fake_trainer.py"
 BATCH = 4

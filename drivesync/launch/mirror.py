@@ -54,6 +54,7 @@ from ..progress import NULL_PROGRESS, Progress
 from ..remotes.base import Remote
 from ..types import TEMP_PREFIX, Entry, is_internal, join
 from .best import BestRecord, current_record, is_best_name, write_record
+from .process import open_by
 from .weights import CheckpointError, WeightsInfo
 
 log = logging.getLogger(__name__)
@@ -89,49 +90,6 @@ class MirrorStats:
     pruned: int = 0
     quota_blocked: int = 0   # times an upload was refused for lack of space
     kept_best: int = 0       # _best files not mirrored: the remote one scored higher
-
-
-def process_tree(root_pid: int) -> list[int]:
-    """``root_pid`` and all its descendants (Linux /proc; just the root elsewhere)."""
-    children: dict[int, list[int]] = {}
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return [root_pid]
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read().decode(errors="replace")
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(name))
-    out, queue = [], [root_pid]
-    while queue:
-        pid = queue.pop()
-        out.append(pid)
-        queue.extend(children.get(pid, []))
-    return out
-
-
-def open_by(pids: Iterable[int], path: Path) -> bool:
-    """True when one of ``pids`` has ``path`` open (best effort; False without /proc)."""
-    target = os.path.realpath(path)
-    for pid in pids:
-        fd_dir = f"/proc/{pid}/fd"
-        try:
-            fds = os.listdir(fd_dir)
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"{fd_dir}/{fd}") == target:
-                    return True
-            except OSError:
-                continue
-    return False
 
 
 def _key(st: os.stat_result) -> Key:
