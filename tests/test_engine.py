@@ -168,3 +168,13 @@ def test_push_json_with_a_problem_is_one_document_then_exit_4(tmp_path, emulator
     assert code == EXIT_PARTIAL and doc["ok"] is False and doc["uploaded"] == 1
     assert [p["path"] for p in doc["problems"]] == ["bad\x01name.txt"]
     assert "drivesync: error: push: 1 item(s) failed" in captured.err
+
+
+def test_latest_default_min_age_reads_the_remotes_features_not_its_address(local_remote):
+    from dataclasses import replace
+
+    from drivesync.checkpoints.latest import DEFAULT_LOCAL_MIN_AGE, default_min_age
+
+    assert default_min_age(local_remote) == DEFAULT_LOCAL_MIN_AGE      # a folder: live writes
+    local_remote.features = replace(local_remote.features, live_writes=False)
+    assert local_remote.address.startswith("local:") and default_min_age(local_remote) == 0.0

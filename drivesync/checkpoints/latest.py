@@ -41,7 +41,6 @@ from typing import Callable, Iterable, Optional, Union
 
 from ..errors import NotFound
 from ..progress import NULL_PROGRESS, Progress
-from ..remotes.address import parse_address
 from ..remotes.base import Remote
 from ..types import TEMP_PREFIX, Entry, is_internal
 from .families import (
@@ -108,13 +107,14 @@ def young_reason(c: Checkpoint, *, min_age: float, now: float) -> Optional[str]:
 
 
 def default_min_age(remote: Remote) -> float:
-    """The ``--min-age`` a CLI run uses when none is given: 60 s for a local folder.
+    """The ``--min-age`` a CLI run uses when none is given: 60 s where writes are live.
 
     A local folder (the Colab mount, Drive for desktop) shows a checkpoint while
-    the trainer is still writing it, and its modified time is live. Through the
-    Drive API a file only appears once its upload has completed, so 0 there.
+    the trainer is still writing it, and its modified time is live
+    (``features.live_writes``). Through the Drive API a file only appears once its
+    upload has completed, so 0 there.
     """
-    return DEFAULT_LOCAL_MIN_AGE if parse_address(remote.address).is_local else 0.0
+    return DEFAULT_LOCAL_MIN_AGE if remote.features.live_writes else 0.0
 
 
 def order_newest_first(checkpoints: Iterable[Checkpoint]) -> list[Checkpoint]:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..config import load_settings
 from ..errors import DriveSyncError, Stopped, Unreadable, UsageError
 from ..outcome import Outcome, Problem
 from ..progress import NULL_PROGRESS, Progress, columns, human_bytes
@@ -53,13 +52,6 @@ class PruneResult(Outcome):
         self.problems.append(Problem(path, why))
 
 
-def default_lock_dir(remote: Remote) -> Path:
-    settings = getattr(remote, "settings", None)
-    if settings is not None and hasattr(settings, "resolved_state_dir"):
-        return settings.resolved_state_dir()
-    return load_settings().resolved_state_dir()
-
-
 def checkpoint_folders(entries: list[Entry]) -> dict[str, list[Entry]]:
     """Walked ``entries`` by parent folder, only for folders holding a checkpoint."""
     by_folder: dict[str, list[Entry]] = {}
@@ -95,7 +87,7 @@ def _listing(read: Callable[[], list[Entry]], where: str) -> list[Entry]:
 
 
 def prune(remote: Remote, path: str = "", *, policy: PrunePolicy, permanent: bool = False,
-          empty_trash: bool = False, dry_run: bool = False, lock_dir: Optional[Path] = None,
+          lock_dir: Path, empty_trash: bool = False, dry_run: bool = False,
           recursive: bool = False, now: Optional[float] = None, spare_leased: bool = True,
           progress: Progress = NULL_PROGRESS) -> PruneResult:
     """List folder ``path`` once, plan with ``policy`` and delete (unless ``dry_run``).
@@ -114,13 +106,14 @@ def prune(remote: Remote, path: str = "", *, policy: PrunePolicy, permanent: boo
     listed are skipped and named in ``result.unreadable``. The newest checkpoint
     of a folder under a live launch lease is never deleted, unless
     ``spare_leased`` is False: the launch holding the lease prunes its own folder
-    to the user's budget (it is the one writer there).
+    to the user's budget (it is the one writer there). The folder locks are files
+    in ``lock_dir`` (the CLI passes its state dir: ``Settings.resolved_state_dir``).
     """
     if recursive and policy.min_free is not None:
         raise UsageError("--min-free cannot be combined with --recursive: prune each run's "
                          "folder with --min-free, or use --max-bytes (per folder)")
     where = remote.address + (f"/{path}" if path else "")
-    locks = lock_dir or default_lock_dir(remote)
+    locks = Path(lock_dir)
     start = remote.stats.requests
     with ExitStack() as held:
         held.enter_context(FolderLock(lock_path(locks, remote.address, path), where))

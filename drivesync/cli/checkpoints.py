@@ -31,6 +31,11 @@ MIN_AGE_HELP = ("seconds a checkpoint must be unmodified before it counts as set
 
 
 def register(sub, common) -> None:
+    _register_prune(sub, common)
+    _register_latest(sub, common)
+
+
+def _register_prune(sub, common) -> None:
     p = add_verb(
         sub, common, "prune",
         help="delete old checkpoints in a folder, keeping the newest and a storage budget",
@@ -78,6 +83,8 @@ def register(sub, common) -> None:
                    help="delete without asking (needed when stdin is not a terminal)")
     p.set_defaults(func=run_prune)
 
+
+def _register_latest(sub, common) -> None:
     q = add_verb(
         sub, common, "latest",
         help="print (or download) the newest complete checkpoint in a folder",

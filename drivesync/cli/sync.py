@@ -22,6 +22,12 @@ SHOW = 20  # actions listed by --dry-run without -v
 
 
 def register(sub, common) -> None:
+    _register_push(sub, common)
+    _register_pull(sub, common)
+    _register_dedupe(sub, common)
+
+
+def _register_push(sub, common) -> None:
     p = add_verb(
         sub, common, "push",
         help="upload a local folder to Drive (incremental, resumable, paced)",
@@ -59,6 +65,8 @@ def register(sub, common) -> None:
                    help="--delete without asking (needed when stdin is not a terminal)")
     p.set_defaults(func=run_push)
 
+
+def _register_pull(sub, common) -> None:
     q = add_verb(
         sub, common, "pull",
         help="download a Drive folder to a local folder (verified; unpacks packed shards)",
@@ -81,6 +89,8 @@ def register(sub, common) -> None:
                    help="keep packed shards as .tar files")
     q.set_defaults(func=run_pull)
 
+
+def _register_dedupe(sub, common) -> None:
     d = add_verb(
         sub, common, "dedupe",
         help="remove duplicate files and merge duplicate folders on Drive",
@@ -163,13 +173,17 @@ def _must_ask(args, what: str) -> bool:
     return True
 
 
+def _say_start(ctx, args, line: str) -> None:
+    """The verb's first line: what goes where, and whether it is a dry run."""
+    ctx.say(line + (" (dry run)" if args.dry_run else ""))
+
+
 def run_push(args, ctx) -> int:
     s = ctx.settings     # --write-rate and --jobs are in it (cli.context.SETTING_FLAGS)
     local = local_folder(args.local, role="LOCAL", must_exist=True)
     if args.delete:
         _must_ask(args, "push --delete trashes remote files")
-    ctx.say(f"push: {os.path.abspath(local)} -> {where(args.remote)}"
-            + (" (dry run)" if args.dry_run else ""))
+    _say_start(ctx, args, f"push: {os.path.abspath(local)} -> {where(args.remote)}")
     with _transfer(ctx, args.remote, s, verb="push") as (remote, cache):
         options = SyncOptions(jobs=_jobs(args, s, remote), pack=args.pack, delete=args.delete,
                               excludes=tuple(args.exclude), dry_run=args.dry_run,
@@ -192,8 +206,7 @@ def run_pull(args, ctx) -> int:
     s = ctx.settings
     local = local_folder(args.local, role="LOCAL", must_exist=False)
     existed = os.path.lexists(local)
-    ctx.say(f"pull: {where(args.remote)} -> {os.path.abspath(local)}"
-            + (" (dry run)" if args.dry_run else ""))
+    _say_start(ctx, args, f"pull: {where(args.remote)} -> {os.path.abspath(local)}")
     try:
         with _transfer(ctx, args.remote, s, verb="pull") as (remote, cache):
             progress = ctx.progress()
@@ -214,7 +227,7 @@ def run_pull(args, ctx) -> int:
 
 def run_dedupe(args, ctx) -> int:
     ask = _must_ask(args, "dedupe trashes, renames and moves remote items")
-    ctx.say(f"dedupe: {where(args.remote)}" + (" (dry run)" if args.dry_run else ""))
+    _say_start(ctx, args, f"dedupe: {where(args.remote)}")
     remote = open_remote(args.remote, settings=ctx.settings)
     try:
         channel = ctx.progress(yes=args.yes)
@@ -263,19 +276,17 @@ def _print_plan(ctx, result: Union[SyncResult, DedupeResult]) -> None:
 
 
 def _print_summary(ctx, result: Union[SyncResult, DedupeResult], *, verb: str) -> None:
-    for path, reason in getattr(result, "warnings", []):
+    said = result.warnings + (result.conflicts if isinstance(result, DedupeResult) else [])
+    for path, reason in said:
         ctx.warn(f"{path}: {reason}")
-    if isinstance(result, DedupeResult):
-        for path, reason in result.conflicts:
-            ctx.warn(f"{path}: {reason}")
-        if not result.dry_run:
-            _summary_line(ctx, f"dedupe: {result.folders} folders, {result.deleted} duplicates "
-                               f"trashed, {result.renamed} renamed, {result.merged} folders "
-                               f"merged, {len(result.conflicts)} name conflicts, "
-                               f"{result.failed} failed, {result.requests} requests, "
-                               f"{result.seconds:.1f}s")
+    if result.dry_run:      # the plan was shown instead
         return
-    if result.dry_run:
+    if isinstance(result, DedupeResult):
+        _summary_line(ctx, f"dedupe: {result.folders} folders, {result.deleted} duplicates "
+                           f"trashed, {result.renamed} renamed, {result.merged} folders "
+                           f"merged, {len(result.conflicts)} name conflicts, "
+                           f"{result.failed} failed, {result.requests} requests, "
+                           f"{result.seconds:.1f}s")
         return
     moved = (f"{result.uploaded} uploaded, {result.packed} shards packed, {result.skipped} "
              f"skipped, {result.deleted} deleted, {result.duplicates_removed} duplicates removed"

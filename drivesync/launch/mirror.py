@@ -113,7 +113,8 @@ class Mirror:
                  expected_size: Optional[int] = None,
                  best_metric: Callable[[Path, str], Optional[tuple]] = lambda p, n: None,
                  extras: Callable[[], list] = list,
-                 extras_every: float = 60.0):
+                 extras_every: float = 60.0,
+                 lock_dir: Optional[Path] = None):
         self.remote = remote
         self.watch_dir = Path(watch_dir)
         self.path = path
@@ -128,6 +129,9 @@ class Mirror:
         # stable over two polls). Without /proc only the polls count.
         self.settle_seconds = settle_seconds if os.path.isdir("/proc/self/fd") else None
         self.policy = policy
+        # where prune takes the folder's lock: the state dir, as `drivesync prune` does,
+        # so a cron prune and this launch exclude each other
+        self.lock_dir = Path(lock_dir) if lock_dir is not None else self.snapshot_dir
         self.progress = progress  # bars, events and warnings: the one channel to the user
         self.stats = MirrorStats()
         self.known: set[tuple[str, str]] = set()   # (name, md5) on the Remote or uploaded
@@ -530,7 +534,7 @@ class Mirror:
             # this launch holds the folder's lease: its own budget applies, not the
             # rule that protects a leased folder from other pruners
             result = prune(self.remote, self.path, policy=self.policy, permanent=True,
-                           spare_leased=False)
+                           spare_leased=False, lock_dir=self.lock_dir)
         except DriveSyncError as exc:
             self.progress.on_warning(f"prune after mirroring failed: {exc}")
             return

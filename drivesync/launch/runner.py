@@ -324,7 +324,8 @@ def _start_mirror(session: _Session, trainer: Trainer, watch: Path, view: Traine
                     check=trainer.check_mirror, snapshot_dir=Path(opts.work_dir) / "snapshots",
                     settle_polls=opts.settle_polls, policy=opts.policy,
                     progress=session.progress, expected_size=trainer.expected_size,
-                    best_metric=trainer.best_metric(view), extras=extras)
+                    best_metric=trainer.best_metric(view), extras=extras,
+                    lock_dir=session.settings.resolved_state_dir())
     mirror.stopped = session.lease.lost if session.lease is not None else None
     mirror.start()
     return mirror

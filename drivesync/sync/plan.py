@@ -11,7 +11,7 @@ import fnmatch
 import posixpath
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from ..outcome import Problem
 from ..types import Entry, is_internal
@@ -182,6 +182,26 @@ def plan_push(files: Sequence[LocalFile], dirs: Sequence[str], remote: Iterable[
         elif d and len(rdirs[d]) > 1:
             plan.problems.append(Problem(full(d), f"{len(rdirs[d])} remote folders share this "
                                                   "name; run `drivesync dedupe` to merge them"))
+    local_names = _plan_files(plan, files, rfiles, full)
+    for p in packs:
+        rel_tar = rel_to(base, p.path) if base else p.path
+        assert rel_tar is not None
+        olds = tuple(sorted(rfiles.get(rel_tar, []) + rfiles.get(rel_tar + ".json", []),
+                            key=_age))
+        local_names.update((rel_tar, rel_tar + ".json"))
+        plan.actions.append(Action(PACK, p.path, local=p.local, size=p.size, targets=olds,
+                                   permanent=True, data=p.data, reason=p.reason))
+    if delete:
+        _plan_absent(plan, dirs, rfiles, rdirs, local_names, full, excludes)
+    if blocked:
+        plan.actions = [a for a in plan.actions if not _touches(a, base, blocked)]
+    return plan
+
+
+def _plan_files(plan: Plan, files: Sequence[LocalFile], rfiles: dict[str, list[Entry]],
+                full: Callable[[str], str]) -> set[str]:
+    """UPLOAD, SKIP (plus a DELETE of identical duplicates) or REPLACE per local file;
+    the relative paths seen."""
     local_names: set[str] = set()
     for f in sorted(files, key=lambda f: f.rel):
         local_names.add(f.rel)
@@ -202,31 +222,25 @@ def plan_push(files: Sequence[LocalFile], dirs: Sequence[str], remote: Iterable[
             plan.actions.append(Action(REPLACE, full(f.rel), local=f.source, size=f.size,
                                        md5=f.md5, targets=tuple(cands), permanent=True,
                                        reason="changed"))
-    for p in packs:
-        rel_tar = rel_to(base, p.path) if base else p.path
-        assert rel_tar is not None
-        olds = tuple(sorted(rfiles.get(rel_tar, []) + rfiles.get(rel_tar + ".json", []),
-                            key=_age))
-        local_names.update((rel_tar, rel_tar + ".json"))
-        plan.actions.append(Action(PACK, p.path, local=p.local, size=p.size, targets=olds,
-                                   permanent=True, data=p.data, reason=p.reason))
-    if delete:
-        # A remote item goes when its parent exists locally but it does not; items
-        # deeper down go with their folder.
-        keep_dirs = set(dirs) | {""}
-        for rel, entries in sorted(rdirs.items()):
-            if (rel not in keep_dirs and posixpath.dirname(rel) in keep_dirs
-                    and not excluded(rel, excludes) and not is_internal(posixpath.basename(rel))):
-                for e in entries:
-                    plan.actions.append(Action(DELETE, e.path, targets=(e,), reason=ABSENT))
-        for rel, entries in sorted(rfiles.items()):
-            if (rel not in local_names and posixpath.dirname(rel) in keep_dirs
-                    and not excluded(rel, excludes) and not is_internal(posixpath.basename(rel))):
-                plan.actions.append(Action(DELETE, full(rel), targets=tuple(entries),
-                                           reason=ABSENT))
-    if blocked:
-        plan.actions = [a for a in plan.actions if not _touches(a, base, blocked)]
-    return plan
+    return local_names
+
+
+def _plan_absent(plan: Plan, dirs: Sequence[str], rfiles: dict[str, list[Entry]],
+                 rdirs: dict[str, list[Entry]], local_names: set[str],
+                 full: Callable[[str], str], excludes: Sequence[str]) -> None:
+    """--delete: a remote item goes when its parent exists locally but it does not;
+    items deeper down go with their folder."""
+    keep_dirs = set(dirs) | {""}
+    for rel, entries in sorted(rdirs.items()):
+        if (rel not in keep_dirs and posixpath.dirname(rel) in keep_dirs
+                and not excluded(rel, excludes) and not is_internal(posixpath.basename(rel))):
+            for e in entries:
+                plan.actions.append(Action(DELETE, e.path, targets=(e,), reason=ABSENT))
+    for rel, entries in sorted(rfiles.items()):
+        if (rel not in local_names and posixpath.dirname(rel) in keep_dirs
+                and not excluded(rel, excludes) and not is_internal(posixpath.basename(rel))):
+            plan.actions.append(Action(DELETE, full(rel), targets=tuple(entries),
+                                       reason=ABSENT))
 
 
 def _touches(a: Action, base: str, blocked: Sequence[str]) -> bool:
