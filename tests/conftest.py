@@ -13,6 +13,7 @@ import uuid
 import pytest
 
 from drivesync.config import Settings, load_settings
+from drivesync.progress import NullProgress
 
 TOKEN = "test-token"
 # Read before the autouse fixture below clears the environment: live tests use
@@ -203,26 +204,14 @@ def gs_remote(gcs_bucket):
     remote.close()
 
 
-class Heard:
+class Heard(NullProgress):
     """A Progress channel that remembers what it was told (events, warnings, output):
-    what a test checks where the CLI would print."""
+    what a test checks where the CLI would print. Bars and questions: NullProgress's."""
 
     def __init__(self) -> None:
         self.events: list[str] = []
         self.warnings: list[str] = []
         self.output: list[str] = []
-
-    def on_start(self, *, files: int, bytes: int, desc: str = "") -> None:
-        pass
-
-    def on_progress(self, *, files: int = 0, bytes: int = 0) -> None:
-        pass
-
-    def on_done(self) -> None:
-        pass
-
-    def on_status(self, text: str) -> None:
-        pass
 
     def on_event(self, text: str) -> None:
         self.events.append(text)
@@ -232,6 +221,3 @@ class Heard:
 
     def on_output(self, text: str) -> None:
         self.output.append(text)
-
-    def confirm(self, question: str, items=()) -> bool:
-        return True

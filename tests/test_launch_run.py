@@ -340,3 +340,17 @@ def test_first_darknet_checkpoint_cut_short_is_refused_by_the_cfg_size(tmp_path,
             f"{pre}") in out
     assert "FAKE starting from pretrained pre.conv" in out
     assert local_remote.stat("yolo_final.weights").size == 116
+
+
+def test_json_keeps_stdout_for_the_document_and_the_trainer_on_stderr(tmp_path, local_remote,
+                                                                       capsys, monkeypatch):
+    """--json: stdout is the one JSON document; the trainer's output still shows, on stderr."""
+    import json
+
+    _setup(tmp_path, max_batches=3)
+    monkeypatch.setenv("FAKE_INTERVAL", "0.0")
+    assert main([*_argv(tmp_path, str(local_remote.root)), "--json"]) == 0
+    cap = capsys.readouterr()
+    doc = json.loads(cap.out)
+    assert doc["exit_code"] == 0 and doc["reached"] == "iteration 3"
+    assert "FAKE starting from scratch" in cap.err and "drivesync: running" not in cap.out
