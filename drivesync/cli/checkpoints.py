@@ -23,6 +23,7 @@ from ..progress import human_bytes
 from ..remotes import open_remote, parse_address
 from ..remotes.base import Remote
 from . import add_verb
+from .context import stdin_is_terminal
 from .remote import where
 
 MIN_AGE_HELP = ("seconds a checkpoint must be unmodified before it counts as settled "
@@ -157,18 +158,13 @@ def _explain_missing(address: str, settings: Settings, exc: NotFound) -> NotFoun
                      f"checkpoints ({parent})") from exc
 
 
-def _interactive() -> bool:
-    stdin = sys.stdin
-    return bool(stdin is not None and getattr(stdin, "isatty", lambda: False)())
-
-
 def _doc(d: Decision) -> dict[str, Any]:
     return {"path": d.entry.path, "size": d.entry.size, "md5": d.entry.md5,
             "modified": d.entry.modified, "reason": d.reason}
 
 
 def run_prune(args, ctx) -> int:
-    interactive = _interactive()
+    interactive = stdin_is_terminal()
     report_only = not args.dry_run and not args.yes and not interactive
     dry = args.dry_run or report_only
     if args.recursive and args.min_free:

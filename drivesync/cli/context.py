@@ -36,6 +36,12 @@ def printable(text: object) -> str:
     return _UNSAFE.sub(_escape, str(text))
 
 
+def stdin_is_terminal() -> bool:
+    """Whether someone can be asked (push --delete, dedupe, prune without --yes)."""
+    stdin = sys.stdin
+    return bool(stdin is not None and getattr(stdin, "isatty", lambda: False)())
+
+
 class _Printable(logging.Formatter):
     """Log lines go through :func:`printable` too (a warning may quote a name)."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import sys
 from typing import Iterator, Union
 
 from ..api import local_folder
@@ -16,6 +15,7 @@ from ..progress import human_bytes
 from ..remotes import Remote, open_remote
 from ..sync import DedupeResult, SyncOptions, SyncResult, dedupe, pull, push
 from . import add_verb
+from .context import stdin_is_terminal
 from .remote import file_in_the_way, where
 
 SHOW = 20  # actions listed by --dry-run without -v
@@ -158,16 +158,11 @@ def _jobs(args, settings: Settings, remote: Remote) -> int:
     return remote.features.default_jobs or settings.jobs
 
 
-def _interactive() -> bool:
-    stdin = sys.stdin
-    return bool(stdin is not None and getattr(stdin, "isatty", lambda: False)())
-
-
 def _must_ask(args, what: str) -> bool:
     """Whether to ask before changing; a UsageError when nobody can be asked."""
     if args.dry_run or args.yes:
         return False
-    if not _interactive():
+    if not stdin_is_terminal():
         raise UsageError(f"{what}: stdin is not a terminal, so nobody can be asked; pass "
                          "--yes to go ahead (or --dry-run to see the plan first)")
     return True
