@@ -174,6 +174,45 @@ def test_tar_size_is_known_before_the_tar_is_built(tmp_path_factory, sizes):
     assert tar_size(members) == write_tar("000", members, tmp / "s.tar").tar_size
 
 
+def test_unpack_of_a_matching_archive_refuses_unlisted_twice_and_blocked_members(tmp_path):
+    """The archive's own md5 matches its manifest, yet members are refused one by one:
+    unlisted, twice, listed but absent, or a folder where a file lands."""
+    import dataclasses
+    import hashlib
+    import io
+    import tarfile
+
+    from drivesync.sync.pack import Manifest
+
+    def member(name: str, data: bytes) -> Member:
+        return Member(name=name, size=len(data), md5=hashlib.md5(data).hexdigest())
+
+    bad = tmp_path / "crafted.tar"
+    with tarfile.open(bad, "w") as tar:
+        for name, data in (("a.txt", b"a"), ("extra.txt", b"e"), ("a.txt", b"a"),
+                           ("b/c.txt", b"c"), ("d.txt", b"d")):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tar.addfile(ti, io.BytesIO(data))
+    raw = bad.read_bytes()
+    man = Manifest(shard="000", tar_size=len(raw), tar_md5=hashlib.md5(raw).hexdigest(),
+                   members=(member("a.txt", b"a"), member("b/c.txt", b"c"),
+                            member("d.txt", b"d"), member("gone.txt", b"g")))
+    out = tmp_path / "out"
+    (out / "d.txt").mkdir(parents=True)          # a folder where d.txt lands
+    placed: list[str] = []
+    problems = dict(unpack_tar(bad, man, out, on_member=lambda path, md5: placed.append(path)))
+    assert problems == {"extra.txt": "not listed in the manifest",
+                        "a.txt": "appears twice in the archive",
+                        "d.txt": "a folder is in the way",
+                        "gone.txt": "listed in the manifest but missing from the archive"}
+    assert sorted(os.path.relpath(p, out) for p in placed) == ["a.txt", os.path.join("b", "c.txt")]
+    assert (out / "b" / "c.txt").read_bytes() == b"c" and (out / "d.txt").is_dir()
+    wrong = dataclasses.replace(man, tar_md5="0" * 32)
+    assert "" in dict(unpack_tar(bad, wrong, tmp_path / "out2"))  # the archive's md5
+    assert not (tmp_path / "out2").exists()                      # nothing of it landed
+
+
 def test_unpack_refuses_bad_members_and_wrong_bytes(tmp_path):
     import io
     import tarfile

@@ -201,53 +201,17 @@ def unpack_stream(source: BinaryIO, manifest: Manifest, dest_dir: Union[str, Pat
     refused. ``on_member(path, md5)`` is told about each verified file placed.
     A full disk raises :class:`DiskFull` and leaves nothing staged behind.
     """
-    from .names import ensure_dir, inside, safe_part
-
     dest_dir = str(dest_dir)
     want = {m.name: m for m in manifest.members}
-    seen: set[str] = set()
     problems: list[tuple[str, str]] = []
-    staged: list[tuple[list[str], str]] = []  # (safe path parts, md5)
     stage = os.path.join(os.path.dirname(os.path.abspath(dest_dir)),
                          temp_name("unpack:" + os.path.basename(os.path.abspath(dest_dir))))
     _remove_tree(stage)  # left by an interrupted run: it is never resumed
     os.mkdir(stage, 0o700)
     reader = _HashingReader(source)
     try:
-        with tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK,  # type: ignore[call-overload]
-                          encoding="utf-8") as tar:
-            for ti in tar:
-                try:
-                    name = check_member_name(ti.name)
-                except DatasetError as exc:
-                    problems.append((ti.name, str(exc)))
-                    continue
-                if not ti.isreg():
-                    problems.append((name, "not a regular file (links and devices are refused)"))
-                    continue
-                m = want.get(name)
-                if m is None:
-                    problems.append((name, "not listed in the manifest"))
-                    continue
-                if name in seen:
-                    problems.append((name, "appears twice in the archive"))
-                    continue
-                parts = [safe_part(p) for p in name.split("/")]
-                try:
-                    staged_path = os.path.join(ensure_dir(stage, parts[:-1]), parts[-1])
-                except ValueError as exc:  # "a" and "a/b" both in the archive
-                    problems.append((name, str(exc)))
-                    continue
-                src = tar.extractfile(ti)
-                assert src is not None
-                n, md5 = _copy_hashed(src, disk.open_new(staged_path), on_bytes)
-                if n != m.size or md5 != m.md5:
-                    os.unlink(staged_path)
-                    problems.append((name, f"size/md5 {n}/{md5} differ from the "
-                                           f"manifest's {m.size}/{m.md5}"))
-                    continue
-                staged.append((parts, m.md5 or ""))
-                seen.add(name)
+        staged, seen = _stage_members(reader, want, stage, problems, on_bytes=on_bytes,
+                                      disk=disk)
         while reader.read(CHUNK):  # the end blocks after the last member count too
             pass
         got = reader.h.hexdigest()
@@ -256,23 +220,7 @@ def unpack_stream(source: BinaryIO, manifest: Manifest, dest_dir: Union[str, Pat
                                  f"manifest's {manifest.tar_size}/{manifest.tar_md5}; "
                                  "nothing of it was unpacked"))
             return problems
-        for parts, md5 in staged:
-            name = "/".join(parts)
-            try:
-                folder = ensure_dir(dest_dir, parts[:-1])
-            except ValueError as exc:
-                problems.append((name, f"would be written outside the target folder ({exc})"))
-                continue
-            final = os.path.join(folder, parts[-1])
-            if not inside(dest_dir, os.path.dirname(final)) or os.path.islink(final):
-                problems.append((name, "would be written outside the target folder"))
-                continue
-            if os.path.isdir(final):
-                problems.append((name, "a folder is in the way"))
-                continue
-            os.replace(os.path.join(stage, *parts), final)
-            if on_member is not None:
-                on_member(final, md5)
+        _land(staged, stage, dest_dir, problems, on_member=on_member)
     except OSError as exc:
         if is_disk_full(exc):
             free = disk.free_bytes(dest_dir)
@@ -287,6 +235,87 @@ def unpack_stream(source: BinaryIO, manifest: Manifest, dest_dir: Union[str, Pat
         if not any(p[0] == name for p in problems):
             problems.append((name, "listed in the manifest but missing from the archive"))
     return problems
+
+
+def _stage_members(reader: BinaryIO, want: dict[str, Member], stage: str,
+                   problems: list[tuple[str, str]], *,
+                   on_bytes: Optional[Callable[[int], None]], disk: LocalDisk
+                   ) -> tuple[list[tuple[list[str], str]], set[str]]:
+    """Read the tar from ``reader`` (streamed) and write each member the manifest
+    lists into ``stage``, checked by size and md5: (safe path parts, md5) of each
+    staged member, and the manifest names staged. Every refused member is added
+    to ``problems``."""
+    from .names import ensure_dir, safe_part
+
+    staged: list[tuple[list[str], str]] = []
+    seen: set[str] = set()
+    with tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK,  # type: ignore[call-overload]
+                      encoding="utf-8") as tar:
+        for ti in tar:
+            name, refused = _member_name(ti, want, seen)
+            if refused:
+                problems.append((name, refused))
+                continue
+            parts = [safe_part(p) for p in name.split("/")]
+            try:
+                staged_path = os.path.join(ensure_dir(stage, parts[:-1]), parts[-1])
+            except ValueError as exc:  # "a" and "a/b" both in the archive
+                problems.append((name, str(exc)))
+                continue
+            src = tar.extractfile(ti)
+            assert src is not None
+            m = want[name]
+            n, md5 = _copy_hashed(src, disk.open_new(staged_path), on_bytes)
+            if n != m.size or md5 != m.md5:
+                os.unlink(staged_path)
+                problems.append((name, f"size/md5 {n}/{md5} differ from the "
+                                       f"manifest's {m.size}/{m.md5}"))
+                continue
+            staged.append((parts, m.md5 or ""))
+            seen.add(name)
+    return staged, seen
+
+
+def _member_name(ti: tarfile.TarInfo, want: dict[str, Member], seen: set[str]
+                 ) -> tuple[str, str]:
+    """(the member's checked name, why it is refused or "")."""
+    try:
+        name = check_member_name(ti.name)
+    except DatasetError as exc:
+        return ti.name, str(exc)
+    if not ti.isreg():
+        return name, "not a regular file (links and devices are refused)"
+    if name not in want:
+        return name, "not listed in the manifest"
+    if name in seen:
+        return name, "appears twice in the archive"
+    return name, ""
+
+
+def _land(staged: list[tuple[list[str], str]], stage: str, dest_dir: str,
+          problems: list[tuple[str, str]], *,
+          on_member: Optional[Callable[[str, str], None]]) -> None:
+    """Move the verified members from ``stage`` into ``dest_dir`` (the archive matched
+    its manifest), never outside it and never over a folder."""
+    from .names import ensure_dir, inside
+
+    for parts, md5 in staged:
+        name = "/".join(parts)
+        try:
+            folder = ensure_dir(dest_dir, parts[:-1])
+        except ValueError as exc:
+            problems.append((name, f"would be written outside the target folder ({exc})"))
+            continue
+        final = os.path.join(folder, parts[-1])
+        if not inside(dest_dir, os.path.dirname(final)) or os.path.islink(final):
+            problems.append((name, "would be written outside the target folder"))
+            continue
+        if os.path.isdir(final):
+            problems.append((name, "a folder is in the way"))
+            continue
+        os.replace(os.path.join(stage, *parts), final)
+        if on_member is not None:
+            on_member(final, md5)
 
 
 def _copy_hashed(src: BinaryIO, out: BinaryIO,
