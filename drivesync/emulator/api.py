@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Dict, Iterator, Optional
 
 from . import drives, errors
 from .errors import ApiError
-from .models import Content, DriveState, FileRecord
+from .models import DriveState
 from .query import apply_fields
+from .records import FileRecord
 from .routes import Route, match
+from .storage import Content
 from .uploads import SessionStore
 from .wire import Request, Response, error_response, file_mask, json_response
 

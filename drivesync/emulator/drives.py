@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Dict, Optional
 
 from . import errors
-from .models import FileRecord
+from .records import FileRecord
 from .wire import Request, Response, json_response
 
 if TYPE_CHECKING:

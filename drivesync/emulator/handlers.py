@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Dict
 
 from . import drives, errors
-from .models import SHORTCUT_MIME, new_file_id
 from .query import ABOUT_SCHEMA, FILE_LIST_SCHEMA, apply_fields, check_fields, parse_fields
+from .records import SHORTCUT_MIME, new_file_id
 from .wire import DEFAULT_LIST_FIELDS, IO_CHUNK, Request, Response, json_response, parse_range
 
 if TYPE_CHECKING:

@@ -2,214 +2,47 @@
 
 Files live in a dict by id with a children index by parent id, so listing a
 folder costs the folder, not the drive. Content bytes are blob files on disk
-(never held in memory), and replaced content is kept as a revision that keeps
-counting against the quota, as Drive does. With a ``data_dir`` the metadata is
-a JSON snapshot (written atomically) plus an append-only journal replayed on
-start, so state survives a restart without rewriting everything per change.
+(never held in memory; storage.py), and replaced content is kept as a revision
+that keeps counting against the quota, as Drive does. With a ``data_dir`` the
+metadata is a JSON snapshot plus an append-only journal (storage.py) replayed on
+start, so state survives a restart without rewriting everything per change. The
+records themselves are in records.py.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
 import mimetypes
-import os
 import re
 import secrets
 import threading
 import time
-import uuid
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import errors
-from .query import FOLDER_MIME, ME, compile_query, format_time, parse_time, sort_records
+from .query import FOLDER_MIME, compile_query, format_time, parse_time, sort_records
+from .records import (
+    GOOGLE_APPS_PREFIX,
+    SHORTCUT_MIME,
+    FileRecord,
+    Revision,
+    SharedDrive,
+    new_file_id,
+    sharing_fields,
+)
+from .storage import BlobStore, Content, Journal
 
 log = logging.getLogger(__name__)
 
-GOOGLE_APPS_PREFIX = "application/vnd.google-apps."
-SHORTCUT_MIME = GOOGLE_APPS_PREFIX + "shortcut"
 EMPTY_MD5 = hashlib.md5(b"").hexdigest()
 MAX_REVISIONS = 100
 MAX_DRIVE_ITEMS = 400_000   # items one shared drive may hold (trashed ones included)
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{10,100}$")
-
-
-def new_file_id() -> str:
-    """33 characters of the alphabet Drive uses, starting with "1" like Drive's ids."""
-    return "1" + secrets.token_urlsafe(24)[:32]
-
-
-@dataclass
-class Revision:
-    blob: Optional[str]
-    size: int
-    md5: str
-    modified: float
-
-
-@dataclass
-class FileRecord:
-    id: str
-    name: str
-    mime_type: str
-    parents: List[str]
-    created: float
-    modified: float
-    seq: int
-    size: Optional[int] = None          # None for folders and Google Docs types
-    md5: Optional[str] = None
-    blob: Optional[str] = None          # blob file name; None = no bytes (empty file)
-    trashed: bool = False
-    explicitly_trashed: bool = False
-    version: int = 1
-    revisions: List[Revision] = field(default_factory=list)
-    target_id: Optional[str] = None     # a shortcut's target ...
-    target_mime: Optional[str] = None   # ... and its MIME type when the shortcut was made
-    permissions: List[dict] = field(default_factory=list)  # shares; the owner's is implied
-    drive_id: Optional[str] = None      # the shared drive it lives in; None: My Drive
-
-    @property
-    def is_folder(self) -> bool:
-        return self.mime_type == FOLDER_MIME
-
-    @property
-    def has_content(self) -> bool:
-        return not self.mime_type.startswith(GOOGLE_APPS_PREFIX)
-
-    def quota_bytes(self) -> int:
-        return (self.size or 0) + sum(r.size for r in self.revisions)
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, doc: dict) -> FileRecord:
-        doc = dict(doc)
-        doc["revisions"] = [Revision(**r) for r in doc.get("revisions", [])]
-        return cls(**doc)
-
-
-@dataclass
-class SharedDrive:
-    """A shared drive: its root folder is the file record with the same id."""
-
-    id: str
-    name: str
-    created: float
-    request_id: Optional[str] = None    # drives.create is idempotent per requestId
-
-    def render(self) -> dict:
-        return {"kind": "drive#drive", "id": self.id, "name": self.name,
-                "createdTime": format_time(self.created), "hidden": False}
-
-
-@dataclass
-class Content:
-    """Bytes already written to a blob file by :class:`BlobWriter`, not yet owned."""
-
-    blob: str
-    size: int
-    md5: str
-    mime_type: Optional[str] = None
-
-
-class BlobStore:
-    """Content bytes as one file per blob under ``root``."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-        for stale in root.glob("tmp-*"):  # uploads cut off by a crash
-            stale.unlink(missing_ok=True)
-
-    def path(self, blob: str) -> Path:
-        return self.root / blob
-
-    def writer(self) -> BlobWriter:
-        return BlobWriter(self)
-
-    def delete(self, blob: Optional[str]) -> None:
-        if blob:
-            (self.root / blob).unlink(missing_ok=True)
-
-
-class BlobWriter:
-    """Streams bytes into a temp file, hashing as it goes."""
-
-    def __init__(self, store: BlobStore):
-        self.store = store
-        self.blob = uuid.uuid4().hex
-        self.tmp = store.root / f"tmp-{self.blob}"
-        self.fh = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish/abort
-        self.hasher = hashlib.md5()
-        self.size = 0
-
-    def write(self, data: bytes) -> None:
-        self.fh.write(data)
-        self.hasher.update(data)
-        self.size += len(data)
-
-    def finish(self, mime_type: Optional[str] = None) -> Content:
-        self.fh.close()
-        os.replace(self.tmp, self.store.root / self.blob)
-        return Content(self.blob, self.size, self.hasher.hexdigest(), mime_type)
-
-    def abort(self) -> None:
-        if not self.fh.closed:
-            self.fh.close()
-        self.tmp.unlink(missing_ok=True)
-
-
-class Journal:
-    """Snapshot + append-only log of changed records under ``root``."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.snapshot = root / "metadata.json"
-        self.log_path = root / "journal.jsonl"
-        self.entries = 0
-        self.fh: Any = None
-
-    def load(self) -> Tuple[Optional[dict], List[dict]]:
-        snap = json.loads(self.snapshot.read_text()) if self.snapshot.exists() else None
-        lines: List[dict] = []
-        if self.log_path.exists():
-            for line in self.log_path.read_text().splitlines():
-                try:
-                    lines.append(json.loads(line))
-                except ValueError:  # a line cut off by a crash: the rest is lost anyway
-                    break
-        return snap, lines
-
-    def append(self, doc: dict) -> None:
-        if self.fh is None:
-            self.fh = open(self.log_path, "a")  # noqa: SIM115 - closed in close()
-        self.fh.write(json.dumps(doc, separators=(",", ":")) + "\n")
-        self.fh.flush()
-        self.entries += 1
-
-    def write_snapshot(self, doc: dict) -> None:
-        tmp = self.snapshot.with_suffix(".tmp")
-        with open(tmp, "w") as fh:
-            json.dump(doc, fh, separators=(",", ":"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.snapshot)
-        if self.fh is not None:
-            self.fh.close()
-            self.fh = None
-        self.log_path.unlink(missing_ok=True)
-        self.entries = 0
-
-    def close(self) -> None:
-        if self.fh is not None:
-            self.fh.close()
-            self.fh = None
 
 
 class DriveState:
@@ -456,30 +289,13 @@ class DriveState:
                 raise
 
     def _create(self, meta: dict, content: Optional[Content]) -> FileRecord:
-        file_id = meta.get("id")
-        if file_id is not None:
-            if not isinstance(file_id, str) or not _ID_RE.match(file_id):
-                raise errors.bad_request(f"The provided file ID is not usable: {file_id}",
-                                         reason="fileIdNotUsable", location="id")
-            if file_id in self.files:
-                raise errors.duplicate_id(file_id)
-        else:
-            file_id = new_file_id()
+        file_id = self._new_id(meta.get("id"))
         name = meta.get("name")
         if name is None:
             name = "Untitled"
         if not isinstance(name, str):
             raise errors.bad_request("Invalid value for name", location="name")
-        parents = meta.get("parents") or ["root"]
-        if not isinstance(parents, list) or len(parents) != 1:
-            raise errors.ApiError(403, "cannotAddParent",
-                                  "A file must have exactly one parent.", location="parents",
-                                  location_type="other")
-        pid = self._check_parent(parents[0])
-        drive_id = self.files[pid].drive_id
-        if drive_id is not None and self.drive_items.get(drive_id, 0) >= self.max_drive_items:
-            raise errors.ApiError(403, "teamDriveFileLimitExceeded",
-                                  "The file limit for this shared drive has been exceeded.")
+        pid, drive_id = self._new_parent(meta.get("parents"))
         mime = meta.get("mimeType") or (content.mime_type if content else None)
         if not mime or mime == "application/octet-stream" and meta.get("mimeType") is None:
             mime = mimetypes.guess_type(name)[0] or mime or "application/octet-stream"
@@ -496,15 +312,7 @@ class DriveState:
             target = self._shortcut_target(meta)
             rec.target_id, rec.target_mime = target.id, target.mime_type
         if rec.has_content:
-            size = content.size if content else 0
-            if drive_id is None and self.quota_limit is not None \
-                    and self.usage + size > self.quota_limit:
-                raise errors.quota_exceeded()
-            rec.size = size
-            rec.md5 = content.md5 if content else EMPTY_MD5
-            rec.blob = content.blob if content else None
-            if drive_id is None:
-                self.usage += size
+            self._fill(rec, content)
         if meta.get("trashed"):
             rec.trashed = rec.explicitly_trashed = True
         elif pid != self.root_id and self.files[pid].trashed:
@@ -514,6 +322,44 @@ class DriveState:
         self._index(rec)
         self._persist(rec)
         return rec
+
+    def _new_id(self, file_id: Any) -> str:
+        """A caller's id (from files.generateIds) if usable and free, else a new one."""
+        if file_id is None:
+            return new_file_id()
+        if not isinstance(file_id, str) or not _ID_RE.match(file_id):
+            raise errors.bad_request(f"The provided file ID is not usable: {file_id}",
+                                     reason="fileIdNotUsable", location="id")
+        if file_id in self.files:
+            raise errors.duplicate_id(file_id)
+        return file_id
+
+    def _new_parent(self, parents: Any) -> Tuple[str, Optional[str]]:
+        """(parent id, shared drive id) of a new item: exactly one parent, a folder
+        with room, in a shared drive under its item limit."""
+        parents = parents or ["root"]
+        if not isinstance(parents, list) or len(parents) != 1:
+            raise errors.ApiError(403, "cannotAddParent",
+                                  "A file must have exactly one parent.", location="parents",
+                                  location_type="other")
+        pid = self._check_parent(parents[0])
+        drive_id = self.files[pid].drive_id
+        if drive_id is not None and self.drive_items.get(drive_id, 0) >= self.max_drive_items:
+            raise errors.ApiError(403, "teamDriveFileLimitExceeded",
+                                  "The file limit for this shared drive has been exceeded.")
+        return pid, drive_id
+
+    def _fill(self, rec: FileRecord, content: Optional[Content]) -> None:
+        """Give a new file its bytes (none: empty), counted against My Drive's quota."""
+        size = content.size if content else 0
+        if rec.drive_id is None and self.quota_limit is not None \
+                and self.usage + size > self.quota_limit:
+            raise errors.quota_exceeded()
+        rec.size = size
+        rec.md5 = content.md5 if content else EMPTY_MD5
+        rec.blob = content.blob if content else None
+        if rec.drive_id is None:
+            self.usage += size
 
     def _shortcut_target(self, meta: dict) -> FileRecord:
         details = meta.get("shortcutDetails")
@@ -769,23 +615,6 @@ def _corpus_filter(corpus: str) -> Any:
         drive_id = corpus[len("drive:"):]
         return lambda r: r.drive_id == drive_id
     return lambda r: r.drive_id is None
-
-OWNER_PERMISSION_ID = "0000000001"  # about.user.permissionId
-OWNER_EMAIL = ME[1]
-
-
-def owner_permission() -> dict:
-    return {"kind": "drive#permission", "id": OWNER_PERMISSION_ID, "type": "user",
-            "role": "owner", "emailAddress": OWNER_EMAIL, "displayName": "Emulated User",
-            "deleted": False, "pendingOwner": False}
-
-
-def sharing_fields(rec: FileRecord) -> dict:
-    """``shared``, ``permissionIds`` and ``permissions``: the owner's, then the shares."""
-    perms = [owner_permission()] + [dict(p) for p in rec.permissions]
-    return {"shared": bool(rec.permissions), "permissionIds": [p["id"] for p in perms],
-            "permissions": perms}
-
 
 def _split_ids(text: Optional[str]) -> List[str]:
     return [p.strip() for p in (text or "").split(",") if p.strip()]

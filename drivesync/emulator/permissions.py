@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from . import errors
 from .errors import ApiError
-from .models import OWNER_PERMISSION_ID, FileRecord, owner_permission
 from .query import (
     PERMISSION_LIST_SCHEMA,
     PERMISSION_SCHEMA,
@@ -22,6 +21,7 @@ from .query import (
     check_fields,
     parse_fields,
 )
+from .records import OWNER_PERMISSION_ID, FileRecord, owner_permission
 from .wire import Request, Response, json_response
 
 if TYPE_CHECKING:

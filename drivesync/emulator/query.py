@@ -93,7 +93,7 @@ class Query:
     parent: Optional[str] = None
 
 
-Rec = Any  # models.FileRecord; duck-typed to keep this module free of the model
+Rec = Any  # records.FileRecord; duck-typed to keep this module free of the model
 
 
 class _Parser:

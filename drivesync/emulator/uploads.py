@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from . import errors
 from .errors import ApiError
-from .models import Content
+from .storage import Content
 from .wire import Request, Response, body_parts, json_response
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class Session:
     mime_type: Optional[str]
     total: Optional[int]
     file_id: Optional[str]          # set for an update
-    writer: Any                     # models.BlobWriter
+    writer: Any                     # storage.BlobWriter
     expires: float = float("inf")   # time.monotonic() after which the URI answers 404
     received: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
