@@ -9,7 +9,6 @@ leave two copies. Drive file ids stay inside this module except as the opaque
 
 from __future__ import annotations
 
-import json
 import logging
 import mimetypes
 import os
@@ -17,12 +16,8 @@ import threading
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
-import google_auth_httplib2
-from googleapiclient.discovery import build_from_document
-from googleapiclient.discovery_cache import get_static_doc
-from googleapiclient.http import MediaFileUpload, build_http
+from googleapiclient.http import MediaFileUpload
 
-from ..auth import get_credentials
 from ..config import Settings, resolve_settings
 from ..errors import (
     AlreadyExists,
@@ -50,18 +45,16 @@ from .base import (
     target_path,
 )
 from .dircache import DirCache, LeafIsFile
+from .drive_client import DriveClient
 from .drive_errors import classify
 from .drive_media import MediaStream
 from .drive_support import (
     ChunkedFileUpload,
-    CountingHttp,
     IdPool,
     StopClock,
-    cut_connections,
     drive_names,
     parse_rfc3339,
     pick,
-    proxy_for,
     q_literal,
     rfc3339,
     shown_name,
@@ -75,7 +68,6 @@ FOLDER_MIME = "application/vnd.google-apps.folder"
 FIELDS = "id,name,mimeType,size,md5Checksum,modifiedTime,createdTime,parents,trashed"
 LIST_FIELDS = f"nextPageToken,files({FIELDS})"
 MY_DRIVE = "root"              # Drive's alias for the My Drive folder
-SOCKET_TIMEOUT = 60            # seconds without a byte before a request fails
 BATCH_MAX = 100                # Drive's limit of calls per batch
 SHARED_DRIVE_ITEMS = 400_000  # items one shared drive may hold (trashed ones included)
 SESSION_RESTARTS = 3           # new resumable sessions after the old one expired
@@ -105,13 +97,10 @@ class DriveRemote(Remote):
         self.features = Features(server_side_copy=True, batch_delete=True,
                                  quota=self.shared_drive is None)
         self.endpoint = self.settings.api_endpoint or "https://www.googleapis.com/"
-        self._credentials = credentials
-        self._local = threading.local()
-        self._lock = threading.Lock()          # stats counters, list of http objects
-        self._https: list[Any] = []
-        self._sessions: list[Any] = []          # AuthorizedSessions of streamed downloads
+        self._lock = threading.Lock()          # stats counters, the client's lists
+        self._client = DriveClient(self.settings, endpoint=self.endpoint,
+                                   credentials=credentials, stats=self.stats, lock=self._lock)
         self._streams: set[MediaStream] = set()  # downloads in flight (cut on Ctrl-C)
-        self._doc: Optional[str] = None
         self._dirs = DirCache(base=self._base_id, find_leaf=self._find_leaf,
                               make_leaf=self._make_folder, where=self._where)
         self._ids = IdPool(self._generate_ids)
@@ -125,64 +114,15 @@ class DriveRemote(Remote):
                             on_retry=self._on_retry, clock=self._clock, breaker=self.breaker)
         self._status: Optional[Callable[[str], None]] = None
         self._retrying = False
-        self._proxy = proxy_for(self.endpoint)
-        if self._proxy is not None:  # host and port only: the URL may hold a password
-            log.info("using the proxy %s:%s for %s (HTTPS_PROXY / HTTP_PROXY; NO_PROXY "
-                     "lists hosts that bypass it)", self._proxy.proxy_host,
-                     self._proxy.proxy_port, self.endpoint)
         chunk = max(256 * 1024, self.settings.chunk_size)
         self._chunk = chunk - chunk % (256 * 1024)
 
     # ---- the client, one per thread -----------------------------------------
     def _service(self) -> Any:
-        service = getattr(self._local, "service", None)
-        if service is None:
-            if self._credentials is None:
-                self._credentials = get_credentials(self.settings)
-            raw = build_http()  # excludes 308 from redirects (resumable uploads use it)
-            raw.timeout = SOCKET_TIMEOUT
-            raw.proxy_info = self._proxy
-            authed = google_auth_httplib2.AuthorizedHttp(self._credentials, http=raw)
-            with self._lock:
-                self._https.append(raw)
-            service = build_from_document(self._discovery(),
-                                          http=CountingHttp(authed, self.stats, self._lock))
-            self._local.service = service
-        return service
-
-    def _files(self) -> Any:
-        """This thread's ``files()`` resource, built once: building one costs ~1 ms
-        (a method object for each of its 16 methods), which counts per small file."""
-        files = getattr(self._local, "files", None)
-        if files is None:
-            files = self._local.files = self._service().files()
-        return files
-
-    def _discovery(self) -> str:
-        """The packaged Drive v3 document, pointed at ``api_endpoint`` when set.
-
-        Setting rootUrl (not client_options) is what makes uploads and batches
-        follow the endpoint too. No network discovery either way.
-        """
-        if self._doc is None:
-            doc = json.loads(get_static_doc("drive", "v3"))
-            if self.settings.api_endpoint:
-                root = self.settings.api_endpoint.rstrip("/") + "/"
-                doc["rootUrl"] = root
-                doc["mtlsRootUrl"] = root
-                doc["baseUrl"] = root + doc.get("servicePath", "drive/v3/")
-            self._doc = json.dumps(doc)
-        return self._doc
+        return self._client.service()
 
     def close(self) -> None:
-        with self._lock:
-            https, self._https = self._https, []
-            sessions, self._sessions = self._sessions, []
-        for http in https:
-            http.close()
-        for session in sessions:
-            session.close()
-        self._local = threading.local()
+        self._client.close()
 
     # ---- one HTTP call, paced ---------------------------------------------
     def set_status_listener(self, listener: Optional[Callable[[str], None]]) -> None:
@@ -455,10 +395,9 @@ class DriveRemote(Remote):
         new request starts. Clearing drops the cut connections."""
         if flag:
             self._interrupted.set()
+            self._client.cut()
             with self._lock:
-                https = list(self._https)
                 streams = list(self._streams)
-            cut_connections(https)
             for stream in streams:
                 stream.abort()
         elif self._interrupted.is_set():
@@ -586,9 +525,9 @@ class DriveRemote(Remote):
 
     def _media(self, entry: Entry, *, offset: int, label: str) -> MediaStream:
         """One streamed GET of the file from ``offset`` (a Range only when resuming)."""
-        url = self._files().get_media(fileId=entry.id, supportsAllDrives=True).uri
+        url = self._client.files().get_media(fileId=entry.id, supportsAllDrives=True).uri
         stream = MediaStream(url=url, size=entry.size, offset=offset,
-                             what=f"download of {label}", session=self._session,
+                             what=f"download of {label}", session=self._client.session,
                              call=self._call, on_request=self._count_request,
                              on_close=self._forget_stream)
         with self._lock:
@@ -602,22 +541,6 @@ class DriveRemote(Remote):
     def _count_request(self) -> None:
         with self._lock:
             self.stats.requests += 1
-
-    def _session(self) -> Any:
-        """This thread's AuthorizedSession (google.auth over requests): it streams a
-        body, where httplib2 reads a whole answer into memory."""
-        session = getattr(self._local, "session", None)
-        if session is None:
-            # imported here: requests costs ~0.2 s at startup, and most commands never download
-            from google.auth.transport.requests import AuthorizedSession
-
-            if self._credentials is None:
-                self._credentials = get_credentials(self.settings)
-            session = AuthorizedSession(self._credentials)
-            with self._lock:
-                self._sessions.append(session)
-            self._local.session = session
-        return session
 
     # ---- changes ------------------------------------------------------------------
     def move(self, target: Target, dest_path: str) -> Entry:

@@ -23,11 +23,11 @@ import httplib2
 from googleapiclient.errors import HttpError
 
 from ..errors import TransientError
+from .drive_client import SOCKET_TIMEOUT
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SOCKET_TIMEOUT = 60          # seconds without a byte before a read fails
 ERROR_BODY_MAX = 64 * 1024   # an error answer is a small JSON envelope
 
 
