@@ -133,15 +133,8 @@ class Mirror:
         # so a cron prune and this launch exclude each other
         self.lock_dir = Path(lock_dir) if lock_dir is not None else self.snapshot_dir
         self.progress = progress  # bars, events and warnings: the one channel to the user
-        self.stats = MirrorStats()
-        self.known: set[tuple[str, str]] = set()   # (name, md5) on the Remote or uploaded
-        self._twins: dict[str, Entry] = {}          # md5 -> a remote file holding those bytes
-        self._baseline: dict[str, Key] = {}        # files that predate this launch
-        self._done: dict[str, Key] = {}            # versions already handled
-        self._seen: dict[str, tuple[Key, int]] = {}
-        self._sizes: dict[str, int] = {}           # darknet family -> size mirrored this run
         self.expected_size = expected_size         # darknet: what the cfg says (see module doc)
-        self._short: dict[int, tuple[str, Key]] = {}  # size below expected -> first such file
+        self._track()
         self.quota_retry = quota_retry
         self.clock = clock
         self._blocked_at: Optional[float] = None   # when Drive last said it is full
@@ -155,6 +148,17 @@ class Mirror:
         self.extras_every = extras_every
         self._extras_done: dict[str, Key] = {}
         self._extras_at = float("-inf")
+
+    def _track(self) -> None:
+        """What this run has seen, handled and learnt about its files (one Mirror, one run)."""
+        self.stats = MirrorStats()
+        self.known: set[tuple[str, str]] = set()   # (name, md5) on the Remote or uploaded
+        self._twins: dict[str, Entry] = {}          # md5 -> a remote file holding those bytes
+        self._baseline: dict[str, Key] = {}        # files that predate this launch
+        self._done: dict[str, Key] = {}            # versions already handled
+        self._seen: dict[str, tuple[Key, int]] = {}
+        self._sizes: dict[str, int] = {}           # darknet family -> size mirrored this run
+        self._short: dict[int, tuple[str, Key]] = {}  # size below expected -> first such file
 
     # ---- start ------------------------------------------------------------
     def start(self) -> list[Entry]:
