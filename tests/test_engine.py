@@ -67,7 +67,7 @@ def test_push_dry_run_and_real_run_plan_the_same_and_only_the_real_one_writes(
     assert dry.uploaded == dry.deleted == 0 and dry.dry_run
     real = push(src, remote=drive_remote, path="ds", options=opts, hash_cache=HashCache(None))
     assert real.actions == dry.actions and real.plan == dry.plan
-    assert {a["action"] for a in real.actions} == {MKDIR, UPLOAD, "replace", DELETE}
+    assert {a.kind for a in real.actions} == {MKDIR, UPLOAD, "replace", DELETE}
     assert real.uploaded == 2 and real.deleted >= 2
     assert live(emulator) == ["a.txt", "changed.txt", "keep.txt"]
 

@@ -14,6 +14,7 @@ from ..hashing import HashCache, cache_path
 from ..progress import human_bytes
 from ..remotes import Remote, open_remote
 from ..sync import DedupeResult, SyncOptions, SyncResult, dedupe, pull, push
+from ..sync.plan import MKDIR
 from . import add_verb
 from .context import stdin_is_terminal
 from .remote import file_in_the_way, where
@@ -190,7 +191,7 @@ def run_push(args, ctx) -> int:
     if not result.confirmed:
         ctx.say("not confirmed: nothing changed")
         return 0
-    if result.dry_run and any(a["action"] == "mkdir" and not a["path"] for a in result.actions):
+    if result.dry_run and any(a.kind == MKDIR and not a.path for a in result.actions):
         in_the_way = file_in_the_way(args.remote, s)  # the real run would fail: say so now
         if in_the_way:
             raise UsageError(in_the_way)
@@ -263,9 +264,9 @@ def _print_plan(ctx, result: Union[SyncResult, DedupeResult]) -> None:
     ctx.say(f"plan (dry run, nothing changed): {counts or 'nothing to do'}")
     shown = result.actions if ctx.verbose else result.actions[:SHOW]
     for a in shown:
-        extra = f"  ({a['reason']})" if a.get("reason") else ""
-        size = f"  {human_bytes(a['size'])}" if a.get("size") else ""
-        ctx.say(f"  {a['action']:8} {a['path'] or '.'}{size}{extra}")
+        extra = f"  ({a.reason})" if a.reason else ""
+        size = f"  {human_bytes(a.size)}" if a.size else ""
+        ctx.say(f"  {a.kind:8} {a.path or '.'}{size}{extra}")
     if len(shown) < len(result.actions):
         ctx.say(f"  ... and {len(result.actions) - len(shown)} more (-v or --json for all)")
 

@@ -65,7 +65,7 @@ def dedupe(remote: Remote, path: str = "", *, rename: bool = False,
         _resume_merges(folder, children, plan)
         summary.update(plan.summary())
         result.conflicts.extend(plan.problems)
-        result.actions.extend(a.to_dict() for a in plan.actions)
+        result.actions.extend(plan.actions)
         report = apply_plan(plan, _DedupeRunner(remote).run, remote=remote, jobs=1,
                             dry_run=dry_run, serial=(MERGE, RENAME), desc="dedupe")
         result.deleted += len(report.removed)

@@ -72,7 +72,7 @@ def pull(remote: Remote, local_dir: Union[str, Path], *, path: str = "",
         short = _space_shortfall(plan, root, remote.disk)
         result = SyncResult(plan=plan.summary(), dry_run=opts.dry_run,
                             problems=list(plan.problems), warnings=warnings,
-                            actions=[a.to_dict() for a in plan.actions if a.kind != SKIP])
+                            actions=[a for a in plan.actions if a.kind != SKIP])
         runner = _PullRunner(remote=remote, root=root, progress=progress, cache=cache)
         report = apply_plan(plan, runner.run, remote=remote, jobs=opts.jobs,
                             dry_run=opts.dry_run, progress=progress, desc="pull",

@@ -280,7 +280,7 @@ def _plan_push(local_dir: Union[str, Path], remote: Remote, base: str, opts: Syn
     result = SyncResult(plan=plan.summary(), dry_run=opts.dry_run,
                         problems=unreadable + list(plan.problems),
                         warnings=list(tree.warnings) + plan.notes,
-                        actions=[a.to_dict() for a in plan.actions if a.kind != SKIP])
+                        actions=[a for a in plan.actions if a.kind != SKIP])
     return plan, result, base_exists
 
 

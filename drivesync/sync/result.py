@@ -7,10 +7,11 @@ same way (``Context.finish``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..outcome import Outcome, Problem
+from .plan import Action
 
 
 @dataclass
@@ -32,7 +33,10 @@ class SyncResult(Outcome):
     seconds: float = 0.0
     left_files: int = 0
     left_bytes: int = 0
-    actions: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)   # the plan but its skips
+
+    def to_dict(self) -> dict[str, Any]:
+        return _with_actions(self)
 
 
 @dataclass
@@ -48,10 +52,18 @@ class DedupeResult(Outcome):
     requests: int = 0
     seconds: float = 0.0
     conflicts: list[Problem] = field(default_factory=list)  # same name, other content
-    actions: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        d = super().to_dict()
+        d = _with_actions(self)
         d["conflicts"] = [Problem(*p).to_dict() for p in self.conflicts]
         del d["warnings"]   # dedupe says conflicts; its --json never had "warnings"
         return d
+
+
+def _with_actions(result: Any) -> dict[str, Any]:
+    """``Outcome.to_dict`` with each action as its small JSON form (path, size,
+    reason...), not its whole payload (a shard's members, remote entries)."""
+    d = Outcome.to_dict(replace(result, actions=[]))
+    d["actions"] = [a.to_dict() for a in result.actions]
+    return d
