@@ -3,8 +3,9 @@
 Every HTTP call goes through one Pacer (``.execute(num_retries=0)``; no other
 retry loop), each thread gets its own httplib2 object (it is not thread-safe),
 and creates carry ids from ``files.generateIds`` so a retried create can never
-leave two copies. Drive file ids stay inside this module except as the opaque
-``Entry.id``.
+leave two copies. Drive file ids stay inside this module and its helpers
+(dircache, drive_client, drive_upload, drive_batch, drive_media, ...) except as
+the opaque ``Entry.id``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import os
 import threading
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Optional, TypeVar, Union
-
-from googleapiclient.http import MediaFileUpload
 
 from ..config import Settings, resolve_settings
 from ..errors import (
@@ -45,11 +44,11 @@ from .base import (
     target_path,
 )
 from .dircache import DirCache, LeafIsFile
+from .drive_batch import BATCH_MAX, delete_batch
 from .drive_client import DriveClient
 from .drive_errors import classify
 from .drive_media import MediaStream
 from .drive_support import (
-    ChunkedFileUpload,
     IdPool,
     StopClock,
     drive_names,
@@ -59,6 +58,7 @@ from .drive_support import (
     rfc3339,
     shown_name,
 )
+from .drive_upload import send_file
 from .partial import BLOCK, PartialDownload
 
 log = logging.getLogger(__name__)
@@ -68,9 +68,7 @@ FOLDER_MIME = "application/vnd.google-apps.folder"
 FIELDS = "id,name,mimeType,size,md5Checksum,modifiedTime,createdTime,parents,trashed"
 LIST_FIELDS = f"nextPageToken,files({FIELDS})"
 MY_DRIVE = "root"              # Drive's alias for the My Drive folder
-BATCH_MAX = 100                # Drive's limit of calls per batch
 SHARED_DRIVE_ITEMS = 400_000  # items one shared drive may hold (trashed ones included)
-SESSION_RESTARTS = 3           # new resumable sessions after the old one expired
 
 
 class DriveRemote(Remote):
@@ -416,12 +414,10 @@ class DriveRemote(Remote):
         what = f"upload of {self.address}/{rel}"
         self._writes.acquire()
         try:
-            if st.st_size <= self.settings.resumable_threshold and not _ends_with_cr(source):
-                meta = self._upload_multipart(source, body, mimetype, what=what)
-                progress.on_progress(bytes=st.st_size)
-            else:
-                meta = self._upload_resumable(source, body, mimetype, what=what,
-                                              progress=progress)
+            meta = send_file(self._service, self._call, source, body, mimetype=mimetype,
+                             fields=FIELDS, size=st.st_size,
+                             threshold=self.settings.resumable_threshold, chunk=self._chunk,
+                             what=what, progress=progress, on_restart=self._count_retry)
         except AlreadyExists:
             meta = self._landed(body, what=what)
         if meta.get("md5Checksum") != want or int(meta.get("size") or 0) != st.st_size:
@@ -436,50 +432,9 @@ class DriveRemote(Remote):
             self.stats.bytes_up += st.st_size
         return self._entry(meta, rel)
 
-    def _upload_multipart(self, source: Path, body: dict, mimetype: str, *, what: str) -> dict:
-        def attempt() -> dict:
-            media = MediaFileUpload(str(source), mimetype=mimetype, resumable=False)
-            try:
-                return self._service().files().create(
-                    body=body, media_body=media, fields=FIELDS,
-                    supportsAllDrives=True).execute(num_retries=0)
-            finally:
-                media.stream().close()
-        return self._call(attempt, what=what)
-
-    def _upload_resumable(self, source: Path, body: dict, mimetype: str, *, what: str,
-                          progress: Progress) -> dict:
-        """Chunked upload; after a failed chunk the same request object asks the
-        session how much arrived (PUT bytes */N) and resumes from there."""
-        media = ChunkedFileUpload(str(source), mimetype=mimetype, chunksize=self._chunk,
-                                  resumable=True)
-        try:
-            request = self._service().files().create(body=body, media_body=media,
-                                                     fields=FIELDS, supportsAllDrives=True)
-            sent, restarts = 0, 0
-            while True:
-                try:
-                    status, done = self._call(lambda: request.next_chunk(num_retries=0),
-                                              what=what)
-                except NotFound:
-                    if request.resumable_uri is None or restarts >= SESSION_RESTARTS:
-                        raise
-                    restarts += 1
-                    log.info("%s: the upload session expired; starting a new one", what)
-                    with self._lock:
-                        self.stats.retries += 1
-                    request.resumable_uri = None
-                    request.resumable_progress = 0
-                    request._in_error_state = False
-                    continue
-                now = status.resumable_progress if status is not None else media.size()
-                if now > sent:
-                    progress.on_progress(bytes=now - sent)
-                    sent = now
-                if done is not None:
-                    return done
-        finally:
-            media.stream().close()
+    def _count_retry(self) -> None:
+        with self._lock:
+            self.stats.retries += 1
 
     def _discard(self, file_id: str, *, what: str) -> None:
         try:
@@ -631,55 +586,11 @@ class DriveRemote(Remote):
             except DriveSyncError as exc:
                 failed[target_path(t)] = exc
         for i in range(0, len(entries), BATCH_MAX):
-            failed.update(self._delete_batch(entries[i:i + BATCH_MAX], permanent=permanent))
+            failed.update(delete_batch(self._service, self._call, entries[i:i + BATCH_MAX],
+                                       permanent=permanent, endpoint=self.endpoint))
         for e in entries:
             if e.is_dir:
                 self._dirs.flush(self._parts(e.path))
-        return failed
-
-    def _delete_batch(self, entries: list[Entry], *, permanent: bool
-                      ) -> dict[str, DriveSyncError]:
-        pending = {str(i): e for i, e in enumerate(entries)}
-        tries = dict.fromkeys(pending, 0)
-        failed: dict[str, DriveSyncError] = {}
-
-        def attempt() -> None:
-            service = self._service()
-            answers: dict[str, Optional[DriveSyncError]] = {}
-
-            def on_answer(request_id: str, _response: Any, exc: Optional[Exception]) -> None:
-                if exc is None:
-                    answers[request_id] = None
-                    return
-                err = classify(exc, endpoint=self.endpoint, what="delete")
-                answers[request_id] = err or RemoteError(f"delete failed: {exc}")
-
-            batch = service.new_batch_http_request(callback=on_answer)
-            for rid, e in pending.items():
-                tries[rid] += 1
-                files = service.files()
-                batch.add(files.delete(fileId=e.id, supportsAllDrives=True) if permanent else
-                          files.update(fileId=e.id, body={"trashed": True}, fields="id",
-                                       supportsAllDrives=True),
-                          request_id=rid)
-            batch.execute()
-            retry: Optional[DriveSyncError] = None
-            for rid in list(pending):
-                err = answers.get(rid, TransientError("no answer in the batch response"))
-                if err is None or isinstance(err, NotFound) and tries[rid] > 1:
-                    del pending[rid]
-                elif is_retryable(err):
-                    retry = retry or err
-                else:
-                    failed[pending.pop(rid).path] = err
-            if retry is not None:
-                raise retry
-
-        try:
-            self._call(attempt, what=f"batch delete of {len(entries)} items")
-        except DriveSyncError as exc:
-            for e in pending.values():
-                failed[e.path] = exc
         return failed
 
     def empty_trash(self) -> None:
@@ -756,15 +667,3 @@ class _CountingReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _ends_with_cr(source: Path) -> bool:
-    """The client frames multipart bodies with bare LF; a server that expects CRLF
-    framing would eat a final 0x0D. Such files (1 in 256) go resumable instead,
-    where the bytes are sent unframed."""
-    with open(source, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        if f.tell() == 0:
-            return False
-        f.seek(-1, os.SEEK_END)
-        return f.read(1) == b"\r"

@@ -14,7 +14,6 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
 import httplib2
-from googleapiclient.http import MediaFileUpload
 
 from ..pacer import Clock
 from ..types import Stats
@@ -45,18 +44,6 @@ class CountingHttp:
 
     def __getattr__(self, name: str) -> Any:  # credentials, timeout, close, ...
         return getattr(self._inner, name)
-
-
-class ChunkedFileUpload(MediaFileUpload):
-    """A resumable file upload whose chunks are sent as bytes, not a stream.
-
-    httplib2 silently re-sends a request once when the server closes the
-    connection before answering; with a stream body the second send would be
-    empty. Bytes can be sent twice. Memory is one chunk, never the whole file.
-    """
-
-    def has_stream(self) -> bool:
-        return False
 
 
 class StopClock(Clock):
