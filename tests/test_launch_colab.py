@@ -146,3 +146,20 @@ def test_upload_puts_one_wheel_on_drive_where_cell_one_looks(emulator, capsys, m
     folder = [f for f in emulator.state.all_files() if f["id"] in wheels[0]["parents"]][0]
     assert folder["name"] == "drivesync-install"
     assert "/content/drive/MyDrive/space_Colab/drivesync-install/drivesync-*.whl" in out
+
+
+def test_a_shared_drive_wheel_is_looked_for_under_shareddrives(capsys):
+    """Colab mounts a shared drive at /content/drive/Shareddrives/NAME, not under MyDrive."""
+    out, _ = _cells(capsys, "--weights", "drive:@Team/runs", "--data", "/W/o.data",
+                    "--cfg", "/W/y.cfg")
+    assert "/content/drive/Shareddrives/Team/drivesync-install/drivesync-*.whl" in out
+    assert "MyDrive/@Team" not in out
+
+
+def test_weights_default_is_the_configured_folder(tmp_path, capsys, monkeypatch):
+    out, _ = _cells(capsys, "--data", "/W/o.data", "--cfg", "/W/y.cfg")
+    assert "--weights drive:space_Colab/backup" in out
+    monkeypatch.setenv("DRIVESYNC_FOLDER", "my_runs")
+    out, _ = _cells(capsys, "--data", "/W/o.data", "--cfg", "/W/y.cfg")
+    assert "--weights drive:my_runs/backup" in out
+    assert "/content/drive/MyDrive/my_runs/drivesync-install" in out

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import posixpath
 import shlex
 import sys
 from typing import Optional
 
-from ..config import Settings
+from ..config import DEFAULT_FOLDER, Settings, resolve_settings
 from ..errors import NotFound, UsageError
 from ..launch.colab import in_colab
 from ..launch.registry import TRAINERS, trainer_named
@@ -120,9 +121,10 @@ def _register_cell(sub, common) -> None:
                          "--data /WORK1/obj.data --cfg /WORK1/yolo.cfg")
     c.add_argument("--trainer", choices=list(TRAINERS), default="darknet",
                    help="which trainer the cell launches (default darknet)")
-    c.add_argument("--weights", default="drive:space_Colab/backup", metavar="REMOTE",
+    c.add_argument("--weights", metavar="REMOTE",
                    help="checkpoint folder to resume from and mirror to "
-                        "(default drive:space_Colab/backup)")
+                        "(default drive:FOLDER/backup, FOLDER the folder setting, "
+                        f"{DEFAULT_FOLDER} unless configured)")
     c.add_argument("--dataset", metavar="REMOTE",
                    help="prepared dataset to stage on the VM's local disk (drive:... or a path)")
     c.add_argument("--data", help="obj.data or data.yaml (a placeholder when missing: a warning)")
@@ -224,8 +226,12 @@ def check_cell_args(args) -> list[str]:
 
 
 def _mounted(address: str, settings: Settings) -> str:
-    """Where a ``drive:`` folder appears under the Colab mount."""
+    """Where a ``drive:`` folder appears under the Colab mount: ``MyDrive/...``, or
+    ``Shareddrives/NAME/...`` for a shared drive (``drive:@NAME/...``)."""
     addr = parse_address(address)
+    if addr.is_drive and addr.shared_drive:
+        return posixpath.join("/content/drive/Shareddrives", addr.shared_drive,
+                              (addr.drive_folder or "").strip("/")).rstrip("/")
     raw = addr.path if addr.is_drive else settings.folder
     return f"/content/drive/MyDrive/{raw.strip('/')}"
 
@@ -281,9 +287,15 @@ def _install_cell(args, settings: Settings) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _default_weights(args, settings: Settings) -> None:
+    """``--weights`` left out: ``drive:FOLDER/backup`` in the configured top folder."""
+    args.weights = args.weights or f"drive:{settings.folder}/backup"
+
+
 def colab_cell_text(args, settings: Optional[Settings] = None) -> str:
     """The notebook's cells, with the user's paths filled in; "Run all" on a fresh VM."""
-    settings = settings or Settings()
+    settings = resolve_settings(settings)
+    _default_weights(args, settings)
     cells = [("mount Drive in the kernel and install drivesync from it",
               _install_cell(args, settings))]
     if any(is_drive_address(a or "") for a in (args.weights, args.dataset)):
@@ -324,6 +336,7 @@ def upload_wheel(args, ctx: Context) -> str:
 
 
 def _colab_cell(args, ctx: Context) -> int:
+    _default_weights(args, ctx.settings)
     for w in check_cell_args(args):
         ctx.warn(w)
     uploaded = upload_wheel(args, ctx) if args.upload else None
