@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from ..config import Settings
 from ..errors import PartialFailure
 from ..progress import NULL_PROGRESS, Progress
 from ..remotes.base import Remote
@@ -60,8 +61,9 @@ def read_marker(dest: Union[str, Path]) -> Optional[dict]:
     return doc if isinstance(doc, dict) and doc.get("format") == MARKER_FORMAT else None
 
 
-def stage_dataset(remote: Remote, dest: Union[str, Path], *, path: str = "", jobs: int = 4,
-                  progress: Progress = NULL_PROGRESS, force: bool = False) -> StageResult:
+def stage_dataset(remote: Remote, dest: Union[str, Path], *, path: str = "",
+                  jobs: int = Settings.jobs, progress: Progress = NULL_PROGRESS,
+                  force: bool = False) -> StageResult:
     """Pull ``path`` into ``dest`` (unpacking packed shards) unless already staged."""
     from ..sync import pull  # the sync package owns copying, unpacking and md5 checks
 
