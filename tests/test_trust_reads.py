@@ -27,7 +27,7 @@ from drivesync.cli import main
 from drivesync.errors import EXIT_PARTIAL, EXIT_USAGE, Unreadable
 from drivesync.remotes import open_remote
 
-push_module = importlib.import_module("drivesync.sync.push")  # the package exports push()
+push_module = importlib.import_module("drivesync.sync.scan")   # where push lists folders
 
 
 def write(path, text="x"):
