@@ -72,7 +72,7 @@ def run_demo(*, workdir: Optional[Path] = None, images: int = 60, max_files: int
              latency: float = 0.0, progress: Progress = NULL_PROGRESS) -> DemoResult:
     """The six steps against an in-process emulator; the work folder goes unless kept or failed."""
     from .emulator import Emulator
-    from .hashing import HashCache
+    from .hashing import HashCache, cache_path
     from .remotes import open_remote
 
     own_dir = workdir is None
@@ -87,7 +87,7 @@ def run_demo(*, workdir: Optional[Path] = None, images: int = 60, max_files: int
         emu.configure(latency=latency, write_rate=DEMO_WRITE_RATE, write_burst=5)
         settings = Settings(api_endpoint=url, token=DEMO_TOKEN, state_dir=str(work / "state"),
                             write_rate=DEMO_WRITE_RATE * 0.93)
-        hashes = HashCache(work / "state" / "hashes.sqlite")
+        hashes = HashCache(cache_path(settings.resolved_state_dir()))
         with open_remote("drive:space_Colab", settings=settings) as remote:
             demo = _Demo(work, remote, settings, hashes, progress, result)
             _prepare_step(demo, images=images, max_files=max_files)

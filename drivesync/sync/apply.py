@@ -24,6 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
+from ..config import Settings
 from ..errors import AuthError, DiskFull, DriveSyncError, NetworkDown, NotFound, QuotaExceeded
 from ..outcome import Problem
 from ..progress import NULL_PROGRESS, Progress
@@ -62,8 +63,8 @@ class ApplyReport:
     delete_errors: dict[str, DriveSyncError] = field(default_factory=dict)
 
 
-def apply_plan(plan: Plan, run: Callable[[Action], int], *, remote: Remote, jobs: int = 4,
-               dry_run: bool = False, progress: Progress = NULL_PROGRESS,
+def apply_plan(plan: Plan, run: Callable[[Action], int], *, remote: Remote,
+               jobs: int = Settings.jobs, dry_run: bool = False, progress: Progress = NULL_PROGRESS,
                serial: Sequence[str] = (MKDIR,), last: Sequence[str] = (EMPTY_TRASH,),
                ask: Optional[Ask] = None, prepare: Callable[[], object] = lambda: None,
                blockers: Sequence[tuple[str, DriveSyncError]] = (), desc: str = ""

@@ -12,13 +12,13 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-from ..config import DEFAULT_MAX_FILES
+from ..config import DEFAULT_MAX_FILES, Settings
 from ..hashing import default_cache_path
 
 
 @dataclass(frozen=True)
 class SyncOptions:
-    jobs: int = 4                       # parallel transfers
+    jobs: int = Settings.jobs           # parallel transfers
     dry_run: bool = False               # plan and report; the engine runs nothing
     delete: bool = False                # push: trash remote files absent locally
     pack: bool = False                  # push: one tar + manifest per shard folder

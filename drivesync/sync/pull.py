@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Optional, Union
 
 from ..errors import DatasetError, DiskFull, DriveSyncError, NotFound, Stopped, UsageError
-from ..hashing import HashCache
+from ..hashing import HashCache, cache_path
 from ..localdisk import LocalDisk
 from ..outcome import Problem
 from ..progress import NULL_PROGRESS, Progress, human_bytes
@@ -62,8 +62,7 @@ def pull(remote: Remote, local_dir: Union[str, Path], *, path: str = "",
     req0, retry0 = remote.stats.requests, remote.stats.retries
     root = os.path.abspath(local_dir)
     own_cache = hash_cache is None
-    cache = hash_cache if hash_cache is not None else HashCache(
-        opts.state_path() / "hashes.sqlite")
+    cache = hash_cache if hash_cache is not None else HashCache(cache_path(opts.state_path()))
     if os.path.lexists(root) and not os.path.isdir(root):
         raise UsageError(f"{root}: exists and is not a folder; pull writes into a folder")
     try:

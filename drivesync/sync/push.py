@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from ..errors import DriveSyncError, NetworkDown, NotFound, QuotaExceeded, Stopped
-from ..hashing import HashCache
+from ..hashing import HashCache, cache_path
 from ..outcome import Problem
 from ..progress import NULL_PROGRESS, Progress, human_bytes, status_listener
 from ..remotes.base import Remote
@@ -101,7 +101,7 @@ def push(local_dir: Union[str, Path], *, remote: Remote, path: str = "",
     base = path.strip("/")
     state_path = opts.state_path()
     own_cache = hash_cache is None
-    cache = hash_cache if hash_cache is not None else HashCache(state_path / "hashes.sqlite")
+    cache = hash_cache if hash_cache is not None else HashCache(cache_path(state_path))
     packs_db = PackState(state_path / "packs.sqlite")
     remote.set_status_listener(status_listener(progress))
     try:
