@@ -94,12 +94,16 @@ def test_resumable_upload_resumes_after_a_failed_chunk(drive_remote, emulator, t
 def test_retried_create_that_landed_is_accepted_not_duplicated(drive_remote, emulator,
                                                                tmp_path):
     path = src(tmp_path, "x", b"payload")
+    drive_remote.mkdir("d")
+    # The create takes effect, its answer is lost: the retry (same pre-generated id) meets it.
+    faults = emulator.counters["faults"]
+    emulator.inject("lost", method="POST", path_contains="/upload/")
     first = drive_remote.upload(path, "d/x")
-    # Replay the same create (same pre-generated id), as a retry after a lost answer would.
-    drive_remote._ids = IdPool(lambda n: [first.id])
-    again = drive_remote.upload(path, "d/x")
-    assert again.id == first.id and again.md5 == first.md5
+    assert emulator.counters["faults"] == faults + 1
+    assert first.md5 == hashlib.md5(b"payload").hexdigest()
     assert len(live_files(emulator, "x")) == 1
+    # An id already used by another item is never taken for ours.
+    drive_remote._ids = IdPool(lambda n: [first.id])
     with pytest.raises(RemoteError, match="taken by another item"):
         drive_remote.upload(src(tmp_path, "y", b"other"), "d/y")
 
@@ -108,12 +112,12 @@ def test_copy_is_server_side_and_a_retried_copy_is_not_doubled(drive_remote, emu
                                                                tmp_path):
     first = drive_remote.upload(src(tmp_path, "w", b"w" * 200_000), "d/last.pt")
     sent = emulator.counters["bytes_in"]
+    faults = emulator.counters["faults"]
+    # The copy takes effect, its answer is lost: the retry (same pre-generated id) meets it.
+    emulator.inject("lost", method="POST", path_contains="/copy")
     copied = drive_remote.copy(first, "d/best.pt")
     assert emulator.counters["bytes_in"] - sent < 2_000  # no byte of the file travelled
-    # Replay the same copy (same pre-generated id), as a retry after a lost answer would.
-    drive_remote._ids = IdPool(lambda n: [copied.id])
-    again = drive_remote.copy(first, "d/best.pt")
-    assert again.id == copied.id and again.md5 == first.md5
+    assert emulator.counters["faults"] == faults + 1 and copied.md5 == first.md5
     assert len(live_files(emulator, "best.pt")) == 1
 
 def test_modified_time_comes_from_the_local_file(drive_remote, tmp_path):

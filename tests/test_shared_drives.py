@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 import uuid
 
+import google.oauth2.credentials
 import pytest
+from googleapiclient.discovery import build_from_document
+from googleapiclient.discovery_cache import get_static_doc
 from googleapiclient.errors import HttpError
 
 from drivesync.checkpoints.lease import FolderLease, LeaseTiming, read_leases
@@ -25,8 +28,12 @@ def team(emulator, monkeypatch):
 
 
 @pytest.fixture
-def service(drive_remote):
-    return drive_remote._service()   # the real client, pointed at the emulator
+def service(emulator):
+    """The real client, pointed at the emulator as the Drive remote points it."""
+    doc = json.loads(get_static_doc("drive", "v3"))
+    doc["rootUrl"] = doc["mtlsRootUrl"] = emulator.url
+    return build_from_document(doc, credentials=google.oauth2.credentials.Credentials(
+        emulator.token))
 
 
 @pytest.fixture

@@ -162,31 +162,41 @@ class _Parser:
         k, t = self.peek()
         if k == "str":
             self.i += 1
-            self.take("kw", "in")
-            field = self.take("word")
-            if field == "parents":
-                pid = self.resolve(t)
-                if top:
-                    self.parent_hints.append(pid)
-                return lambda r: pid in r.parents
-            if field in ("owners", "writers", "readers"):
-                return _grantee_test(t, field)
-            raise _bad_q(self.q, f"unsupported collection {field!r}")
+            return self._membership(t, top)
         field = self.take("word")
         k, op = self.peek()
         if (k, op) == ("kw", "contains"):
             self.i += 1
-            needle = self.take("str").lower()
-            if field in ("name", "fullText"):
-                return lambda r: needle in r.name.lower()
-            if field == "mimeType":
-                return lambda r: needle in r.mime_type.lower()
-            raise _bad_q(self.q, f"'contains' is not supported for {field}")
+            return self._contains(field, self.take("str").lower())
         if k != "op":
             raise _bad_q(self.q, f"expected an operator after {field}")
         self.i += 1
         vk, value = self.peek()
         self.i += 1
+        return self._comparison(field, op, vk, value)
+
+    def _membership(self, value: str, top: bool) -> Callable[[Rec], bool]:
+        """``'ID' in parents``, ``'EMAIL' in owners|writers|readers``."""
+        self.take("kw", "in")
+        field = self.take("word")
+        if field == "parents":
+            pid = self.resolve(value)
+            if top:
+                self.parent_hints.append(pid)
+            return lambda r: pid in r.parents
+        if field in ("owners", "writers", "readers"):
+            return _grantee_test(value, field)
+        raise _bad_q(self.q, f"unsupported collection {field!r}")
+
+    def _contains(self, field: str, needle: str) -> Callable[[Rec], bool]:
+        if field in ("name", "fullText"):
+            return lambda r: needle in r.name.lower()
+        if field == "mimeType":
+            return lambda r: needle in r.mime_type.lower()
+        raise _bad_q(self.q, f"'contains' is not supported for {field}")
+
+    def _comparison(self, field: str, op: str, vk: str, value: str) -> Callable[[Rec], bool]:
+        """``field OP value`` for the string, boolean and time fields."""
         if field in ("name", "mimeType"):
             if vk != "str" or op not in ("=", "!="):
                 raise _bad_q(self.q, f"{field} takes = or != and a quoted string")
