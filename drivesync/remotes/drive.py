@@ -48,6 +48,7 @@ from .drive_batch import BATCH_MAX, delete_batch
 from .drive_client import DriveClient
 from .drive_errors import classify
 from .drive_media import MediaStream
+from .drive_space import DriveSpace
 from .drive_support import (
     IdPool,
     StopClock,
@@ -67,8 +68,6 @@ T = TypeVar("T")
 FOLDER_MIME = "application/vnd.google-apps.folder"
 FIELDS = "id,name,mimeType,size,md5Checksum,modifiedTime,createdTime,parents,trashed"
 LIST_FIELDS = f"nextPageToken,files({FIELDS})"
-MY_DRIVE = "root"              # Drive's alias for the My Drive folder
-SHARED_DRIVE_ITEMS = 400_000  # items one shared drive may hold (trashed ones included)
 
 
 class DriveRemote(Remote):
@@ -89,9 +88,9 @@ class DriveRemote(Remote):
         if self.shared_drive == "":
             raise UsageError(f"{self.address}: '@' must be followed by a shared drive's name "
                              "(drive:@TeamData/folder)")
-        self._drive_id: Optional[str] = None
+        self._space = DriveSpace(self.shared_drive, run=self._run, address=self.address)
         # files.copy duplicates the bytes in Drive; deletes go in batches; a shared
-        # drive has no quota of its own (see _drive_quota)
+        # drive has no quota of its own (see DriveSpace.quota)
         self.features = Features(server_side_copy=True, batch_delete=True,
                                  quota=self.shared_drive is None)
         self.endpoint = self.settings.api_endpoint or "https://www.googleapis.com/"
@@ -99,7 +98,7 @@ class DriveRemote(Remote):
         self._client = DriveClient(self.settings, endpoint=self.endpoint,
                                    credentials=credentials, stats=self.stats, lock=self._lock)
         self._streams: set[MediaStream] = set()  # downloads in flight (cut on Ctrl-C)
-        self._dirs = DirCache(base=self._base_id, find_leaf=self._find_leaf,
+        self._dirs = DirCache(base=self._space.base_id, find_leaf=self._find_leaf,
                               make_leaf=self._make_folder, where=self._where)
         self._ids = IdPool(self._generate_ids)
         self._interrupted = threading.Event()
@@ -183,43 +182,6 @@ class DriveRemote(Remote):
         base = f"@{self.shared_drive}/" if self.shared_drive is not None else ""
         return "drive:" + base + "/".join(parts)
 
-    # ---- shared drives --------------------------------------------------------
-    def _base_id(self) -> str:
-        """My Drive's alias, or the id of the shared drive named in the address."""
-        if self.shared_drive is None:
-            return MY_DRIVE
-        if self._drive_id is None:
-            self._drive_id = self._find_drive(self.shared_drive)
-        return self._drive_id
-
-    def _find_drive(self, name: str) -> str:
-        """drives.list (all pages) and an exact name match: none or two are errors."""
-        found: list[dict] = []
-        token: Optional[str] = None
-        while True:
-            page = self._run(lambda s, t=token: s.drives().list(
-                pageSize=100, pageToken=t, fields="nextPageToken,drives(id,name)"),
-                what="drives.list")
-            found += [d for d in page.get("drives", []) if d.get("name") == name]
-            token = page.get("nextPageToken")
-            if not token:
-                break
-        if not found:
-            raise NotFound(f"{self.address}: no shared drive named {name!r} among those this "
-                           "account can see (names are case-sensitive)")
-        if len(found) > 1:
-            ids = ", ".join(d["id"] for d in found)
-            raise UsageError(f"{self.address}: {len(found)} shared drives are named {name!r} "
-                             f"(ids {ids}); rename one so the name says which")
-        return found[0]["id"]
-
-    def _list_kw(self) -> dict:
-        """files.list flags: one shared drive's items, as the API requires, else My Drive."""
-        if self.shared_drive is None:
-            return {"spaces": "drive", "supportsAllDrives": True}
-        return {"corpora": "drive", "driveId": self._base_id(), "includeItemsFromAllDrives": True,
-                "supportsAllDrives": True}
-
     def _rel(self, parts: tuple[str, ...]) -> str:
         return "/".join(parts[len(self._parts("")):])
 
@@ -232,7 +194,7 @@ class DriveRemote(Remote):
         token: Optional[str] = None
         while True:
             page = self._run(lambda s, t=token: s.files().list(
-                q=q, pageSize=1000, fields=LIST_FIELDS, pageToken=t, **self._list_kw()),
+                q=q, pageSize=1000, fields=LIST_FIELDS, pageToken=t, **self._space.list_kw()),
                 what="files.list")
             for meta in page.get("files", []):
                 meta["name"] = shown_name(meta.get("name") or "")
@@ -369,7 +331,7 @@ class DriveRemote(Remote):
         parts = self._parts(rel)
         if not rel:
             return Entry(path="", kind=FOLDER, id=self._dirs.existing(parts))
-        self._base_id()
+        self._space.base_id()
         try:
             parent = self._dirs.find(parts[:-1])
         except NotFound:
@@ -594,49 +556,10 @@ class DriveRemote(Remote):
         return failed
 
     def empty_trash(self) -> None:
-        """My Drive's trash; in a shared drive, that drive's own trash (its items go
-        there, not to anyone's trash; emptying it needs the organizer role)."""
-        if self.shared_drive is None:
-            self._run(lambda s: s.files().emptyTrash(), what="files.emptyTrash")
-            return
-        drive_id = self._base_id()
-        self._run(lambda s: s.files().emptyTrash(driveId=drive_id), what="files.emptyTrash")
+        self._space.empty_trash()
 
     def quota(self) -> Quota:
-        if self.shared_drive is not None:
-            return self._drive_quota()
-        about = self._run(lambda s: s.about().get(fields="storageQuota"), what="about.get")
-        q = about.get("storageQuota", {})
-        limit = q.get("limit")
-        return Quota(limit=int(limit) if limit not in (None, "") else None,
-                     usage=int(q.get("usage") or 0), trash=int(q.get("usageInDriveTrash") or 0))
-
-    def _drive_quota(self) -> Quota:
-        """A shared drive has no quota of its own in the API (about.get is the user's,
-        and its items are not counted there): what it holds is counted by listing it,
-        trash included, against its 400,000-item limit."""
-        drive_id = self._base_id()
-        usage = trash = items = 0
-        token: Optional[str] = None
-        while True:
-            page = self._run(lambda s, t=token: s.files().list(
-                pageSize=1000, pageToken=t, corpora="drive", driveId=drive_id,
-                includeItemsFromAllDrives=True, supportsAllDrives=True,
-                fields="nextPageToken,files(size,quotaBytesUsed,trashed)"),
-                what="files.list")
-            for meta in page.get("files", []):
-                size = int(meta.get("quotaBytesUsed") or meta.get("size") or 0)
-                items += 1
-                usage += size
-                trash += size if meta.get("trashed") else 0
-            token = page.get("nextPageToken")
-            if not token:
-                break
-        return Quota(limit=None, usage=usage, trash=trash, items=items,
-                     item_limit=SHARED_DRIVE_ITEMS,
-                     note=f"shared drive {self.shared_drive}: no per-user quota (its items "
-                          "belong to the drive and count against the organization's pooled "
-                          "storage); at most 400,000 items, trash included")
+        return self._space.quota()
 
     def account(self) -> dict:
         """Who the credentials belong to (``auth status``): {"email", "name"}."""
