@@ -641,6 +641,39 @@ def test_persistence_across_restart(tmp_path):
     assert (tmp_path / "drive" / "metadata.json").exists()
 
 
+def test_a_crash_replays_the_journal_written_after_the_snapshot(tmp_path):
+    """No clean stop: the state is the start's snapshot plus the journal lines after
+    it (creates, a rename into another folder, a delete), replayed in order."""
+    import shutil
+
+    emu = Emulator(token="p", data_dir=tmp_path / "drive")
+    svc = make_service(emu.start(), "p")
+    try:
+        a, b = mkdir(svc, "a"), mkdir(svc, "b")
+        moved = put(svc, "m.bin", b"moved", parent=a)["id"]
+        put(svc, "z.bin", b"z", parent=b)
+        gone = put(svc, "gone", b"x", parent=b)["id"]
+        svc.files().update(fileId=moved, addParents=b, removeParents=a,
+                           body={"name": "c.bin"}).execute()
+        svc.files().delete(fileId=gone).execute()
+        before = emu.state.all_files()
+        shutil.copytree(tmp_path / "drive", tmp_path / "crashed")   # as a kill would leave it
+    finally:
+        emu.stop()
+    assert (tmp_path / "crashed" / "journal.jsonl").read_text().count("\n") >= 6
+    again = Emulator(token="p", data_dir=tmp_path / "crashed")
+    svc2 = make_service(again.start(), "p")
+    try:
+        assert again.state.all_files() == before
+        assert names(svc2, f"'{b}' in parents") == ["c.bin", "z.bin"]
+        assert names(svc2, f"'{a}' in parents") == []
+        assert download(svc2, moved) == b"moved"
+        put(svc2, "after", b"y", parent=a)  # the indexes are usable
+        assert names(svc2, f"'{a}' in parents") == ["after"]
+    finally:
+        again.stop()
+
+
 def test_cli_serves_in_a_subprocess(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     env.pop("DRIVESYNC_TOKEN", None)

@@ -77,30 +77,19 @@ class DriveState:
 
     def _load(self) -> None:
         assert self.journal is not None
-        snap, lines = self.journal.load()
-        if snap is None and not lines:
+        saved = self.journal.replay()
+        if saved is None:
             self._snapshot()
             return
-        if snap is not None:
+        root_id, files, drives = saved
+        if root_id is not None:
             self.files = {}
             self.children = {}
-            for doc in snap["files"]:
-                self._index(FileRecord.from_json(doc))
-            self.root_id = snap["root_id"]
-            self.root = self.files[self.root_id]
-            for doc in snap.get("drives", []):
-                self.drives[doc["id"]] = SharedDrive(**doc)
-        for entry in lines:
-            if "put" in entry:
-                rec = FileRecord.from_json(entry["put"])
-                old = self.files.get(rec.id)
-                if old is not None:
-                    self._unindex(old)
-                self._index(rec)
-            elif "del" in entry and entry["del"] in self.files:
-                self._unindex(self.files[entry["del"]])
-            elif "drive" in entry:
-                self.drives[entry["drive"]["id"]] = SharedDrive(**entry["drive"])
+            self.root_id = root_id
+        for rec in files.values():
+            self._index(rec)
+        self.root = self.files[self.root_id]
+        self.drives.update(drives)
         self.seq = max(r.seq for r in self.files.values())
         self.usage = sum(r.quota_bytes() for r in self.files.values() if r.drive_id is None)
         for r in self.files.values():

@@ -11,7 +11,9 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
+
+from .records import FileRecord, SharedDrive
 
 
 @dataclass
@@ -91,6 +93,34 @@ class Journal:
                 except ValueError:  # a line cut off by a crash: the rest is lost anyway
                     break
         return snap, lines
+
+    def replay(self) -> Optional[Tuple[Optional[str], Dict[str, FileRecord],
+                                       Dict[str, SharedDrive]]]:
+        """What the snapshot and the log after it describe: (root id or None when
+        there is no snapshot, records by id in the order they were last written,
+        shared drives); None when nothing was ever saved."""
+        snap, lines = self.load()
+        if snap is None and not lines:
+            return None
+        root_id: Optional[str] = None
+        files: Dict[str, FileRecord] = {}
+        drives: Dict[str, SharedDrive] = {}
+        if snap is not None:
+            for doc in snap["files"]:
+                files[doc["id"]] = FileRecord.from_json(doc)
+            root_id = snap["root_id"]
+            for doc in snap.get("drives", []):
+                drives[doc["id"]] = SharedDrive(**doc)
+        for entry in lines:
+            if "put" in entry:
+                rec = FileRecord.from_json(entry["put"])
+                files.pop(rec.id, None)   # a rewritten record moves to the end, as it was indexed
+                files[rec.id] = rec
+            elif "del" in entry:
+                files.pop(entry["del"], None)
+            elif "drive" in entry:
+                drives[entry["drive"]["id"]] = SharedDrive(**entry["drive"])
+        return root_id, files, drives
 
     def append(self, doc: dict) -> None:
         if self.fh is None:
