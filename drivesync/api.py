@@ -84,7 +84,7 @@ def push(local: Union[str, Path], remote: RemoteLike, *, pack: bool = False,
                           dry_run=dry_run, max_files_per_folder=s.max_files_per_folder,
                           allow_big_folders=allow_big_folders, state_dir=s.resolved_state_dir())
     with _opened(remote, s) as r:
-        if write_rate is not None and isinstance(remote, Remote):
+        if write_rate is not None and isinstance(remote, Remote) and r.features.paced_writes:
             r.set_write_rate(write_rate)
         with contextlib.closing(HashCache(cache_path(s.resolved_state_dir()))) as cache:
             return _push(src, remote=r, options=options, progress=progress, hash_cache=cache)

@@ -115,7 +115,7 @@ def test_drop_mid_body_resumes_with_range_and_fetches_nothing_twice(drive_remote
 
 def test_remote_modified_time_is_kept(remote, tmp_path):
     entry = put(remote, tmp_path, "w/last.pt", blob(5000, 3), mtime=1_600_000_000.25)
-    if remote.server_side_copy:  # Drive keeps the uploaded file's time as modifiedTime
+    if remote.features.server_side_copy:  # Drive keeps the uploaded file's time as modifiedTime
         assert abs(entry.modified - 1_600_000_000.25) < 0.002
     remote.download(entry, tmp_path / "one.pt")
     assert abs(os.stat(tmp_path / "one.pt").st_mtime - entry.modified) < 0.002

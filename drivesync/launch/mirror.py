@@ -494,7 +494,7 @@ class Mirror:
         self._clear()
         twin = self._twins.get(want)
         new: Optional[Entry] = None
-        if twin is not None and twin.name != name and self.remote.server_side_copy:
+        if twin is not None and twin.name != name and self.remote.features.server_side_copy:
             try:
                 new = self.remote.copy(twin, tmp_path)
             except NotFound:  # pruned or replaced since: upload the bytes instead

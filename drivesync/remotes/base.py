@@ -80,11 +80,6 @@ class Remote(ABC):
     def __init__(self) -> None:
         self.stats = Stats()
 
-    @property
-    def server_side_copy(self) -> bool:
-        """``features.server_side_copy``, for callers that read it here."""
-        return self.features.server_side_copy
-
     # ---- primitives -----------------------------------------------------
     @abstractmethod
     def list(self, path: Target = "") -> list[Entry]:
