@@ -105,6 +105,30 @@ def live_remote():
     parent.close()
 
 
+@pytest.fixture
+def drive_service(emulator):
+    """The real google-api-python-client pointed at the emulator, as the Drive remote points it."""
+    import json
+
+    import google.oauth2.credentials
+    from googleapiclient.discovery import build_from_document
+    from googleapiclient.discovery_cache import get_static_doc
+
+    doc = json.loads(get_static_doc("drive", "v3"))
+    doc["rootUrl"] = doc["mtlsRootUrl"] = emulator.url
+    return build_from_document(doc, credentials=google.oauth2.credentials.Credentials(
+        emulator.token))
+
+
+@pytest.fixture
+def drive_env(emulator, monkeypatch):
+    """The CLI and the Python API pointed at the emulator through the environment alone."""
+    monkeypatch.setenv("DRIVESYNC_API_ENDPOINT", emulator.url)
+    monkeypatch.setenv("DRIVESYNC_TOKEN", TOKEN)
+    monkeypatch.setenv("DRIVESYNC_WRITE_RATE", "0")
+    return emulator
+
+
 # ---- object stores: real protocol servers on loopback (moto's S3, a GCS emulator) ----
 @pytest.fixture(scope="session")
 def s3_server():

@@ -80,12 +80,6 @@ def test_local_side_of_push_and_pull_must_be_local(in_tmp, capsys):
     assert not (in_tmp / "drive:x").exists()
 
 
-@pytest.fixture
-def drive_env(emulator, monkeypatch):
-    monkeypatch.setenv("DRIVESYNC_API_ENDPOINT", emulator.url)
-    monkeypatch.setenv("DRIVESYNC_TOKEN", TOKEN)
-    monkeypatch.setenv("DRIVESYNC_WRITE_RATE", "0")
-    return emulator
 
 
 def test_bare_drive_and_drive_x_agree(drive_env, capsys):

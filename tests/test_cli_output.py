@@ -46,12 +46,6 @@ def test_context_warns_once_and_escapes_every_channel():
         assert all(not line.startswith("drivesync: error: forged") for line in text.splitlines())
 
 
-@pytest.fixture
-def drive_env(emulator, monkeypatch):
-    monkeypatch.setenv("DRIVESYNC_API_ENDPOINT", emulator.url)
-    monkeypatch.setenv("DRIVESYNC_TOKEN", TOKEN)
-    monkeypatch.setenv("DRIVESYNC_WRITE_RATE", "0")
-    return emulator
 
 
 def _seed(emu, parent, name, data=None, mime=None):

@@ -27,11 +27,8 @@ UPLOAD_FIELDS = "id,name,size,md5Checksum,parents,quotaBytesUsed,version"
 
 
 @pytest.fixture
-def svc(emulator):
-    doc = json.loads(get_static_doc("drive", "v3"))
-    doc["rootUrl"] = doc["mtlsRootUrl"] = emulator.url
-    return build_from_document(doc, credentials=google.oauth2.credentials.Credentials(
-        emulator.token))
+def svc(drive_service):
+    return drive_service
 
 
 @pytest.fixture

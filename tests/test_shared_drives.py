@@ -7,10 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 
-import google.oauth2.credentials
 import pytest
-from googleapiclient.discovery import build_from_document
-from googleapiclient.discovery_cache import get_static_doc
 from googleapiclient.errors import HttpError
 
 from drivesync.checkpoints.lease import FolderLease, LeaseTiming, read_leases
@@ -28,12 +25,9 @@ def team(emulator, monkeypatch):
 
 
 @pytest.fixture
-def service(emulator):
+def service(drive_service):
     """The real client, pointed at the emulator as the Drive remote points it."""
-    doc = json.loads(get_static_doc("drive", "v3"))
-    doc["rootUrl"] = doc["mtlsRootUrl"] = emulator.url
-    return build_from_document(doc, credentials=google.oauth2.credentials.Credentials(
-        emulator.token))
+    return drive_service
 
 
 @pytest.fixture
