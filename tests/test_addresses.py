@@ -10,8 +10,6 @@ from drivesync.cli import main
 from drivesync.errors import EXIT_NOT_FOUND, EXIT_USAGE, UsageError
 from drivesync.remotes import known_schemes, open_remote, parse_address
 
-TOKEN = "test-token"  # as in conftest.py
-
 
 @pytest.mark.parametrize("text, scheme, path", [
     ("drive:", "drive", ""),

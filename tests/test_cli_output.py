@@ -17,7 +17,6 @@ from drivesync.cli import main
 from drivesync.cli.context import Context, printable
 from drivesync.config import Settings
 
-TOKEN = "test-token"  # as in conftest.py
 HOSTILE = "evil\x1b[2J\x1b]0;owned\x07\rdrivesync: error: forged\nline\x9b\x7f\u202e.txt"
 RAW = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]")   # anything but a real newline/TAB
 
