@@ -184,7 +184,9 @@ def _run(remote: Remote, result: PruneResult, *, permanent: bool, empty_trash: b
               columns(plan_rows(plan, done=False), ROWS_HEADER)) if plan.delete else None
 
     def run(a: Action) -> int:
-        remote.empty_trash()    # the only action besides deletes
+        if a.kind != EMPTY_TRASH:  # deletes run in the engine; nothing else is planned
+            raise ValueError(f"prune cannot run a {a.kind!r} action")
+        remote.empty_trash()
         return 0
 
     report = apply_plan(Plan(actions), run, remote=remote, jobs=1, dry_run=result.dry_run,

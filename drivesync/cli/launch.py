@@ -41,8 +41,8 @@ class _LaunchChannel(CliChannel):
 
 
 def _channel(ctx: Context) -> _LaunchChannel:
-    """``ctx.progress()`` (its bars) in launch's style."""
-    return _LaunchChannel(ctx, ctx.progress())
+    """``ctx.progress()``'s bars, with events and output in launch's style."""
+    return _LaunchChannel(ctx, ctx.progress().bars)
 
 
 def _common_launch(p: argparse.ArgumentParser) -> None:

@@ -166,7 +166,7 @@ def _tally(result: SyncResult, report: ApplyReport, runner: _Runner) -> None:
     result.uploaded = report.done[UPLOAD] + report.done[REPLACE]
     result.packed = report.done[PACK]
     result.skipped = report.done[SKIP]
-    duplicates = sum(1 for a, _ in report.removed if "duplicate" in a.reason)
+    duplicates = sum(1 for a, _ in report.removed if a.reason != ABSENT)
     result.deleted = runner.deleted + len(report.removed) - duplicates
     result.duplicates_removed = duplicates
     result.failed = report.failed
